@@ -1,0 +1,107 @@
+"""A tiny random-weight Qwen2.5-VL checkpoint, built in code so that tests and the debug preset run offline.
+
+It is saved with `save_pretrained` and then loaded by the same `load_policy` that loads the 3B model, so the debug
+run exercises exactly the real classes, processor and chat template. Only the sizes (and a small BPE vocabulary
+trained here on a few kilobytes of text) differ from Qwen/Qwen2.5-VL-3B-Instruct.
+"""
+
+import json
+from pathlib import Path
+
+import torch
+
+# The chat template of Qwen2.5-VL-Instruct (tokenizer_config.json / chat_template.json of the released checkpoints).
+QWEN2_5_VL_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}"
+    "{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}"
+    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
+    "<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+SPECIAL_TOKENS = [
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>",
+    "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
+    "<|image_pad|>", "<|video_pad|>",
+]
+
+# Text the tiny BPE is trained on: the R1 format, digits and the LaTeX that math answers use.
+_CORPUS = [
+    "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. "
+    "The assistant first thinks about the reasoning process in the mind and then provides the user with the answer.",
+    "<think> Let me compute step by step. </think><answer> \\boxed{42} </answer>",
+    "\\frac{1}{2} + \\frac{3}{4} = \\frac{5}{4}, x = 7, 0.5, 12%, \\sqrt{2}, \\pi, 3x + 5 = 20",
+    "What is the area of the triangle? Solve for x. Find the value. How many? The answer is",
+    "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 25 30 50 100",
+]
+
+
+def train_tokenizer(corpus: list[str], vocab_size: int):
+    """Byte-level BPE with Qwen2's pre-tokenizer, wrapped in the real Qwen2Tokenizer class."""
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import Qwen2Tokenizer
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    bpe = Tokenizer(models.BPE())
+    bpe.normalizer = normalizers.NFC()
+    bpe.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size - len(SPECIAL_TOKENS), show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(corpus, trainer)
+    model = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
+    tokenizer = Qwen2Tokenizer(vocab=model["vocab"], merges=merges, errors="replace")
+    tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:]})
+    tokenizer.chat_template = QWEN2_5_VL_CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_tiny_checkpoint(path: str | Path, corpus: list[str] = (), vocab_size: int = 512, hidden: int = 64,
+                          max_pixels: int = 112 * 112, seed: int = 0) -> Path:
+    """Write a random tiny Qwen2.5-VL (text hidden 64, 2 layers, 4 heads / 2 kv; vision depth 2, hidden 32)
+    with its tokenizer and processor to `path`; returns the path. Deterministic for a given seed and corpus."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    from rl.policy import make_processor
+
+    path = Path(path)
+    tokenizer = train_tokenizer(_CORPUS + list(corpus), vocab_size)
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    heads = 4
+    config = Qwen2_5_VLConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
+            num_attention_heads=heads, num_key_value_heads=2, max_position_embeddings=4096,
+            rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]},
+            bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+            tie_word_embeddings=False,
+        ),
+        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=hidden,
+                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56,
+                           fullatt_block_indexes=[1]),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+    )
+    assert sum(config.text_config.rope_parameters["mrope_section"]) == hidden // heads // 2
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(config)
+    model.generation_config.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
+    model.generation_config.pad_token_id = ids["<|endoftext|>"]
+    processor = make_processor(tokenizer, QWEN2_5_VL_CHAT_TEMPLATE, min_pixels=28 * 28, max_pixels=max_pixels)
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path

@@ -1,0 +1,301 @@
+"""The RL loop, one place for all state.
+
+One step, as data:
+    prompts -> rollout (n samples each) -> rewards -> old / reference log-probs (+ critic values)
+    -> advantages -> PPO epochs over micro-batches -> optimizer steps -> one metrics line (+ checkpoint)
+
+Parameters stay in fp32 (master weights) and the forward passes run under bf16 autocast on a GPU: with the paper's
+learning rate of 4e-7, an Adam update is far below the resolution of a bf16 weight and would simply be lost.
+"""
+
+import copy
+import json
+import math
+import random
+import resource
+import time
+from collections import Counter
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from rl import algos
+from rl.config import Config
+from rl.optim import clip_grad_norm, lr_at, make_optimizer, set_lr
+from rl.policy import (Critic, collate, encode_prompts, is_vision_model, load_policy, pad_token_id,
+                       response_logprobs, tokenizer_of)
+from rl.rollout import generate
+from rl.tiny_model import build_tiny_checkpoint
+
+TOKEN_KEYS = ("old_logp", "ref_logp", "old_values", "advantages", "returns")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def pick_autocast_dtype(name: str, device: torch.device):
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    return {"bf16": torch.bfloat16, "fp32": None}[name]
+
+
+def peak_memory_gb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def chunks(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+class Trainer:
+    def __init__(self, cfg: Config, samples: list, reward_fn, log=print):
+        if len(samples) < cfg.prompts_per_step:
+            raise ValueError(f"{len(samples)} samples is fewer than --prompts-per-step {cfg.prompts_per_step}")
+        self.cfg, self.samples, self.reward_fn, self.log = cfg, samples, reward_fn, log
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.json").write_text(cfg.to_json())
+        random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        self.device = pick_device(cfg.device)
+        self.autocast_dtype = pick_autocast_dtype(cfg.dtype, self.device)
+
+        model_path = cfg.model
+        if model_path == "tiny":
+            corpus = [m.get("text", "") for s in samples[:256] for msg in s.messages
+                      for m in (msg["content"] if isinstance(msg["content"], list) else [{"text": msg["content"]}])]
+            model_path = str(build_tiny_checkpoint(self.out / "base_model", corpus=corpus, seed=cfg.seed))
+        self.model_path = model_path
+        self.policy, self.processor = load_policy(model_path, torch.float32, cfg.attn, self.device)
+        self.tokenizer = tokenizer_of(self.processor)
+        self.pad_id = pad_token_id(self.processor)
+        image_processor = getattr(self.processor, "image_processor", None)
+        if image_processor is not None:
+            image_processor.max_pixels, image_processor.min_pixels = cfg.max_pixels, cfg.min_pixels
+            if isinstance(getattr(image_processor, "size", None), dict):
+                image_processor.size = {"longest_edge": cfg.max_pixels, "shortest_edge": cfg.min_pixels}
+        if cfg.freeze_vision and is_vision_model(self.policy):
+            self.policy.model.visual.requires_grad_(False)
+        if cfg.gradient_checkpointing:
+            self.policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.policy.config.use_cache = True  # generation still uses the KV cache
+
+        # The reference model exists only when it is used (kl > 0); frozen, in the compute dtype.
+        self.ref = None
+        if cfg.kl > 0:
+            self.ref = copy.deepcopy(self.policy).requires_grad_(False).eval()
+            if self.autocast_dtype is not None:
+                self.ref.to(self.autocast_dtype)
+        self.critic = None
+        if cfg.estimator == "gae":
+            self.critic = Critic(self.policy).to(self.device)
+            if cfg.freeze_vision and is_vision_model(self.policy):
+                self.critic.backbone.visual.requires_grad_(False)
+
+        self.rollout_size = cfg.prompts_per_step * cfg.n_samples
+        self.updates_per_step = cfg.ppo_epochs * math.ceil(self.rollout_size / cfg.train_batch_size)
+        steps_per_episode = len(samples) // cfg.prompts_per_step
+        self.total_steps = cfg.episodes * steps_per_episode
+        if cfg.max_steps:
+            self.total_steps = min(self.total_steps, cfg.max_steps) if cfg.episodes else cfg.max_steps
+        self.total_updates = self.total_steps * self.updates_per_step
+        trainable = [p for p in self.policy.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(trainable, cfg.actor_lr, tuple(cfg.adam_betas), cfg.weight_decay, cfg.optim)
+        self.critic_optimizer = None
+        if self.critic is not None:
+            params = [p for p in self.critic.parameters() if p.requires_grad]
+            self.critic_optimizer = make_optimizer(params, cfg.critic_lr, tuple(cfg.adam_betas), cfg.weight_decay,
+                                                   cfg.optim)
+        self.step = 0
+        self.update_step = 0
+        self.counts = Counter()  # data problems seen so far (skipped prompts, unparseable gold answers, ...)
+
+    # -- helpers -------------------------------------------------------------------------------------------------
+    def autocast(self):
+        if self.autocast_dtype is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def prompts_for_step(self, step: int) -> list:
+        """Sample order: a fresh seeded permutation per episode; the last incomplete batch is dropped."""
+        per_episode = len(self.samples) // self.cfg.prompts_per_step
+        episode, k = divmod(step, per_episode)
+        order = list(range(len(self.samples)))
+        random.Random(self.cfg.seed + episode).shuffle(order)
+        idx = order[k * self.cfg.prompts_per_step:(k + 1) * self.cfg.prompts_per_step]
+        return [self.samples[i] for i in idx]
+
+    # -- one RL step ---------------------------------------------------------------------------------------------
+    def make_experience(self, samples: list) -> tuple[list[dict], dict]:
+        cfg, times = self.cfg, {}
+        t = time.perf_counter()
+        prompt_rows, kept = [], []
+        for s, row in zip(samples, encode_prompts(self.processor, samples)):
+            if row["prompt_ids"].numel() > cfg.max_prompt_len:
+                self.counts["data/prompt_too_long"] += 1
+                continue
+            prompt_rows.append(row)
+            kept.append(s)
+        if not prompt_rows:
+            raise RuntimeError(f"every prompt of step {self.step} is longer than --max-prompt-len {cfg.max_prompt_len}")
+        with self.autocast():
+            rows = generate(self.policy, self.processor, prompt_rows, cfg.n_samples, cfg.temperature, cfg.top_p,
+                            cfg.max_new_tokens, cfg.gen_batch_size)
+        times["time/generate"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        texts = self.tokenizer.batch_decode([r["response_ids"] for r in rows], skip_special_tokens=True)
+        group = [s for s in kept for _ in range(cfg.n_samples)]
+        scored = self.reward_fn(texts, [s.answer for s in group], [s.meta for s in group])
+        self.counts.update(scored.counts)
+        rewards = torch.tensor(scored.components["total"], dtype=torch.float32)
+        times["time/reward"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        self.policy.eval()
+        entropies = []
+        with torch.no_grad(), self.autocast():
+            for mb in chunks(rows, cfg.micro_batch_size):
+                batch = collate(mb, self.pad_id)
+                logp, ent = response_logprobs(self.policy, batch, cfg.temperature, True, cfg.logprob_chunk)
+                ref_logp = (response_logprobs(self.ref, batch, cfg.temperature, False, cfg.logprob_chunk)[0]
+                            if self.ref is not None else None)
+                values = self.critic(batch) if self.critic is not None else None
+                for i, r in enumerate(mb):
+                    n = r["response_ids"].numel()
+                    r["old_logp"] = logp[i, :n].float().cpu()
+                    r["ref_logp"] = ref_logp[i, :n].float().cpu() if ref_logp is not None else r["old_logp"]
+                    r["old_values"] = values[i, :n].cpu() if values is not None else torch.zeros(n)
+                    entropies.append(ent[i, :n].cpu())
+        times["time/logprob"] = time.perf_counter() - t
+
+        full = collate(rows, self.pad_id, token_keys=("old_logp", "ref_logp", "old_values"))
+        mask = full["action_mask"]
+        kl = algos.kl_estimate(full["old_logp"], full["ref_logp"], cfg.kl_estimator)
+        whiten = {"auto": None, "on": True, "off": False}[cfg.whiten]
+        beta = cfg.kl if (self.ref is not None and cfg.kl_in == "reward") else 0.0
+        adv, ret = algos.compute_advantages(cfg.estimator, rewards, mask, cfg.n_samples, kl=kl, beta=beta,
+                                            values=full["old_values"], gamma=cfg.gamma, lam=cfg.lam,
+                                            whiten_advantages=whiten)
+        for i, r in enumerate(rows):
+            n = r["response_ids"].numel()
+            r["advantages"], r["returns"] = adv[i, :n], ret[i, :n]
+
+        lengths = mask.sum(1).float()
+        metrics = {f"reward/{k}": sum(v) / len(v) for k, v in scored.components.items() if k != "total"}
+        metrics.update({
+            "reward/mean": rewards.mean().item(),
+            "response_len/mean": lengths.mean().item(),
+            "response_len/max": lengths.max().item(),
+            "response/truncated_frac": sum(not r["finished"] for r in rows) / len(rows),
+            "kl": algos.masked_mean(algos.kl_estimate(full["old_logp"], full["ref_logp"], "k1"), mask).item(),
+            "entropy": torch.cat(entropies).mean().item() if entropies else 0.0,
+            "prompt_len/mean": sum(r["prompt_ids"].numel() for r in rows) / len(rows),
+            **times,
+        })
+        return rows, metrics
+
+    def train_on(self, rows: list[dict]) -> dict:
+        """PPO epochs over the rollout batch; one optimizer step per train batch, micro-batches accumulate."""
+        cfg = self.cfg
+        self.policy.train()
+        if self.critic is not None:
+            self.critic.train()
+        stats = {"loss/policy": [], "clip_frac": [], "approx_kl": [], "grad_norm": [], "loss/value": [],
+                 "loss/kl": [], "critic_grad_norm": []}
+        gen = torch.Generator().manual_seed(cfg.seed * 100003 + self.step)
+        for _ in range(cfg.ppo_epochs):
+            order = torch.randperm(len(rows), generator=gen).tolist()
+            for train_batch in chunks([rows[i] for i in order], cfg.train_batch_size):
+                # Weights that make the accumulated micro-batch losses equal the loss of the whole train batch.
+                total = (sum(r["response_ids"].numel() for r in train_batch) if cfg.loss_agg == "token-mean"
+                         else sum(r["response_ids"].numel() > 0 for r in train_batch))
+                for mb in chunks(train_batch, cfg.micro_batch_size):
+                    part = (sum(r["response_ids"].numel() for r in mb) if cfg.loss_agg == "token-mean"
+                            else sum(r["response_ids"].numel() > 0 for r in mb))
+                    weight = part / max(total, 1)
+                    batch = collate(mb, self.pad_id, token_keys=TOKEN_KEYS)
+                    mask = batch["action_mask"]
+                    with self.autocast():
+                        logp, _ = response_logprobs(self.policy, batch, cfg.temperature, False, cfg.logprob_chunk)
+                    loss, st = algos.policy_loss(logp, batch["old_logp"], batch["advantages"], mask, cfg.eps_clip,
+                                                 cfg.loss_agg)
+                    if self.ref is not None and cfg.kl_in == "loss":
+                        kl_term = algos.kl_loss(logp, batch["ref_logp"], mask, cfg.kl_estimator, cfg.loss_agg)
+                        loss = loss + cfg.kl * kl_term
+                        stats["loss/kl"].append(kl_term.item())
+                    (loss * weight).backward()
+                    stats["loss/policy"].append(loss.item())
+                    stats["clip_frac"].append(st["clip_frac"])
+                    stats["approx_kl"].append(st["approx_kl"])
+                    if self.critic is not None:
+                        with self.autocast():
+                            values = self.critic(batch)
+                        vloss = algos.value_loss(values, batch["old_values"], batch["returns"], mask,
+                                                 cfg.value_clip, cfg.loss_agg)
+                        (vloss * weight).backward()
+                        stats["loss/value"].append(vloss.item())
+                lr = lr_at(self.update_step, self.total_updates, cfg.actor_lr, cfg.warmup_ratio, cfg.min_lr_ratio)
+                set_lr(self.optimizer, lr)
+                stats["grad_norm"].append(clip_grad_norm(
+                    [p for p in self.policy.parameters() if p.requires_grad], cfg.grad_clip))
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                if self.critic is not None:
+                    set_lr(self.critic_optimizer, lr_at(self.update_step, self.total_updates, cfg.critic_lr,
+                                                        cfg.warmup_ratio, cfg.min_lr_ratio))
+                    stats["critic_grad_norm"].append(clip_grad_norm(
+                        [p for p in self.critic.parameters() if p.requires_grad], cfg.grad_clip))
+                    self.critic_optimizer.step()
+                    self.critic_optimizer.zero_grad(set_to_none=True)
+                self.update_step += 1
+        out = {k: sum(v) / len(v) for k, v in stats.items() if v}
+        out["lr"] = lr
+        return out
+
+    # -- outputs -------------------------------------------------------------------------------------------------
+    def save(self, path: Path):
+        """A Hugging Face checkpoint (model + processor) that from_pretrained loads; the critic beside it."""
+        path.mkdir(parents=True, exist_ok=True)
+        self.policy.save_pretrained(path)
+        self.processor.save_pretrained(path)
+        if self.critic is not None:
+            torch.save(self.critic.state_dict(), path / "critic.pt")
+        (path / "trainer_state.json").write_text(json.dumps(
+            {"step": self.step, "update_step": self.update_step, "counts": dict(self.counts)}, indent=2))
+
+    def train(self) -> Path:
+        cfg = self.cfg
+        metrics_file = open(self.out / "metrics.jsonl", "w")
+        bar = tqdm(range(self.step, self.total_steps), desc="rl", unit="step", dynamic_ncols=True)
+        try:
+            for self.step in bar:
+                t0 = time.perf_counter()
+                rows, metrics = self.make_experience(self.prompts_for_step(self.step))
+                t = time.perf_counter()
+                metrics.update(self.train_on(rows))
+                metrics["time/update"] = time.perf_counter() - t
+                metrics["time/step"] = time.perf_counter() - t0
+                n_tokens = sum(r["response_ids"].numel() for r in rows)
+                metrics["tokens_per_s"] = n_tokens / metrics["time/step"]
+                metrics["mem/peak_gb"] = peak_memory_gb(self.device)
+                metrics.update({k: v for k, v in self.counts.items()})
+                metrics = {"step": self.step + 1, "update_step": self.update_step, **metrics}
+                metrics_file.write(json.dumps(metrics) + "\n")
+                metrics_file.flush()
+                bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", len=f"{metrics['response_len/mean']:.0f}")
+                if cfg.save_every and (self.step + 1) % cfg.save_every == 0:
+                    self.save(self.out / "checkpoints" / f"step_{self.step + 1}")
+            self.step = self.total_steps
+            final = self.out / "final"
+            self.save(final)
+            return final
+        finally:
+            metrics_file.close()

@@ -1,0 +1,17 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """One tiny random Qwen2.5-VL checkpoint (model + processor) for the whole session."""
+    from rl.tiny_model import build_tiny_checkpoint
+    return str(build_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "model"))
