@@ -7,15 +7,20 @@
 
 import sys
 
-from data.loaders import load_dataset_by_name
-from rewards import get_reward
 from rl.config import parse_config
-from rl.trainer import Trainer
 
 
 def main(argv=None):
+    # Heavy imports here, not at the top: reward workers are spawned processes that re-import this script.
+    from data.loaders import DataError, load_dataset_by_name
+    from rewards import get_reward
+    from rl.trainer import Trainer
+
     cfg = parse_config(argv, default_preset="fre-text", description=__doc__.splitlines()[0])
-    samples = load_dataset_by_name(cfg.data, on_error=cfg.on_bad_row, max_samples=cfg.max_samples or None)
+    try:
+        samples = load_dataset_by_name(cfg.data, on_error=cfg.on_bad_row, max_samples=cfg.max_samples or None)
+    except (FileNotFoundError, DataError) as e:
+        raise SystemExit(f"error: {e}") from None
     print(f"{len(samples)} prompts from {cfg.data}; model {cfg.model}; preset {cfg.preset}", file=sys.stderr)
     reward_fn = get_reward(cfg.reward, workers=cfg.reward_workers, timeout=cfg.reward_timeout)
     try:

@@ -1,0 +1,123 @@
+"""Rule-based rewards, looked up by name.
+
+    reward_fn = get_reward("r1_math", workers=2, timeout=5.0)
+    out = reward_fn(responses, golds, metas)
+    out.components["total"], out.counts
+    reward_fn.close()
+"""
+from dataclasses import dataclass
+from typing import Protocol
+
+from .choice import choice_reward, extract_choice, gold_letter
+from .format import format_reward
+from .math import STATUSES, MathResult, MathVerifier, math_accuracy
+from .text import MAX_RESPONSE_CHARS, answer_text
+
+__all__ = [
+    "REWARDS", "get_reward", "RewardFn", "RewardOutput", "R1MathReward", "R1ChoiceReward",
+    "FormatReward", "format_reward", "choice_reward", "extract_choice", "gold_letter",
+    "MathVerifier", "MathResult", "math_accuracy", "STATUSES", "answer_text", "MAX_RESPONSE_CHARS",
+]
+
+
+@dataclass
+class RewardOutput:
+    components: dict[str, list[float]]  # name -> per-sample values; always has "total"
+    counts: dict[str, int]  # per-call status counts under their metric names, e.g. {"reward/timeout": 1}
+
+
+# Metric names of the check statuses: a gold answer that does not parse is a data problem, the rest are the checker's.
+COUNT_NAMES = {"ok": "reward/checked", "gold_unparseable": "data/gold_unparseable", "timeout": "reward/timeout",
+               "error": "reward/error"}
+
+
+class RewardFn(Protocol):
+    def __call__(self, responses: list[str], golds: list[str],
+                 metas: list[dict] | None = None) -> RewardOutput: ...
+
+    def close(self) -> None: ...
+
+
+def _check_lengths(responses, golds, metas) -> None:
+    if len(responses) != len(golds) or (metas is not None and len(metas) != len(responses)):
+        raise ValueError("responses, golds and metas must have the same length")
+
+
+class _NoPool:
+    """Base for rewards without worker processes. Pool options (workers, timeout,
+    ...) are accepted and ignored, so the trainer can pass one set of options for any reward."""
+
+    def __init__(self, **_pool_options):
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class FormatReward(_NoPool):
+    """Name "format": 0.5 for `<think>...</think><answer>...</answer>`."""
+
+    def __call__(self, responses, golds, metas=None) -> RewardOutput:
+        _check_lengths(responses, golds, metas)
+        fmt = [format_reward(r) for r in responses]
+        return RewardOutput({"format": fmt, "total": list(fmt)}, {})
+
+
+class R1ChoiceReward(_NoPool):
+    """Name "r1_choice": format (0 / 0.5) + option-letter accuracy (0 / 1)."""
+
+    def __call__(self, responses, golds, metas=None) -> RewardOutput:
+        _check_lengths(responses, golds, metas)
+        fmt = [format_reward(r) for r in responses]
+        acc = [choice_reward(r, g) for r, g in zip(responses, golds)]
+        bad_gold = sum(gold_letter(g) is None for g in golds)
+        return RewardOutput({"format": fmt, "accuracy": acc, "total": [f + a for f, a in zip(fmt, acc)]},
+                            {COUNT_NAMES["ok"]: len(golds) - bad_gold, COUNT_NAMES["gold_unparseable"]: bad_gold})
+
+
+class R1MathReward:
+    """Name "r1_math": format (0 / 0.5) + math-verify accuracy (0 / 1), checked in a worker pool.
+
+    `counts` has every status in STATUSES under its metric name (COUNT_NAMES).
+    """
+
+    def __init__(self, workers: int = 2, timeout: float = 5.0, **verifier_options):
+        self.verifier = MathVerifier(workers=workers, timeout=timeout, **verifier_options)
+
+    def __call__(self, responses, golds, metas=None) -> RewardOutput:
+        _check_lengths(responses, golds, metas)
+        fmt = [format_reward(r) for r in responses]
+        results = self.verifier.score(responses, golds)
+        acc = [r.reward for r in results]
+        counts = {COUNT_NAMES[s]: sum(r.status == s for r in results) for s in STATUSES}
+        return RewardOutput({"format": fmt, "accuracy": acc, "total": [f + a for f, a in zip(fmt, acc)]},
+                            counts)
+
+    def close(self) -> None:
+        self.verifier.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+REWARDS: dict[str, type] = {
+    "r1_math": R1MathReward,
+    "r1_choice": R1ChoiceReward,
+    "format": FormatReward,
+}
+
+
+def get_reward(name: str, **options) -> RewardFn:
+    """A new reward function; call close() on it when done (it may own worker processes)."""
+    if name not in REWARDS:
+        raise KeyError(f"unknown reward {name!r}; known: {sorted(REWARDS)}")
+    return REWARDS[name](**options)

@@ -1,0 +1,77 @@
+"""Optimizer construction and learning-rate schedule (pure, no trainer state)."""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Union
+
+import torch
+
+__all__ = ["OPTIMIZERS", "lr_at", "make_optimizer", "clip_grad_norm", "set_lr"]
+
+OPTIMIZERS = ("adamw_8bit", "adamw")
+
+
+def lr_at(
+    step: int,
+    total_steps: int,
+    base_lr: float,
+    warmup_ratio: float = 0.03,
+    min_lr_ratio: float = 0.1,
+) -> float:
+    """Learning rate for 0-indexed optimizer `step`: linear warmup then cosine decay to min_lr_ratio*base_lr."""
+    # OpenRLHF "cosine_with_min_lr" schedule, shifted by one so the first update is not lr=0:
+    # warmup lr = base*(step+1)/W for W = ceil(warmup_ratio*total) steps (step W-1 hits base_lr),
+    # then cosine base -> min with progress (step+1-W)/(total-W), reaching min at step total-1.
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+    if step < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+    # -1e-9 guards float noise: 0.07*100 == 7.000000000000001 must give 7, not 8.
+    warmup = max(0, math.ceil(warmup_ratio * total_steps - 1e-9))
+    s = step + 1
+    if s <= warmup:
+        return base_lr * s / warmup
+    decay = total_steps - warmup
+    progress = min(1.0, (s - warmup) / decay)
+    min_lr = base_lr * min_lr_ratio
+    return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def make_optimizer(
+    params: Iterable,
+    lr: float,
+    betas: tuple[float, float] = (0.9, 0.95),
+    weight_decay: float = 0.0,
+    kind: str = "adamw_8bit",
+) -> torch.optim.Optimizer:
+    """Build AdamW ("adamw") or bitsandbytes 8-bit AdamW ("adamw_8bit", the default)."""
+    # 8-bit Adam (Dettmers et al. 2022, block-wise quantised states); bnb keeps fp32 state for
+    # tensors < 4096 elements (min_8bit_size). bitsandbytes is imported lazily.
+    if kind == "adamw":
+        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay)
+    if kind == "adamw_8bit":
+        try:
+            import bitsandbytes as bnb  # noqa: PLC0415 (lazy: optional heavy dependency)
+        except Exception as e:  # ImportError, or RuntimeError from a broken native lib
+            raise ImportError(
+                f"optimizer 'adamw_8bit' needs bitsandbytes, which failed to import ({e!r}); "
+                "install bitsandbytes or pass --optim adamw"
+            ) from e
+        return bnb.optim.AdamW8bit(params, lr=lr, betas=betas, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {kind!r}; expected one of {OPTIMIZERS}")
+
+
+def clip_grad_norm(
+    params: Union[torch.Tensor, Iterable[torch.Tensor]], max_norm: float
+) -> float:
+    """Clip gradients in place to total L2 norm max_norm; return the pre-clip norm as a float."""
+    # Global-norm gradient clipping (Pascanu et al. 2013), as torch.nn.utils.clip_grad_norm_.
+    return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set the learning rate of every param group of `optimizer`."""
+    # Manual per-step schedule (lr_at) instead of a stateful torch LR scheduler.
+    for group in optimizer.param_groups:
+        group["lr"] = lr

@@ -1,0 +1,362 @@
+"""Tests for rl/algos.py. Expected numbers are hand-computed literals (see comments)."""
+
+import math
+
+import pytest
+import torch
+
+from rl import algos as A
+
+NAN = float("nan")
+INF = float("inf")
+
+
+def T(x):
+    return torch.tensor(x, dtype=torch.float64)
+
+
+def close(got, want, atol=1e-6):
+    got = torch.as_tensor(got, dtype=torch.float64)
+    want = torch.as_tensor(want, dtype=torch.float64)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    assert torch.allclose(got, want, atol=atol, rtol=0), f"\n got={got}\nwant={want}"
+
+
+# Rows of length 3, 1, 2 within T=3.
+MASK = T([[1, 1, 1], [1, 0, 0], [1, 1, 0]])
+# Plus an empty row.
+MASK_E = T([[1, 1, 1], [1, 0, 0], [1, 1, 0], [0, 0, 0]])
+
+
+# ---------------------------------------------------------------- reductions
+
+
+def test_masked_sum_and_mean_ignore_padding_nan():
+    x = T([[1, 2, 3], [4, NAN, INF], [5, 6, NAN]])
+    close(A.masked_sum(x, MASK), 21.0)
+    close(A.masked_sum(x, MASK, dim=1), [6.0, 4.0, 11.0])
+    close(A.masked_mean(x, MASK), 21.0 / 6)  # 3.5
+    close(A.masked_mean(x, MASK, dim=1), [2.0, 4.0, 5.5])
+    # empty row / empty batch -> 0, not NaN
+    x4 = torch.cat([x, T([[NAN, NAN, NAN]])])
+    close(A.masked_mean(x4, MASK_E, dim=1), [2.0, 4.0, 5.5, 0.0])
+    close(A.masked_mean(x, torch.zeros_like(MASK)), 0.0)
+    # bool masks work too
+    close(A.masked_mean(x, MASK.bool()), 3.5)
+
+
+# ---------------------------------------------------------------- KL
+
+
+def test_kl_estimates_hand_values():
+    logp = T([-1.0, -2.0, -0.7])
+    ref = T([-1.5, -1.0, -0.7])
+    # log-ratio = [0.5, -1, 0]
+    close(A.kl_estimate(logp, ref, "k1"), [0.5, -1.0, 0.0])
+    close(A.kl_estimate(logp, ref, "k2"), [0.125, 0.5, 0.0])
+    # k3 = exp(ref-logp) - (ref-logp) - 1: exp(-0.5)+0.5-1 = 0.1065307; e-1-1 = 0.7182818
+    close(A.kl_estimate(logp, ref, "k3"), [0.1065307, 0.7182818, 0.0])
+    with pytest.raises(ValueError):
+        A.kl_estimate(logp, ref, "k4")
+
+
+def test_kl_loss_masked_with_inf_on_padding():
+    # row0 log-ratios [0.5, -1], row1 [0.5]; padding would give exp(1000) = inf if unmasked.
+    logp = T([[-1.0, -2.0], [-1.0, 0.0]]).requires_grad_(True)
+    ref = T([[-1.5, -1.0], [-1.5, 1000.0]])
+    mask = T([[1, 1], [1, 0]])
+    # k3 tokens: 0.1065307, 0.7182818 | 0.1065307
+    loss = A.kl_loss(logp, ref, mask, "k3", "token-mean")
+    close(loss, 0.9313432 / 3)  # 0.3104477
+    loss.backward()
+    assert torch.isfinite(logp.grad).all()
+    assert logp.grad[1, 1] == 0
+    # seq-mean: row0 (0.1065307+0.7182818)/2 = 0.4124062, row1 0.1065307 -> 0.2594685
+    close(A.kl_loss(logp, ref, mask, "k3", "seq-mean-token-mean"), 0.2594685)
+    close(A.kl_loss(logp, ref, mask, "k1", "token-mean"), 0.0)  # (0.5 - 1 + 0.5)/3
+    close(A.kl_loss(logp, ref, mask, "k1", "seq-mean-token-mean"), 0.125)  # (-0.25 + 0.5)/2
+    close(A.kl_loss(logp, ref, mask, "k2", "token-mean"), 0.75 / 3)  # (0.125+0.5+0.125)/3
+
+
+# ---------------------------------------------------------------- outcome advantages
+
+R = T([1.0, 0.0, 0.5, 0.5])
+
+
+def test_outcome_reinforce_baseline():
+    close(A.outcome_advantage(R, 2, "reinforce_baseline"), [0.5, -0.5, 0.0, 0.0])
+    # clamp to [-10, 10]: [30, 0] -> mean 15 -> [15, -15] -> [10, -10]
+    close(A.outcome_advantage(T([30.0, 0.0]), 2, "reinforce_baseline"), [10.0, -10.0])
+
+
+def test_outcome_grpo_unbiased_std():
+    # group (1, 0): unbiased std = sqrt(0.5) = 0.7071068; 0.5 / (0.7071068 + 1e-6) = 0.7071058
+    # group (0.5, 0.5): std 0 -> 0 / 1e-6 = 0
+    close(A.outcome_advantage(R, 2, "grpo"), [0.7071058, -0.7071058, 0.0, 0.0])
+    # group of 3 (1, 0, 0): mean 1/3, unbiased var 1/3, std 0.5773503
+    # 2/3 / 0.5773513 = 1.1546985, -1/3 / 0.5773513 = -0.5773493
+    close(A.outcome_advantage(T([1.0, 0.0, 0.0]), 3, "grpo"), [1.1546985, -0.5773493, -0.5773493])
+
+
+def test_outcome_rloo():
+    close(A.outcome_advantage(R, 2, "rloo"), [1.0, -1.0, 0.0, 0.0])
+    # (1, 0, 0): 1 - 0/2 = 1; 0 - (1+0)/2 = -0.5
+    close(A.outcome_advantage(T([1.0, 0.0, 0.0]), 3, "rloo"), [1.0, -0.5, -0.5])
+
+
+def test_outcome_reinforce_and_gae_unchanged():
+    for est in ("reinforce", "gae"):
+        close(A.outcome_advantage(R, 2, est), [1.0, 0.0, 0.5, 0.5])
+        close(A.outcome_advantage(R, 1, est), [1.0, 0.0, 0.5, 0.5])
+
+
+def test_outcome_errors():
+    with pytest.raises(ValueError):
+        A.outcome_advantage(T([1.0, 0.0, 1.0]), 2, "grpo")  # N=3 not divisible by 2
+    with pytest.raises(ValueError):
+        A.outcome_advantage(R, 2, "ppo")  # unknown
+    with pytest.raises(ValueError):
+        A.outcome_advantage(R, 1, "rloo")  # leave-one-out needs g >= 2
+    with pytest.raises(ValueError):
+        A.outcome_advantage(R, 1, "grpo")  # unbiased std of 1 sample undefined
+    with pytest.raises(ValueError):
+        A.outcome_advantage(R, 0, "reinforce")
+    with pytest.raises(ValueError):
+        A.outcome_advantage(R.view(2, 2), 2, "grpo")  # must be 1-D
+
+
+# ---------------------------------------------------------------- token rewards / returns / gae
+
+
+def test_token_rewards_outcome_on_last_valid_token_empty_row_skipped():
+    out = A.token_rewards(T([1.0, 2.0, 3.0, 4.0]), MASK_E)
+    close(out, [[0, 0, 1], [2, 0, 0], [0, 3, 0], [0, 0, 0]])
+
+
+def test_token_rewards_kl_penalty_only_on_valid_tokens():
+    kl = T([[0.1, 0.2, 0.3], [0.4, INF, NAN], [0.5, 0.6, 9.0], [9.0, 9.0, 9.0]])
+    out = A.token_rewards(T([1.0, 2.0, 3.0, 4.0]), MASK_E, kl=kl, beta=0.1)
+    close(out, [[-0.01, -0.02, 0.97], [1.96, 0, 0], [-0.05, 2.94, 0], [0, 0, 0]])
+    # beta = 0 ignores kl entirely
+    close(A.token_rewards(T([1.0, 2.0, 3.0, 4.0]), MASK_E, kl=kl, beta=0.0),
+          [[0, 0, 1], [2, 0, 0], [0, 3, 0], [0, 0, 0]])
+    with pytest.raises(ValueError):
+        A.token_rewards(T([1.0, 2.0]), MASK_E)
+
+
+def test_discounted_returns_hand_values():
+    r = T([[1, 2, 3], [4, 9, 9], [5, 6, 9]])  # 9 on padding must be ignored
+    close(A.discounted_returns(r, MASK, gamma=1.0), [[6, 5, 3], [4, 0, 0], [11, 6, 0]])
+    # gamma = 0.5: row0 G2=3, G1=2+1.5=3.5, G0=1+1.75=2.75; row2 G1=6, G0=5+3=8
+    close(A.discounted_returns(r, MASK, gamma=0.5), [[2.75, 3.5, 3], [4, 0, 0], [8, 6, 0]])
+
+
+GAE_R = T([[0, 0, 1], [2, 0, 0], [0, 3, 0]])
+GAE_V = T([[0.5, 0.25, 0.75], [1.0, 7.0, 7.0], [0.2, 0.4, 7.0]])  # 7 on padding must not leak
+
+
+def test_gae_lambda_gamma_one_is_return_minus_value():
+    adv, ret = A.gae(GAE_R, GAE_V, MASK, gamma=1.0, lam=1.0)
+    # G = [[1,1,1],[2,0,0],[3,3,0]]; A = G - V on valid
+    close(adv, [[0.5, 0.75, 0.25], [1.0, 0, 0], [2.8, 2.6, 0]])
+    close(ret, [[1, 1, 1], [2, 0, 0], [3, 3, 0]])
+
+
+def test_gae_identity_random():
+    g = torch.Generator().manual_seed(0)
+    r = torch.randn(5, 7, generator=g, dtype=torch.float64)
+    v = torch.randn(5, 7, generator=g, dtype=torch.float64)
+    lens = torch.tensor([7, 1, 4, 0, 3])
+    mask = (torch.arange(7)[None] < lens[:, None]).double()
+    adv, ret = A.gae(r, v, mask, 1.0, 1.0)
+    G = A.discounted_returns(r, mask, 1.0)
+    close(adv, (G - v) * mask)
+    close(ret, G)
+
+
+def test_gae_gamma_lambda_half_hand_values():
+    adv, ret = A.gae(GAE_R, GAE_V, MASK, gamma=0.5, lam=0.5)
+    # row0: d2 = 1 - 0.75 = 0.25 -> A2 = 0.25
+    #       d1 = 0.5*0.75 - 0.25 = 0.125 -> A1 = 0.125 + 0.25*0.25 = 0.1875
+    #       d0 = 0.5*0.25 - 0.5 = -0.375 -> A0 = -0.375 + 0.25*0.1875 = -0.328125
+    # row1: A0 = 2 - 1 = 1
+    # row2: d1 = 3 - 0.4 = 2.6 (V beyond last valid = 0, not 7); d0 = 0.5*0.4 - 0.2 = 0 -> A0 = 0.65
+    close(adv, [[-0.328125, 0.1875, 0.25], [1.0, 0, 0], [0.65, 2.6, 0]])
+    close(ret, [[0.171875, 0.4375, 1.0], [2.0, 0, 0], [0.85, 3.0, 0]])
+
+
+# ---------------------------------------------------------------- whiten
+
+W_X = T([[1, 2, 3], [4, 99, NAN], [5, 6, -99]])
+# valid 1..6: mean 3.5, population var 17.5/6 = 2.9166667, std 1.7078251
+W_WANT = [[-1.4638501, -0.8783101, -0.2927700], [0.2927700, 0, 0], [0.8783101, 1.4638501, 0]]
+
+
+def test_whiten_global_mean0_std1_zero_padding():
+    out = A.whiten(W_X, MASK)
+    close(out, W_WANT)
+    valid = out[MASK.bool()]
+    close(valid.mean(), 0.0)
+    close(valid.std(unbiased=False), 1.0)
+    assert (out[~MASK.bool()] == 0).all()
+    # all padding -> zeros
+    close(A.whiten(W_X, torch.zeros_like(MASK)), torch.zeros(3, 3))
+
+
+def test_whiten_all_reduce_two_fake_ranks():
+    # rank 0 holds rows 0-1, the other rank holds row 2: [sum=11, sum_sq=61, count=2]
+    other = T([11.0, 61.0, 2.0])
+    out = A.whiten(W_X[:2], MASK[:2], all_reduce=lambda t: t + other)
+    close(out, W_WANT[:2])
+
+    def inplace(t):  # torch.distributed.all_reduce style: in place, returns None
+        t.add_(other)
+
+    close(A.whiten(W_X[:2], MASK[:2], all_reduce=inplace), W_WANT[:2])
+
+
+# ---------------------------------------------------------------- aggregation / losses
+
+
+def test_aggregate_two_modes_differ_and_empty_rows():
+    x = T([[1, 2, 3], [10, NAN, NAN], [4, 6, INF]])
+    close(A.aggregate(x, MASK, "token-mean"), 26 / 6)  # 4.3333333
+    close(A.aggregate(x, MASK, "seq-mean-token-mean"), 17 / 3)  # (2 + 10 + 5)/3 = 5.6666667
+    x4 = torch.cat([x, T([[NAN, NAN, NAN]])])
+    close(A.aggregate(x4, MASK_E, "token-mean"), 26 / 6)
+    close(A.aggregate(x4, MASK_E, "seq-mean-token-mean"), 17 / 3)  # empty row excluded
+    for agg in A.AGGREGATIONS:
+        close(A.aggregate(x, torch.zeros_like(MASK), agg), 0.0)
+    with pytest.raises(ValueError):
+        A.aggregate(x, MASK, "seq-sum")
+
+
+def _policy_inputs():
+    # (rho, A) per valid token; padding gets absurd logp / NaN adv.
+    rho = [[1.1, 1.5, 0.5], [1.5, 1.0, 1.0], [0.5, 0.9, 1.0]]
+    adv = T([[2.0, 1.0, 1.0], [-1.0, NAN, NAN], [-1.0, -2.0, INF]])
+    logp = T([[math.log(r) for r in row] for row in rho])
+    logp[1, 1] = logp[1, 2] = logp[2, 2] = 80.0
+    return logp, torch.zeros(3, 3, dtype=torch.float64), adv
+
+
+def test_policy_loss_clipped_surrogate_hand_values():
+    logp, old, adv = _policy_inputs()
+    logp.requires_grad_(True)
+    # per-token -min(rho*A, clip(rho,0.8,1.2)*A):
+    #  rho=1.1,A=+2 inside  -> -2.2 | rho=1.5,A=+1 clipped -> -1.2 | rho=0.5,A=+1 -> -0.5 (unclipped min)
+    #  rho=1.5,A=-1 -> +1.5 (unclipped min)
+    #  rho=0.5,A=-1 clipped -> +0.8 | rho=0.9,A=-2 inside -> +1.8
+    loss, stats = A.policy_loss(logp, old, adv, MASK, 0.2, "token-mean")
+    close(loss, 0.2 / 6)  # (-2.2-1.2-0.5+1.5+0.8+1.8)/6 = 0.0333333
+    assert set(stats) >= {"clip_frac", "approx_kl"}
+    close(stats["clip_frac"], 2 / 6)
+    # k3 (rho-1)-log(rho): 1.1->0.0046898, 1.5->0.0945349 (x2), 0.5->0.1931472 (x2), 0.9->0.0053605
+    close(stats["approx_kl"], 0.5854145 / 6)  # 0.0975691
+    loss.backward()
+    assert torch.isfinite(logp.grad).all()
+    assert (logp.grad[~MASK.bool()] == 0).all()
+    # clipped tokens get no gradient; inside-clip token: d/dlogp(-rho*A)/6 = -1.1*2/6
+    assert logp.grad[0, 1] == 0 and logp.grad[2, 0] == 0
+    close(logp.grad[0, 0], -1.1 * 2.0 / 6)
+
+    loss2, _ = A.policy_loss(logp, old, adv, MASK, 0.2, "seq-mean-token-mean")
+    # rows: -3.9/3 = -1.3, 1.5, 2.6/2 = 1.3 -> 1.5/3 = 0.5
+    close(loss2, 0.5)
+
+
+def test_policy_loss_no_clip_when_ratio_one():
+    mask = T([[1, 1]])
+    loss, stats = A.policy_loss(T([[-1.0, -2.0]]), T([[-1.0, -2.0]]), T([[1.0, -3.0]]), mask)
+    close(loss, 1.0)  # mean(-1, +3)
+    assert stats["clip_frac"] == 0.0 and abs(stats["approx_kl"]) < 1e-12
+
+
+def test_value_loss_clipped_and_unclipped_branches():
+    mask = T([[1]])
+    # inside clip: V=0.1, old=0, R=1 -> V_clip=0.1, 0.5*0.81 = 0.405
+    close(A.value_loss(T([[0.1]]), T([[0.0]]), T([[1.0]]), mask), 0.405)
+    # clipped branch larger: V=1, old=0, R=1 -> V_clip=0.2: 0.5*max(0.64, 0) = 0.32
+    close(A.value_loss(T([[1.0]]), T([[0.0]]), T([[1.0]]), mask), 0.32)
+    # unclipped branch larger: V=1, old=0, R=-1 -> 0.5*max(1.44, 4) = 2.0
+    close(A.value_loss(T([[1.0]]), T([[0.0]]), T([[-1.0]]), mask), 2.0)
+    # negative side clip: V=-0.5, old=0, R=-1 -> V_clip=-0.2: 0.5*max(0.64, 0.25) = 0.32
+    close(A.value_loss(T([[-0.5]]), T([[0.0]]), T([[-1.0]]), mask), 0.32)
+
+    # batch with lengths 2, 1 and garbage on padding
+    v = T([[0.1, 1.0], [1.0, NAN]]).requires_grad_(True)
+    old = T([[0.0, 0.0], [0.0, 5.0]])
+    ret = T([[1.0, 1.0], [-1.0, INF]])
+    m = T([[1, 1], [1, 0]])
+    close(A.value_loss(v, old, ret, m, 0.2, "token-mean"), 2.725 / 3)  # 0.9083333
+    loss = A.value_loss(v, old, ret, m, 0.2, "seq-mean-token-mean")
+    close(loss, 1.18125)  # ((0.405+0.32)/2 + 2.0)/2
+    loss.backward()
+    assert torch.isfinite(v.grad).all() and v.grad[1, 1] == 0
+
+
+# ---------------------------------------------------------------- compute_advantages
+
+CA_MASK = T([[1, 1, 1], [1, 0, 0], [1, 1, 0], [1, 1, 0]])  # lengths 3, 1, 2, 2
+
+
+def test_compute_advantages_grpo_and_rloo_no_whitening_by_default():
+    adv, ret = A.compute_advantages("grpo", R, CA_MASK, 2)
+    a = 0.7071058
+    close(adv, [[a, a, a], [-a, 0, 0], [0, 0, 0], [0, 0, 0]])
+    close(ret, adv)
+    adv, _ = A.compute_advantages("rloo", R, CA_MASK, 2)
+    close(adv, [[1, 1, 1], [-1, 0, 0], [0, 0, 0], [0, 0, 0]])
+    # explicit whitening on
+    adv, _ = A.compute_advantages("rloo", R, CA_MASK, 2, whiten_advantages=True)
+    valid = adv[CA_MASK.bool()]
+    close(valid.mean(), 0.0)
+    close(valid.std(unbiased=False), 1.0)
+
+
+def test_compute_advantages_reinforce_baseline_whitened_by_default():
+    adv, ret = A.compute_advantages("reinforce_baseline", R, CA_MASK, 2)
+    # G: 0.5 x3, -0.5 x1, 0 x4 -> mean 0.125, pop var 0.109375, std 0.3307189
+    # 0.375/std = 1.1338934, -0.625/std = -1.8898224, -0.125/std = -0.3779645
+    p, n, z = 1.1338934, -1.8898224, -0.3779645
+    close(adv, [[p, p, p], [n, 0, 0], [z, z, 0], [z, z, 0]])
+    close(ret, [[0.5, 0.5, 0.5], [-0.5, 0, 0], [0, 0, 0], [0, 0, 0]])  # pre-whitening G_t
+    adv_nw, _ = A.compute_advantages("reinforce_baseline", R, CA_MASK, 2, whiten_advantages=False)
+    close(adv_nw, ret)
+
+
+def test_compute_advantages_reinforce_kl_in_reward():
+    kl = T([[0.5, 0.5, 0.5], [0.5, INF, NAN], [0.5, 0.5, INF], [0.5, 0.5, 9.0]])
+    adv, ret = A.compute_advantages(
+        "reinforce", R, CA_MASK, 2, kl=kl, beta=0.1, whiten_advantages=False
+    )
+    # token rewards: row0 [-.05, -.05, .95] -> G [.85, .9, .95]; row1 [-.05]; rows2/3 [-.05, .45] -> [.4, .45]
+    want = [[0.85, 0.9, 0.95], [-0.05, 0, 0], [0.4, 0.45, 0], [0.4, 0.45, 0]]
+    close(adv, want)
+    close(ret, want)
+
+
+def test_compute_advantages_gae():
+    values = T([[0.5, 0.5, 0.5], [0.25, 9, 9], [0.5, 0.25, 9], [0.0, 0.0, 9]])
+    adv, ret = A.compute_advantages(
+        "gae", R, CA_MASK, 2, values=values, whiten_advantages=False
+    )
+    close(adv, [[0.5, 0.5, 0.5], [-0.25, 0, 0], [0.0, 0.25, 0], [0.5, 0.5, 0]])
+    close(ret, [[1, 1, 1], [0, 0, 0], [0.5, 0.5, 0], [0.5, 0.5, 0]])
+    # default whitens gae advantages (returns untouched)
+    adv_w, ret_w = A.compute_advantages("gae", R, CA_MASK, 2, values=values)
+    close(ret_w, ret)
+    valid = adv_w[CA_MASK.bool()]
+    close(valid.mean(), 0.0)
+    close(valid.std(unbiased=False), 1.0)
+
+
+def test_compute_advantages_errors():
+    with pytest.raises(ValueError):
+        A.compute_advantages("gae", R, CA_MASK, 2)  # needs values
+    with pytest.raises(ValueError):
+        A.compute_advantages("reinforce", R, CA_MASK, 2, beta=0.1)  # beta > 0 needs kl
+    with pytest.raises(ValueError):
+        A.compute_advantages("dpo", R, CA_MASK, 2)
+    with pytest.raises(ValueError):
+        A.compute_advantages("grpo", R[:3], CA_MASK[:3], 2)  # N=3 not divisible

@@ -1,0 +1,33 @@
+"""It learns: on a reward the tiny model can learn (emit "~"), the mean reward rises clearly within ~30 steps,
+for every advantage estimator. The whole loop runs: rollout, reward, old log-probs, advantages, PPO update."""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from data.loaders import load_fixture
+from rl.config import preset
+from rl.trainer import Trainer
+
+
+class EmitTilde:
+    """Reward = occurrences of '~' in the response / max new tokens (0 .. 1)."""
+
+    def __call__(self, responses, golds, metas):
+        return SimpleNamespace(components={"total": [r.count("~") / 8 for r in responses]}, counts={})
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("estimator", ["reinforce_baseline", "grpo", "rloo", "gae"])
+def test_reward_rises(estimator, tmp_path):
+    cfg = preset("debug", out=str(tmp_path), estimator=estimator, max_steps=24, episodes=100, prompts_per_step=8,
+                 n_samples=8, max_new_tokens=8, train_batch_size=32, micro_batch_size=32, actor_lr=3e-3,
+                 critic_lr=3e-3, optim="adamw", kl=0.0, warmup_ratio=0.0, min_lr_ratio=1.0, save_every=0)
+    Trainer(cfg, load_fixture("math"), EmitTilde()).train()
+    rewards = [json.loads(line)["reward/mean"] for line in open(tmp_path / "metrics.jsonl")]
+    assert len(rewards) == 24
+    start, end = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3
+    assert start < 0.05 and end > 0.4, rewards

@@ -1,0 +1,101 @@
+"""Tests for rl/optim.py. Schedule values are hand-computed literals."""
+
+import sys
+
+import pytest
+import torch
+
+from rl import optim as O
+
+
+# ---------------------------------------------------------------- schedule
+# total=21, warmup_ratio=0.1 -> W = ceil(2.1) = 3 warmup steps; cosine over the remaining 18.
+
+
+def test_lr_warmup_values():
+    assert O.lr_at(0, 21, 1.0, 0.1, 0.1) == pytest.approx(1 / 3)
+    assert O.lr_at(1, 21, 1.0, 0.1, 0.1) == pytest.approx(2 / 3)
+    assert O.lr_at(2, 21, 1.0, 0.1, 0.1) == pytest.approx(1.0)  # end of warmup: base_lr
+
+
+def test_lr_cosine_values():
+    # step 3: progress 1/18 -> 0.1 + 0.45*(1 + cos(10 deg)) = 0.1 + 0.45*1.9848078 = 0.9931635
+    assert O.lr_at(3, 21, 1.0, 0.1, 0.1) == pytest.approx(0.9931635, abs=1e-7)
+    # step 8: progress 6/18 = 1/3 -> 0.1 + 0.45*(1 + 0.5) = 0.775
+    assert O.lr_at(8, 21, 1.0, 0.1, 0.1) == pytest.approx(0.775)
+    # step 11: progress 9/18 (middle) -> 0.1 + 0.45 = 0.55
+    assert O.lr_at(11, 21, 1.0, 0.1, 0.1) == pytest.approx(0.55)
+    # final step 20: min_lr = 0.1; past the end stays at min
+    assert O.lr_at(20, 21, 1.0, 0.1, 0.1) == pytest.approx(0.1)
+    assert O.lr_at(30, 21, 1.0, 0.1, 0.1) == pytest.approx(0.1)
+    # scales with base_lr
+    assert O.lr_at(11, 21, 2e-6, 0.1, 0.1) == pytest.approx(1.1e-6)
+
+
+def test_lr_defaults_and_float_guard():
+    # defaults: warmup 0.03 of 100 -> 3 steps, min ratio 0.1
+    assert O.lr_at(0, 100, 3e-6) == pytest.approx(1e-6)
+    assert O.lr_at(2, 100, 3e-6) == pytest.approx(3e-6)
+    assert O.lr_at(99, 100, 3e-6) == pytest.approx(3e-7)
+    # 0.07 * 100 == 7.000000000000001 in floats: still 7 warmup steps, not 8
+    assert O.lr_at(0, 100, 1.0, 0.07) == pytest.approx(1 / 7)
+    assert O.lr_at(6, 100, 1.0, 0.07) == pytest.approx(1.0)
+    # no warmup: step 0 is already on the cosine (progress 1/10) -> 0.1 + 0.45*(1 + cos(18 deg))
+    assert O.lr_at(0, 10, 1.0, 0.0) == pytest.approx(0.1 + 0.45 * 1.9510565, abs=1e-7)
+    with pytest.raises(ValueError):
+        O.lr_at(0, 0, 1.0)
+    with pytest.raises(ValueError):
+        O.lr_at(-1, 10, 1.0)
+
+
+# ---------------------------------------------------------------- optimizers
+
+
+def _one_step(kind, n):
+    w = torch.nn.Parameter(torch.zeros(n))
+    opt = O.make_optimizer([w], lr=0.01, kind=kind)
+    c = torch.where(torch.arange(n) % 2 == 0, 1.0, -2.0)  # grad of (w*c).sum()
+    (w * c).sum().backward()
+    opt.step()
+    return w.detach(), c, opt
+
+
+@pytest.mark.parametrize("n", [10, 8192])  # < 4096: fp32 state; >= 4096: 8-bit state
+def test_adamw_8bit_step_moves_against_gradient(n):
+    bnb = pytest.importorskip("bitsandbytes")
+    w, c, opt = _one_step("adamw_8bit", n)
+    assert isinstance(opt, bnb.optim.AdamW8bit)
+    assert opt.param_groups[0]["betas"] == (0.9, 0.95)
+    # first Adam step is ~ -lr * sign(grad)
+    assert torch.allclose(w, -0.01 * c.sign(), atol=1e-4)
+    if n >= 4096:
+        assert next(iter(opt.state.values()))["state1"].dtype == torch.uint8
+
+
+def test_adamw_torch_step():
+    w, c, opt = _one_step("adamw", 10)
+    assert isinstance(opt, torch.optim.AdamW)
+    assert opt.param_groups[0]["weight_decay"] == 0.0
+    assert torch.allclose(w, -0.01 * c.sign(), atol=1e-6)
+
+
+def test_make_optimizer_errors(monkeypatch):
+    with pytest.raises(ValueError):
+        O.make_optimizer([torch.nn.Parameter(torch.zeros(2))], 1e-3, kind="sgd")
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # makes `import bitsandbytes` fail
+    with pytest.raises(ImportError, match="--optim adamw"):
+        O.make_optimizer([torch.nn.Parameter(torch.zeros(2))], 1e-3, kind="adamw_8bit")
+
+
+def test_set_lr_and_clip_grad_norm():
+    a = torch.nn.Parameter(torch.zeros(1))
+    b = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([{"params": [a]}, {"params": [b], "lr": 5.0}], lr=1.0)
+    O.set_lr(opt, 0.25)
+    assert [g["lr"] for g in opt.param_groups] == [0.25, 0.25]
+
+    p = torch.nn.Parameter(torch.zeros(2))
+    p.grad = torch.tensor([3.0, 4.0])
+    norm = O.clip_grad_norm([p], 1.0)
+    assert isinstance(norm, float) and norm == pytest.approx(5.0)
+    assert torch.allclose(p.grad, torch.tensor([0.6, 0.8]), atol=1e-6)

@@ -1,0 +1,253 @@
+"""Tests for rewards/: format, math (worker pool), choice and the registry."""
+import os
+import time
+
+import pytest
+
+import rewards.math as rmath
+from rewards import (
+    MathResult, RewardOutput, answer_text, choice_reward, extract_choice, format_reward,
+    get_reward, math_accuracy,
+)
+from rewards._pool import KillPool
+
+POOL_TIMEOUT = 2.0  # short, so the timeout test is quick; real checks here take ~50 ms
+
+
+@pytest.fixture(scope="module")
+def math_reward():
+    # One pool for the module: spawning workers (sympy import) costs ~1 s.
+    fn = get_reward("r1_math", workers=2, timeout=POOL_TIMEOUT)
+    yield fn
+    fn.close()
+
+
+def _gone(pid: int) -> bool:
+    """True when the process no longer exists: reaped, not a zombie."""
+    return not os.path.exists(f"/proc/{pid}")
+
+
+# ---------------------------------------------------------------- format
+
+@pytest.mark.parametrize("response, expected", [
+    ("<think>a</think><answer>b</answer>", 0.5),
+    ("<think>\nstep 1\n\nstep 2\n</think><answer>\n42\n</answer>", 0.5),
+    ("  \n<think>a</think><answer>b</answer>\n\t ", 0.5),  # whole response is stripped
+    ("<think></think><answer></answer>", 0.5),
+    ("<think>a<answer>b</answer>", 0.0),  # missing </think>
+    ("<think>a</think>b</answer>", 0.0),  # missing <answer>
+    ("<think>a</think><think>b</think><answer>c</answer>", 0.0),
+    ("<think>a</think><answer>b</answer><answer>c</answer>", 0.0),
+    ("<think>a</think> <answer>b</answer>", 0.0),  # whitespace between the blocks
+    ("<think>a</think>\n<answer>b</answer>", 0.0),
+    ("x<think>a</think><answer>b</answer>", 0.0),  # text before
+    ("<think>a</think><answer>b</answer>x", 0.0),  # text after
+    ("<answer>b</answer><think>a</think>", 0.0),  # wrong order
+    ("", 0.0),
+])
+def test_format_reward(response, expected):
+    assert format_reward(response) == expected
+
+
+def test_format_reward_is_linear_on_adversarial_input():
+    n = 200_000
+    cases = [
+        "<think>" + "a" * n,
+        "<think>" + "</think><answer>" * (n // 16) + "x",
+        "<think>" * (n // 7),
+        "<think>a</think><answer>" + "</answer" * (n // 8),
+        "<think>" + "a" * n + "</think><answer>" + "b" * n + "</answer>",
+    ]
+    start = time.perf_counter()
+    got = [format_reward(c) for c in cases]
+    assert time.perf_counter() - start < 0.5
+    assert got == [0.0, 0.0, 0.0, 0.0, 0.5]
+
+
+# ---------------------------------------------------------------- text
+
+def test_answer_text():
+    assert answer_text("<think>1</think><answer>2</answer>") == "2"
+    assert answer_text("<answer>1</answer> then <answer>3</answer>") == "3"
+    assert answer_text("no block 7") == "no block 7"
+    assert answer_text("<answer>  </answer> 5") == "<answer>  </answer> 5"  # blank block: whole text
+    assert answer_text("<answer>1</answer>" + "x" * 50, max_chars=20) == "x" * 20
+
+
+# ---------------------------------------------------------------- math
+
+MATH_CASES = [  # (response, gold, reward, status)
+    (r"\frac{1}{2}", "0.5", 1.0, "ok"),
+    ("0.5", r"\frac{1}{2}", 1.0, "ok"),
+    (r"So we get \boxed{\frac{3}{4}}.", r"\frac34", 1.0, "ok"),
+    (r"\boxed{x=2}", "2", 1.0, "ok"),
+    ("x = 2", "2", 1.0, "ok"),
+    (r"\boxed{2}", "x=2", 1.0, "ok"),
+    (r"\boxed{\{2, 1\}}", r"\{1,2\}", 1.0, "ok"),
+    (r"\boxed{(1, 2]}", "(1,2]", 1.0, "ok"),
+    (r"\boxed{(1, 2)}", "[1,2]", 0.0, "ok"),
+    (r"\boxed{(1,\infty)}", "x>1", 1.0, "ok"),
+    (r"\boxed{3\sqrt{2}}", r"\sqrt{18}", 1.0, "ok"),
+    (r"\boxed{36}", r"36^\circ", 1.0, "ok"),
+    (r"The answer is \boxed{4}", "3", 0.0, "ok"),
+    # boxed answers win over later bare numbers
+    (r"\boxed{5} and then 7 more words 8", "5", 1.0, "ok"),
+    # the last answer block is parsed, not the thinking
+    (r"<think>maybe \boxed{3}</think><answer>\boxed{4}</answer>", "4", 1.0, "ok"),
+    (r"<think>maybe \boxed{4}</think><answer>\boxed{3}</answer>", "4", 0.0, "ok"),
+    ("", "1", 0.0, "ok"),
+    ("   ", "1", 0.0, "ok"),
+    ("no numbers here", "1", 0.0, "ok"),
+    (r"\boxed{1}", "", 0.0, "gold_unparseable"),
+    (r"\boxed{1}", "see figure", 0.0, "gold_unparseable"),
+    ("see figure", "see figure", 0.0, "gold_unparseable"),
+    (r"\boxed{1}", "Yes", 0.0, "gold_unparseable"),
+    (r"\boxed{1}", r"\text{see figure}", 0.0, "gold_unparseable"),
+    # word-like golds that are math are kept
+    (r"\boxed{\sqrt{abc}}", r"\sqrt{abc}", 1.0, "ok"),
+    (r"\boxed{\infty}", "infinity", 1.0, "ok"),
+    (r"\boxed{x = 2, y = 3}", "x = 2 and y = 3", 1.0, "ok"),
+    # only the tail is parsed: an answer pushed out of the last 10k chars is lost
+    ("junk " * 4000 + r"\boxed{2}", "2", 1.0, "ok"),
+    (r"\boxed{2}" + " junk" * 4000, "2", 0.0, "ok"),
+]
+
+
+def test_math_cases_through_pool(math_reward):
+    responses, golds, rewards_, statuses = map(list, zip(*MATH_CASES))
+    results = math_reward.verifier.score(responses, golds)
+    assert [(r.reward, r.status) for r in results] == list(zip(rewards_, statuses))
+
+
+def test_math_in_process_matches_pool():
+    for response, gold, reward, status in MATH_CASES[:6] + MATH_CASES[-6:]:
+        assert math_accuracy(response, gold) == MathResult(reward, status), (response, gold)
+
+
+def test_r1_math_components_and_counts(math_reward):
+    good = r"<think>1+1</think><answer>\boxed{2}</answer>"
+    out = math_reward(
+        [good, good, r"<think>x</think> <answer>2</answer>", "3"],
+        ["2", "see figure", "2", "2"],
+        [{}, {}, {}, {}],
+    )
+    assert isinstance(out, RewardOutput)
+    assert out.components == {
+        "format": [0.5, 0.5, 0.0, 0.0],
+        "accuracy": [1.0, 0.0, 1.0, 0.0],
+        "total": [1.5, 0.5, 1.0, 0.0],
+    }
+    assert out.counts == {"reward/checked": 3, "data/gold_unparseable": 1, "reward/timeout": 0, "reward/error": 0}
+
+
+def test_timeout_kills_worker_and_rest_of_batch_is_scored(math_reward):
+    verifier = math_reward.verifier
+    verifier.score(["1"], ["1"])  # workers are warm
+    before = set(verifier.pids)
+    start = time.monotonic()
+    results = verifier.score(
+        [r"\boxed{9^{9^{9^{9^{9}}}}}", r"\boxed{2}", r"\boxed{(10^{10})!}", r"\boxed{7}"],
+        ["1", "2", "1", "8"],
+    )
+    elapsed = time.monotonic() - start
+    assert [(r.reward, r.status) for r in results] == [
+        (0.0, "timeout"), (1.0, "ok"), (0.0, "timeout"), (0.0, "ok")]
+    assert elapsed < POOL_TIMEOUT + 3.0
+    killed = before - set(verifier.pids)
+    assert len(killed) == 2 and all(_gone(pid) for pid in killed)
+    # The replacement workers score normally.
+    assert verifier.score([r"\boxed{2}"] * 3, ["2"] * 3) == [MathResult(1.0, "ok")] * 3
+
+
+def test_memory_error_in_process_is_error(monkeypatch):
+    def boom(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(rmath, "verify", boom)
+    assert math_accuracy(r"\boxed{1}", "1") == MathResult(0.0, "error")
+
+
+def test_worker_address_space_limit_and_cleanup():
+    # bytearray(1 GiB) succeeds without a limit; under RLIMIT_AS of start-up size + 64 MiB it cannot.
+    pool = KillPool(bytearray, workers=1, timeout=10.0,
+                    setup=rmath._worker_setup, setup_args=(64,))
+    try:
+        first_pid = pool.pids[0]
+        assert pool.map([(1 << 30,), (3,)]) == [("error", "MemoryError"), ("ok", bytearray(3))]
+        pid = pool.pids[0]
+        assert pid != first_pid and _gone(first_pid)  # the failed worker was replaced and reaped
+        with open(f"/proc/{pid}/limits") as f:
+            limit = next(line.split()[3] for line in f if line.startswith("Max address space"))
+        assert 64 << 20 < int(limit) < 1 << 30
+    finally:
+        pool.close()
+    assert _gone(pid)
+    with pytest.raises(RuntimeError):
+        pool.map([(1,)])
+
+
+# ---------------------------------------------------------------- choice
+
+@pytest.mark.parametrize("response, letter", [
+    ("(B)", "B"),
+    ("B.", "B"),
+    ("B) 36°", "B"),
+    ("(B) 36°", "B"),
+    (r"\boxed{B}", "B"),
+    (r"The answer is \boxed{\text{(D)}}.", "D"),
+    ("The answer is B", "B"),
+    ("The answer is: **C**", "C"),
+    ("B", "B"),
+    ("<think>Maybe (A)? No.</think><answer>E</answer>", "E"),
+    ("Option A is wrong, so the answer is C.", "C"),
+    ("The correct option is D because the angle is obtuse.", "D"),
+    ("Angles add up.\nC. 40°", "C"),
+    # no letter from inside ordinary words, articles or lowercase text
+    ("BAD CAB", None),
+    ("A triangle has three sides.", None),
+    ("Because of this, it follows.", None),
+    ("the answer is b", None),
+    (r"\boxed{36}", None),
+    ("", None),
+])
+def test_extract_choice(response, letter):
+    assert extract_choice(response) == letter
+
+
+def test_extract_choice_is_fast_on_adversarial_input():
+    cases = ["answer" + " " * 9_990, "option" + " " * 9_990 + "is" + " " * 9_990,
+             r"\boxed{" * 1_200, "(" * 10_000, "<answer>" * 1_250, "a" * 200_000]
+    start = time.perf_counter()
+    assert [extract_choice(c) for c in cases] == [None] * len(cases)
+    assert time.perf_counter() - start < 0.5
+
+
+@pytest.mark.parametrize("response, gold, expected", [
+    ("<answer>(B)</answer>", "B", 1.0),
+    ("<answer>B</answer>", "(B)", 1.0),
+    ("<answer>B. 36°</answer>", "b", 1.0),
+    ("<answer>C</answer>", "B", 0.0),
+    ("A triangle", "A", 0.0),
+    ("<answer>B</answer>", "36", 0.0),  # gold is not a letter
+])
+def test_choice_reward(response, gold, expected):
+    assert choice_reward(response, gold) == expected
+
+
+# ---------------------------------------------------------------- registry
+
+def test_registry_choice_and_format():
+    good = "<think>t</think><answer>(B)</answer>"
+    with get_reward("r1_choice", workers=2, timeout=5.0) as fn:  # pool options are ignored
+        out = fn([good, "B", good], ["B", "B", "12"], [{}, {}, {}])
+    assert out.components == {"format": [0.5, 0.0, 0.5], "accuracy": [1.0, 1.0, 0.0],
+                              "total": [1.5, 1.0, 0.5]}
+    assert out.counts == {"reward/checked": 2, "data/gold_unparseable": 1}
+
+    out = get_reward("format")([good, "B"], ["B", "B"], None)
+    assert out.components == {"format": [0.5, 0.0], "total": [0.5, 0.0]}
+
+    with pytest.raises(KeyError):
+        get_reward("nope")
+    with pytest.raises(ValueError):
+        get_reward("format")(["a"], ["a", "b"], None)
