@@ -55,6 +55,13 @@ def make_processor(tokenizer, chat_template: str, min_pixels: int, max_pixels: i
     return ImageOnlyQwen2_5_VLProcessor(Qwen2VLImageProcessorPil(**kw), tokenizer, chat_template=chat_template)
 
 
+def set_image_pixels(processor, min_pixels: int, max_pixels: int):
+    """Images are resized so that their pixel count lies in [min_pixels, max_pixels] (aspect ratio kept)."""
+    image_processor = getattr(processor, "image_processor", None)
+    if image_processor is not None:
+        image_processor.size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
+
+
 def is_vision_model(model) -> bool:
     return hasattr(model.config, "vision_config")
 

@@ -30,6 +30,14 @@ QWEN2_5_VL_CHAT_TEMPLATE = (
     "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
+# The ChatML template of Qwen2.5 text models, without the tool-calling branches.
+QWEN2_5_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
 SPECIAL_TOKENS = [
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>",
     "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
@@ -71,10 +79,11 @@ def train_tokenizer(corpus: list[str], vocab_size: int):
 
 
 def build_tiny_checkpoint(path: str | Path, corpus: list[str] = (), vocab_size: int = 512, hidden: int = 64,
-                          max_pixels: int = 112 * 112, seed: int = 0) -> Path:
+                          max_pixels: int = 112 * 112, seed: int = 0, text_only: bool = False) -> Path:
     """Write a random tiny Qwen2.5-VL (text hidden 64, 2 layers, 4 heads / 2 kv; vision depth 2, hidden 32)
-    with its tokenizer and processor to `path`; returns the path. Deterministic for a given seed and corpus."""
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+    with its tokenizer and processor to `path`; returns the path. Deterministic for a given seed and corpus.
+    `text_only` writes a tiny Qwen2 text model with the Qwen2.5 chat template instead."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2Config, Qwen2ForCausalLM
 
     from rl.policy import make_processor
 
@@ -82,6 +91,16 @@ def build_tiny_checkpoint(path: str | Path, corpus: list[str] = (), vocab_size: 
     tokenizer = train_tokenizer(_CORPUS + list(corpus), vocab_size)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     heads = 4
+    if text_only:
+        torch.manual_seed(seed)
+        model = Qwen2ForCausalLM(Qwen2Config(
+            vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
+            num_attention_heads=heads, num_key_value_heads=2, max_position_embeddings=4096,
+            bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"]))
+        tokenizer.chat_template = QWEN2_5_CHAT_TEMPLATE
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+        return path
     config = Qwen2_5_VLConfig(
         text_config=dict(
             vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,

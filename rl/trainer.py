@@ -24,7 +24,7 @@ from rl import algos
 from rl.config import Config
 from rl.optim import clip_grad_norm, lr_at, make_optimizer, set_lr
 from rl.policy import (Critic, collate, encode_prompts, is_vision_model, load_policy, pad_token_id,
-                       response_logprobs, tokenizer_of)
+                       response_logprobs, set_image_pixels, tokenizer_of)
 from rl.rollout import generate
 from rl.tiny_model import build_tiny_checkpoint
 
@@ -76,15 +76,11 @@ class Trainer:
         self.policy, self.processor = load_policy(model_path, torch.float32, cfg.attn, self.device)
         self.tokenizer = tokenizer_of(self.processor)
         self.pad_id = pad_token_id(self.processor)
-        image_processor = getattr(self.processor, "image_processor", None)
-        if image_processor is not None:
-            image_processor.max_pixels, image_processor.min_pixels = cfg.max_pixels, cfg.min_pixels
-            if isinstance(getattr(image_processor, "size", None), dict):
-                image_processor.size = {"longest_edge": cfg.max_pixels, "shortest_edge": cfg.min_pixels}
+        set_image_pixels(self.processor, cfg.min_pixels, cfg.max_pixels)
         if cfg.freeze_vision and is_vision_model(self.policy):
             self.policy.model.visual.requires_grad_(False)
         if cfg.gradient_checkpointing:
-            self.policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            self.policy.activation_checkpointing_enable({"use_reentrant": False})
         self.policy.config.use_cache = True  # generation still uses the KV cache
 
         # The reference model exists only when it is used (kl > 0); frozen, in the compute dtype.

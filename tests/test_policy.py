@@ -39,6 +39,18 @@ def test_loads_real_classes(policy):
     assert "<|vision_start|><|image_pad|><|vision_end|>What is 3 + 4?<|im_end|>\n<|im_start|>assistant\n" in text
 
 
+def test_image_pixel_budget(policy):
+    from rl.policy import set_image_pixels
+    _, processor = policy
+    big = Sample(messages=make_messages("?", images=[Image.new("RGB", (640, 480))]), answer="", domain="x", meta={})
+    set_image_pixels(processor, 28 * 28, 224 * 224)
+    (t, h, w), = encode_prompts(processor, [big])[0]["image_grid_thw"].tolist()
+    assert 14 * 14 * h * w <= 224 * 224 and h * w > 100 and h / w == pytest.approx(480 / 640, rel=0.2)
+    set_image_pixels(processor, 28 * 28, 112 * 112)
+    (t, h, w), = encode_prompts(processor, [big])[0]["image_grid_thw"].tolist()
+    assert 14 * 14 * h * w <= 112 * 112
+
+
 def test_image_prompt_has_3d_positions(policy):
     model, processor = policy
     rows = encode_prompts(processor, _samples())
@@ -105,3 +117,24 @@ def test_chunked_logprobs_match_full_softmax_with_grad():
     rh, rw = torch.autograd.grad((ref_logp * g).sum(), (hidden, weight))
     torch.testing.assert_close(gh, rh)
     torch.testing.assert_close(gw, rw)
+
+
+def test_text_only_qwen2_checkpoint(tmp_path):
+    """A Qwen2/Qwen2.5 text checkpoint goes through the same functions (tokenizer as processor, 1-D positions)."""
+    from rl.tiny_model import build_tiny_checkpoint
+    model, tokenizer = load_policy(str(build_tiny_checkpoint(tmp_path / "qwen2", text_only=True)))
+    assert type(model).__name__ == "Qwen2ForCausalLM"
+    rows = encode_prompts(tokenizer, [_samples()[1]])
+    assert tokenizer.decode(rows[0]["prompt_ids"]).endswith("<|im_end|>\n<|im_start|>assistant\n")
+    torch.manual_seed(0)
+    gen = generate(model, tokenizer, rows, n=3, max_new_tokens=5)
+    batch = collate(gen, pad_token_id(tokenizer))
+    logp, _ = response_logprobs(model, batch)
+    full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                 position_ids=position_ids(model.model, batch)).logits
+    P = batch["prompt_len"]
+    expected = torch.log_softmax(full[:, P - 1:-1].float(), -1).gather(-1, batch["input_ids"][:, P:, None])[..., 0]
+    mask = batch["action_mask"]
+    torch.testing.assert_close(logp[mask], expected[mask], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="no vision tower"):
+        encode_prompts(tokenizer, [_samples()[0]])
