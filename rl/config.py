@@ -22,6 +22,7 @@ class Config:
                       "Qwen2.5-VL offline")
     data: str = knob("deepscaler", "'deepscaler', 'fixture', a hub id, or a .jsonl file (plain or LMM-R1 message)")
     out: str = knob("runs/fre-text", "output dir: metrics.jsonl, checkpoints/step_N, final/")
+    resume: str = knob("", "continue a run from one of its checkpoints (<out>/checkpoints/step_N)")
     seed: int = knob(42, "random seed (data order, sampling, init of the value head)")
     max_samples: int = knob(0, "use only the first N samples of the data (0 = all)")
     on_bad_row: str = knob("raise", "a malformed data row: 'raise' (error naming file and line) or 'skip' (counted)",

@@ -67,13 +67,12 @@ class Trainer:
         self.device = pick_device(cfg.device)
         self.autocast_dtype = pick_autocast_dtype(cfg.dtype, self.device)
 
-        model_path = cfg.model
-        if model_path == "tiny":
-            corpus = [m.get("text", "") for s in samples[:256] for msg in s.messages
-                      for m in (msg["content"] if isinstance(msg["content"], list) else [{"text": msg["content"]}])]
-            model_path = str(build_tiny_checkpoint(self.out / "base_model", corpus=corpus, seed=cfg.seed))
-        self.model_path = model_path
-        self.policy, self.processor = load_policy(model_path, torch.float32, cfg.attn, self.device)
+        base = cfg.model
+        if base == "tiny":
+            corpus = [s.question for s in samples[:256]]
+            base = str(build_tiny_checkpoint(self.out / "base_model", corpus=corpus, seed=cfg.seed))
+        self.base_model = base
+        self.policy, self.processor = load_policy(cfg.resume or base, torch.float32, cfg.attn, self.device)
         self.tokenizer = tokenizer_of(self.processor)
         self.pad_id = pad_token_id(self.processor)
         set_image_pixels(self.processor, cfg.min_pixels, cfg.max_pixels)
@@ -81,12 +80,13 @@ class Trainer:
             self.policy.model.visual.requires_grad_(False)
         if cfg.gradient_checkpointing:
             self.policy.activation_checkpointing_enable({"use_reentrant": False})
-        self.policy.config.use_cache = True  # generation still uses the KV cache
 
-        # The reference model exists only when it is used (kl > 0); frozen, in the compute dtype.
+        # The reference model (the initial policy) exists only when it is used (kl > 0); frozen, compute dtype.
         self.ref = None
         if cfg.kl > 0:
-            self.ref = copy.deepcopy(self.policy).requires_grad_(False).eval()
+            self.ref = load_policy(base, torch.float32, cfg.attn, self.device)[0] if cfg.resume \
+                else copy.deepcopy(self.policy)
+            self.ref.requires_grad_(False).eval()
             if self.autocast_dtype is not None:
                 self.ref.to(self.autocast_dtype)
         self.critic = None
@@ -112,6 +112,8 @@ class Trainer:
         self.step = 0
         self.update_step = 0
         self.counts = Counter()  # data problems seen so far (skipped prompts, unparseable gold answers, ...)
+        if cfg.resume:
+            self.load_state(Path(cfg.resume))
 
     # -- helpers -------------------------------------------------------------------------------------------------
     def autocast(self):
@@ -257,22 +259,47 @@ class Trainer:
         return out
 
     # -- outputs -------------------------------------------------------------------------------------------------
-    def save(self, path: Path):
-        """A Hugging Face checkpoint (model + processor) that from_pretrained loads; the critic beside it."""
+    def save(self, path: Path, resumable: bool = True):
+        """A Hugging Face checkpoint (model + processor) that from_pretrained loads; beside it the critic and,
+        to resume exactly, the optimizer states and random number generator states."""
         path.mkdir(parents=True, exist_ok=True)
         self.policy.save_pretrained(path)
         self.processor.save_pretrained(path)
         if self.critic is not None:
             torch.save(self.critic.state_dict(), path / "critic.pt")
+        if resumable:
+            torch.save({"optimizer": self.optimizer.state_dict(),
+                        "critic_optimizer": self.critic_optimizer.state_dict() if self.critic_optimizer else None,
+                        "torch_rng": torch.get_rng_state(), "python_rng": random.getstate()},
+                       path / "trainer_state.pt")
         (path / "trainer_state.json").write_text(json.dumps(
-            {"step": self.step, "update_step": self.update_step, "counts": dict(self.counts)}, indent=2))
+            {"step": self.step, "update_step": self.update_step, "base_model": self.base_model,
+             "counts": dict(self.counts)}, indent=2))
+
+    def load_state(self, path: Path):
+        info = json.loads((path / "trainer_state.json").read_text())
+        state = torch.load(path / "trainer_state.pt", weights_only=False)
+        self.step, self.update_step = info["step"], info["update_step"]
+        self.counts = Counter(info["counts"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.critic is not None:
+            self.critic.load_state_dict(torch.load(path / "critic.pt"))
+            self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        random.setstate(state["python_rng"])
+        self.log(f"resumed from {path} at step {self.step}")
 
     def train(self) -> Path:
         cfg = self.cfg
-        metrics_file = open(self.out / "metrics.jsonl", "w")
-        bar = tqdm(range(self.step, self.total_steps), desc="rl", unit="step", dynamic_ncols=True)
+        metrics_path = self.out / "metrics.jsonl"
+        kept = []
+        if self.step and metrics_path.exists():  # resuming: drop lines of steps after the checkpoint
+            kept = [ln for ln in metrics_path.read_text().splitlines() if json.loads(ln)["step"] <= self.step]
+        metrics_file = open(metrics_path, "w")
+        metrics_file.writelines(line + "\n" for line in kept)
+        bar = tqdm(total=self.total_steps, initial=self.step, desc="rl", unit="step", dynamic_ncols=True)
         try:
-            for self.step in bar:
+            while self.step < self.total_steps:
                 t0 = time.perf_counter()
                 rows, metrics = self.make_experience(self.prompts_for_step(self.step))
                 t = time.perf_counter()
@@ -282,16 +309,18 @@ class Trainer:
                 n_tokens = sum(r["response_ids"].numel() for r in rows)
                 metrics["tokens_per_s"] = n_tokens / metrics["time/step"]
                 metrics["mem/peak_gb"] = peak_memory_gb(self.device)
-                metrics.update({k: v for k, v in self.counts.items()})
-                metrics = {"step": self.step + 1, "update_step": self.update_step, **metrics}
+                metrics.update(self.counts)
+                self.step += 1
+                metrics = {"step": self.step, "update_step": self.update_step, **metrics}
                 metrics_file.write(json.dumps(metrics) + "\n")
                 metrics_file.flush()
+                bar.update()
                 bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", len=f"{metrics['response_len/mean']:.0f}")
-                if cfg.save_every and (self.step + 1) % cfg.save_every == 0:
-                    self.save(self.out / "checkpoints" / f"step_{self.step + 1}")
-            self.step = self.total_steps
+                if cfg.save_every and self.step % cfg.save_every == 0:
+                    self.save(self.out / "checkpoints" / f"step_{self.step}")
             final = self.out / "final"
-            self.save(final)
+            self.save(final, resumable=False)
             return final
         finally:
+            bar.close()
             metrics_file.close()

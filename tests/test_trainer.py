@@ -45,6 +45,30 @@ def test_image_prompts_train_the_vision_tower_unless_frozen(tmp_path, freeze_vis
     assert not _changed(visual, trainer.ref.model.visual)  # the reference stays frozen
 
 
+@pytest.mark.parametrize("estimator", ["reinforce_baseline", "gae"])
+def test_resumed_equals_uninterrupted(tmp_path, estimator):
+    """4 steps in one go == 2 steps, stop, resume from the step-2 checkpoint, 2 more (weights and metrics)."""
+    import json
+
+    from safetensors.torch import load_file
+
+    def config(out, **kw):
+        return preset("debug", out=str(out), estimator=estimator, max_steps=4, save_every=2, kl=0.01, **kw)
+
+    whole = Trainer(config(tmp_path / "a"), load_fixture("math"), LengthReward())
+    whole.train()
+    resumed = Trainer(config(tmp_path / "b", resume=str(tmp_path / "a" / "checkpoints" / "step_2")),
+                      load_fixture("math"), LengthReward())
+    assert resumed.step == 2
+    resumed.train()
+    a, b = (load_file(tmp_path / d / "final" / "model.safetensors") for d in ("a", "b"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    drop = ("time/", "tokens_per_s", "mem/")
+    lines = [[{k: v for k, v in json.loads(ln).items() if not k.startswith(drop)}
+              for ln in open(tmp_path / d / "metrics.jsonl")] for d in ("a", "b")]
+    assert lines[0][2:] == lines[1] and [m["step"] for m in lines[1]] == [3, 4]
+
+
 def test_no_reference_model_without_kl(tmp_path):
     cfg = preset("debug", out=str(tmp_path), kl=0.0)
     assert Trainer(cfg, load_fixture("math"), LengthReward()).ref is None
