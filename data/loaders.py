@@ -490,11 +490,15 @@ def _sniff_is_message_jsonl(path: Path) -> bool:
     return False
 
 
-def load_dataset_by_name(name_or_path: str | os.PathLike, *, split: str = "train", **kwargs) -> list[Sample]:
+def load_dataset_by_name(name_or_path: str | os.PathLike, *, split: str = "train", seed: int = 0,
+                         **kwargs) -> list[Sample]:
     """Dispatch to a loader.
 
     * ``"deepscaler"`` -> :func:`load_deepscaler` (hub ``DEEPSCALER_ID``, ``split``);
     * ``"fixture"`` / ``"fixture:math"`` / ``"fixture:message"`` -> :func:`load_fixture`;
+    * ``"sokoban:N"`` / ``"football:N"`` -> N generated game prompts (:mod:`data.games`, seeded by ``seed``);
+    * ``"geo-fixture"``, ``"synthetic-geo:N"``, ``"vermulti[-geo][:PATH]"``, ``"mathv360k[-geo][:PATH]"`` ->
+      :func:`data.multimodal.load_multimodal_by_name`;
     * ``*.jsonl`` -> :func:`load_message_jsonl` if its first valid row has a ``message`` key,
       else :func:`load_jsonl`;
     * ``*.json`` / ``*.parquet`` / an existing folder / a hub id ``org/name`` -> :func:`load_deepscaler`.
@@ -507,6 +511,18 @@ def load_dataset_by_name(name_or_path: str | os.PathLike, *, split: str = "train
         return load_deepscaler(DEEPSCALER_ID, split, **kwargs)
     if key == "fixture" or key.startswith("fixture:"):
         return load_fixture(key.partition(":")[2] or "math", **kwargs)
+    head, _, rest = key.partition(":")
+    if head in ("sokoban", "football"):
+        from . import games
+        if not rest.isdigit():
+            raise ValueError(f"expected '{head}:N' (N prompts to generate), got {s!r}")
+        make = games.sokoban_samples if head == "sokoban" else games.football_samples
+        samples = make(int(rest), seed=seed)
+        return samples[:kwargs["max_samples"]] if kwargs.get("max_samples") else samples
+    if head in ("geo-fixture", "synthetic-geo", "vermulti", "vermulti-mathv60k", "vermulti-geo", "mathv360k",
+                "mathv360k-geo"):
+        from .multimodal import load_multimodal_by_name
+        return load_multimodal_by_name(s, seed=seed, **kwargs)
     p = Path(s)
     suffix = p.suffix.lower()
     if suffix == ".jsonl":

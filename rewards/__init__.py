@@ -109,10 +109,44 @@ class R1MathReward:
         self.close()
 
 
+class R1AutoReward(R1MathReward):
+    """Name "r1_auto": mixed data (PerceReason). Multiple-choice samples (meta "domain" == "choice") are scored by
+    option letter, the rest by math-verify; format as in the other R1 rewards."""
+
+    def __call__(self, responses, golds, metas=None) -> RewardOutput:
+        _check_lengths(responses, golds, metas)
+        metas = metas or [{}] * len(responses)
+        choice = [m.get("domain") == "choice" for m in metas]
+        math_idx = [i for i, c in enumerate(choice) if not c]
+        out = super().__call__([responses[i] for i in math_idx], [golds[i] for i in math_idx])
+        fmt = [format_reward(r) for r in responses]
+        acc = [choice_reward(r, g) if c else 0.0 for r, g, c in zip(responses, golds, choice)]
+        for j, i in enumerate(math_idx):
+            acc[i] = out.components["accuracy"][j]
+        counts = dict(out.counts)
+        bad = sum(gold_letter(g) is None for g, c in zip(golds, choice) if c)
+        counts[COUNT_NAMES["ok"]] += sum(choice) - bad
+        counts[COUNT_NAMES["gold_unparseable"]] += bad
+        return RewardOutput({"format": fmt, "accuracy": acc, "total": [f + a for f, a in zip(fmt, acc)]}, counts)
+
+
+def _sokoban(**options):
+    from .sokoban import SokobanReward
+    return SokobanReward(**options)
+
+
+def _football(**options):
+    from .football import FootballReward
+    return FootballReward(**options)
+
+
 REWARDS: dict[str, type] = {
     "r1_math": R1MathReward,
     "r1_choice": R1ChoiceReward,
+    "r1_auto": R1AutoReward,
     "format": FormatReward,
+    "sokoban": _sokoban,
+    "football": _football,
 }
 
 

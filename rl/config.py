@@ -84,14 +84,30 @@ class Config:
         return json.dumps(dataclasses.asdict(self), indent=2)
 
 
-# The paper's runs (design notes section 4) and offline debug variants. Values not named here are the defaults.
+# The paper's runs and offline debug variants. Values not named here are the defaults (FRE-Text).
+_DEBUG = dict(model="tiny", data="fixture", device="cpu", dtype="fp32", prompts_per_step=4, n_samples=4,
+              max_new_tokens=24, max_prompt_len=512, gen_batch_size=4, train_batch_size=8, micro_batch_size=8,
+              episodes=1, max_steps=4, actor_lr=1e-4, critic_lr=1e-4, save_every=2, reward_workers=1,
+              max_pixels=112 * 112, gradient_checkpointing=False)
+# Stage 2 (MGT) continues from the FRE-Text checkpoint (--init); the reference model is that checkpoint.
+_MGT = {
+    "geo": dict(data="mathv_geo_message.jsonl", reward="r1_auto", estimator="gae", actor_lr=1e-6, critic_lr=9e-6),
+    "percereason": dict(data="mathv60k_message.jsonl", reward="r1_auto", max_new_tokens=8192),
+    "sokoban": dict(data="sokoban:4096", reward="sokoban", estimator="gae", kl=0.0, freeze_vision=True,
+                    actor_lr=1e-6, critic_lr=5e-6),
+    "football": dict(data="football:4096", reward="football", estimator="gae", kl=0.0, freeze_vision=True,
+                     actor_lr=1e-6, critic_lr=5e-6, max_new_tokens=2048),
+}
+_MGT_DEBUG_DATA = {"geo": "geo-fixture", "percereason": "fixture:message", "sokoban": "sokoban:16",
+                   "football": "football:16"}
 PRESETS: dict[str, dict] = {
     "fre-text": {},
     "fre-multi": dict(data="mathv60k_message.jsonl", out="runs/fre-multi", actor_lr=1e-6),
-    "debug": dict(model="tiny", data="fixture", out="runs/debug", device="cpu", dtype="fp32", prompts_per_step=4,
-                  n_samples=4, max_new_tokens=24, max_prompt_len=512, gen_batch_size=4, train_batch_size=8,
-                  micro_batch_size=8, episodes=1, max_steps=4, actor_lr=1e-4, critic_lr=1e-4, save_every=2,
-                  reward_workers=1, max_pixels=112 * 112, gradient_checkpointing=False),
+    "debug": dict(_DEBUG, out="runs/debug"),
+    **{f"mgt-{d}": {**v, "model": "", "out": f"runs/mgt-{d}"} for d, v in _MGT.items()},
+    **{f"{d}-debug": {**v, **_DEBUG, "model": "", "data": _MGT_DEBUG_DATA[d], "out": f"runs/{d}-debug",
+                      "max_prompt_len": 2048}
+       for d, v in _MGT.items()},
 }
 
 
@@ -101,10 +117,11 @@ def preset(name: str, **overrides) -> Config:
     return dataclasses.replace(Config(), **{"preset": name, **PRESETS[name], **overrides})
 
 
-def build_parser(base: Config, description: str) -> argparse.ArgumentParser:
+def build_parser(base: Config, description: str, aliases: dict | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--list-presets", action="store_true", help="print the presets and exit")
+    aliases = aliases or {}
     for f in dataclasses.fields(Config):
         meta = dict(f.metadata)
         kw = {"default": getattr(base, f.name), "help": meta.pop("help")}
@@ -113,17 +130,19 @@ def build_parser(base: Config, description: str) -> argparse.ArgumentParser:
         else:
             kw["type"] = meta.pop("type", type(getattr(base, f.name)))
         kw.update(meta)
-        parser.add_argument("--" + f.name.replace("_", "-"), **kw)
+        parser.add_argument("--" + f.name.replace("_", "-"), *aliases.get(f.name, ()), **kw)
     return parser
 
 
-def parse_config(argv=None, default_preset: str = "fre-text", description: str = "") -> Config:
-    """Flags -> Config: the preset first, then every flag given explicitly on top."""
+def parse_config(argv=None, default_preset: str = "fre-text", description: str = "", aliases=None) -> Config:
+    """Flags -> Config: the preset first, then every flag given explicitly on top.
+
+    `aliases` adds other flag names for a field, e.g. {"model": ["--init"]}."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--preset", default=default_preset)
     known, _ = pre.parse_known_args(argv)
     base = preset(known.preset)
-    args = build_parser(base, description).parse_args(argv)
+    args = build_parser(base, description, aliases).parse_args(argv)
     if args.list_presets:
         for name, values in PRESETS.items():
             print(f"{name}: {json.dumps(values)}")

@@ -8,7 +8,7 @@ is replaced, because PPO's importance ratio assumes the samples came from exactl
 import torch
 from transformers import GenerationConfig
 
-from rl.policy import collate, pad_token_id, stop_token_ids
+from rl.policy import collate, pad_token_id, stop_token_ids, tokenizer_of
 
 
 def sampling_config(processor, n: int, temperature: float, top_p: float, max_new_tokens: int) -> GenerationConfig:
@@ -17,12 +17,26 @@ def sampling_config(processor, n: int, temperature: float, top_p: float, max_new
                             eos_token_id=stop_token_ids(processor), pad_token_id=pad_token_id(processor))
 
 
-def cut_at_stop(ids: torch.Tensor, stop_ids: list[int]) -> tuple[torch.Tensor, bool]:
-    """Keep tokens up to and including the first stop token; (ids, finished)."""
-    hits = torch.isin(ids, torch.tensor(stop_ids, device=ids.device)).nonzero()
+def cut_at_stop(ids: torch.Tensor, stop_ids: list[int], forbidden_ids: list[int] = ()) -> tuple[torch.Tensor, bool]:
+    """Keep tokens up to and including the first stop token; (ids, finished).
+
+    A response is also cut just before a forbidden token (an image placeholder the model may sample, which the
+    training forward would take for an image slot) and then counts as unfinished, like one that hit the length
+    limit. Cutting keeps the sampling distribution untouched, so the kept tokens' log-probs stay exact."""
+    bad = torch.isin(ids, torch.tensor(list(forbidden_ids), dtype=ids.dtype, device=ids.device)).nonzero()
+    if len(bad):
+        ids = ids[: bad[0, 0]]
+    hits = torch.isin(ids, torch.tensor(stop_ids, dtype=ids.dtype, device=ids.device)).nonzero()
     if len(hits):
         return ids[: hits[0, 0] + 1], True
     return ids, False
+
+
+def vision_token_ids(processor) -> list[int]:
+    tok = tokenizer_of(processor)
+    ids = [tok.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>",
+                                                   "<|vision_end|>")]
+    return [i for i in ids if i is not None and i != tok.unk_token_id]
 
 
 @torch.no_grad()
@@ -35,6 +49,7 @@ def generate(model, processor, prompt_rows: list[dict], n: int, temperature: flo
     model.eval()
     config = sampling_config(processor, n, temperature, top_p, max_new_tokens)
     pad = pad_token_id(processor)
+    forbidden = vision_token_ids(processor)
     device = model.device
     out = []
     for start in range(0, len(prompt_rows), batch_size):
@@ -50,7 +65,7 @@ def generate(model, processor, prompt_rows: list[dict], n: int, temperature: flo
         sequences = model.generate(**inputs, generation_config=config)
         responses = sequences[:, batch["prompt_len"]:].cpu()
         for j, ids in enumerate(responses):
-            ids, finished = cut_at_stop(ids, config.eos_token_id)
+            ids, finished = cut_at_stop(ids, config.eos_token_id, forbidden)
             out.append({**chunk[j // n], "response_ids": ids, "finished": finished})
     model.train(was_training)
     return out

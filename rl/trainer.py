@@ -324,3 +324,25 @@ class Trainer:
         finally:
             bar.close()
             metrics_file.close()
+
+
+def run(cfg: Config) -> Path:
+    """Data + reward + trainer for one run; bad data is reported by file and line, not as a traceback."""
+    import sys
+
+    from data.loaders import DataError, load_dataset_by_name
+    from rewards import get_reward
+
+    try:
+        samples = load_dataset_by_name(cfg.data, on_error=cfg.on_bad_row, max_samples=cfg.max_samples or None,
+                                       seed=cfg.seed)
+    except (FileNotFoundError, DataError) as e:
+        raise SystemExit(f"error: {e}") from None
+    print(f"{len(samples)} prompts from {cfg.data}; model {cfg.model}; preset {cfg.preset}", file=sys.stderr)
+    reward_fn = get_reward(cfg.reward, workers=cfg.reward_workers, timeout=cfg.reward_timeout)
+    try:
+        final = Trainer(cfg, samples, reward_fn).train()
+    finally:
+        reward_fn.close()
+    print(f"final checkpoint: {final}", file=sys.stderr)
+    return final

@@ -138,3 +138,12 @@ def test_text_only_qwen2_checkpoint(tmp_path):
     torch.testing.assert_close(logp[mask], expected[mask], atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="no vision tower"):
         encode_prompts(tokenizer, [_samples()[0]])
+
+
+def test_cut_at_stop_and_image_placeholders():
+    ids = torch.tensor([5, 6, 2, 7])
+    assert cut_at_stop(ids, [2])[0].tolist() == [5, 6, 2] and cut_at_stop(ids, [2])[1]
+    assert cut_at_stop(ids, [3])[0].tolist() == [5, 6, 2, 7] and not cut_at_stop(ids, [3])[1]
+    # a sampled image placeholder ends the response before it, as unfinished
+    cut, finished = cut_at_stop(torch.tensor([5, 9, 2]), [2], forbidden_ids=[9])
+    assert cut.tolist() == [5] and not finished

@@ -1,0 +1,32 @@
+"""Stage 2 of LMM-R1, Multimodal Generalization Training: continue from the FRE-Text checkpoint on one domain.
+
+    python train_mgt.py --domain geo --init runs/fre-text/final --data mathv_geo_message.jsonl    # MGT-Geo
+    python train_mgt.py --domain percereason --init runs/fre-text/final --data mathv60k_message.jsonl
+    python train_mgt.py --domain sokoban --init runs/fre-text/final                               # generated levels
+    python train_mgt.py --domain football --init runs/fre-text/final                              # generated scenes
+    python train_mgt.py --preset sokoban-debug --init runs/debug/final --out runs/sokoban-debug  # CPU, offline
+
+The reference model of the KL term is the --init checkpoint.
+"""
+
+import argparse
+
+from rl.config import parse_config
+
+DOMAINS = ("geo", "percereason", "sokoban", "football")
+
+
+def main(argv=None):
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--domain", choices=DOMAINS, default="geo")
+    known, rest = pre.parse_known_args(argv)
+    cfg = parse_config(rest, default_preset=f"mgt-{known.domain}", aliases={"model": ["--init"]},
+                       description=__doc__ + "\n--domain {" + ",".join(DOMAINS) + "} picks the preset mgt-DOMAIN.")
+    if not cfg.model:
+        raise SystemExit("error: --init <stage-1 checkpoint dir> is required (e.g. runs/fre-text/final)")
+    from rl.trainer import run
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()
