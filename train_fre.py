@@ -1,7 +1,7 @@
 """Stage 1 of LMM-R1, Foundational Reasoning Enhancement: rule-based RL on verifiable math.
 
     python train_fre.py --data deepscaler                 # FRE-Text on Qwen2.5-VL-3B-Instruct (the paper's run)
-    python train_fre.py --preset fre-multi --data mathv60k_message.jsonl
+    python train_fre.py --preset fre-multi --data vermulti:/data/VerMulti
     python train_fre.py --preset debug --out runs/debug   # tiny offline model + bundled data, minutes on a CPU
 """
 

@@ -1,7 +1,7 @@
 """Stage 2 of LMM-R1, Multimodal Generalization Training: continue from the FRE-Text checkpoint on one domain.
 
-    python train_mgt.py --domain geo --init runs/fre-text/final --data mathv_geo_message.jsonl    # MGT-Geo
-    python train_mgt.py --domain percereason --init runs/fre-text/final --data mathv60k_message.jsonl
+    python train_mgt.py --domain geo --init runs/fre-text/final --data vermulti-geo:/data/VerMulti   # MGT-Geo
+    python train_mgt.py --domain percereason --init runs/fre-text/final --data vermulti:/data/VerMulti
     python train_mgt.py --domain sokoban --init runs/fre-text/final                               # generated levels
     python train_mgt.py --domain football --init runs/fre-text/final                              # generated scenes
     python train_mgt.py --preset sokoban-debug --init runs/debug/final --out runs/sokoban-debug  # CPU, offline

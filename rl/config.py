@@ -91,8 +91,8 @@ _DEBUG = dict(model="tiny", data="fixture", device="cpu", dtype="fp32", prompts_
               max_pixels=112 * 112, gradient_checkpointing=False)
 # Stage 2 (MGT) continues from the FRE-Text checkpoint (--init); the reference model is that checkpoint.
 _MGT = {
-    "geo": dict(data="mathv_geo_message.jsonl", reward="r1_auto", estimator="gae", actor_lr=1e-6, critic_lr=9e-6),
-    "percereason": dict(data="mathv60k_message.jsonl", reward="r1_auto", max_new_tokens=8192),
+    "geo": dict(data="vermulti-geo", reward="r1_auto", estimator="gae", actor_lr=1e-6, critic_lr=9e-6),
+    "percereason": dict(data="vermulti", reward="r1_auto", max_new_tokens=8192),
     "sokoban": dict(data="sokoban:4096", reward="sokoban", estimator="gae", kl=0.0, freeze_vision=True,
                     actor_lr=1e-6, critic_lr=5e-6),
     "football": dict(data="football:4096", reward="football", estimator="gae", kl=0.0, freeze_vision=True,
@@ -102,7 +102,7 @@ _MGT_DEBUG_DATA = {"geo": "geo-fixture", "percereason": "fixture:message", "soko
                    "football": "football:16"}
 PRESETS: dict[str, dict] = {
     "fre-text": {},
-    "fre-multi": dict(data="mathv60k_message.jsonl", out="runs/fre-multi", actor_lr=1e-6),
+    "fre-multi": dict(data="vermulti", reward="r1_auto", out="runs/fre-multi", actor_lr=1e-6),
     "debug": dict(_DEBUG, out="runs/debug"),
     **{f"mgt-{d}": {**v, "model": "", "out": f"runs/mgt-{d}"} for d, v in _MGT.items()},
     **{f"{d}-debug": {**v, **_DEBUG, "model": "", "data": _MGT_DEBUG_DATA[d], "out": f"runs/{d}-debug",
