@@ -151,7 +151,7 @@ class Trainer:
         t = time.perf_counter()
         texts = self.tokenizer.batch_decode([r["response_ids"] for r in rows], skip_special_tokens=True)
         group = [s for s in kept for _ in range(cfg.n_samples)]
-        scored = self.reward_fn(texts, [s.answer for s in group], [s.meta for s in group])
+        scored = self.reward_fn(texts, [s.answer for s in group], [{**s.meta, "domain": s.domain} for s in group])
         self.counts.update(scored.counts)
         rewards = torch.tensor(scored.components["total"], dtype=torch.float32)
         times["time/reward"] = time.perf_counter() - t

@@ -15,6 +15,7 @@ class LengthReward:
     """Any reward with spread across a group gives non-zero advantages."""
 
     def __call__(self, responses, golds, metas):
+        assert len(responses) == len(golds) == len(metas) and all("domain" in m for m in metas)
         return SimpleNamespace(components={"total": [len(set(r)) / 10 for r in responses]}, counts={})
 
     def close(self):
