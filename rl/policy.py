@@ -213,16 +213,16 @@ def response_hidden(backbone, batch: dict) -> torch.Tensor:
 
 
 def response_logprobs(model, batch: dict, temperature: float = 1.0, with_entropy: bool = False,
-                      chunk_size: int = 1024):
+                      chunk_size: int = 1024, logprobs_fn=logprobs_from_hidden):
     """Per-token log-prob [B, R] of each response token under `model` (and entropy [B, R] when asked).
 
     Logits are divided by the sampling temperature, as the sampler did. Values at padding are meaningless:
-    callers mask them with `batch["action_mask"]`."""
+    callers mask them with `batch["action_mask"]`. `logprobs_fn` is the torch reference or the fused kernel."""
     hidden = response_hidden(model.model, batch)
     P = batch["prompt_len"]
     targets = batch["input_ids"][:, P:].to(hidden.device)
-    return logprobs_from_hidden(hidden, model.get_output_embeddings().weight, targets, temperature,
-                                with_entropy=with_entropy, chunk_size=chunk_size)
+    return logprobs_fn(hidden, model.get_output_embeddings().weight, targets, temperature,
+                       with_entropy=with_entropy, chunk_size=chunk_size)
 
 
 class Critic(nn.Module):

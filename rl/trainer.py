@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+import ops
 from rl import algos
 from rl.config import Config
 from rl.optim import clip_grad_norm, lr_at, make_optimizer, set_lr
@@ -72,7 +73,11 @@ class Trainer:
             corpus = [s.question for s in samples[:256]]
             base = str(build_tiny_checkpoint(self.out / "base_model", corpus=corpus, seed=cfg.seed))
         self.base_model = base
-        self.policy, self.processor = load_policy(cfg.resume or base, torch.float32, cfg.attn, self.device)
+        self.kernels = ops.select(cfg.kernels, self.device, cfg.attn)
+        self.log(self.kernels.reason)
+        attn = self.kernels.attn_implementation
+        self.policy, self.processor = load_policy(cfg.resume or base, torch.float32, attn, self.device)
+        ops.prepare_model(self.policy, self.kernels)
         self.tokenizer = tokenizer_of(self.processor)
         self.pad_id = pad_token_id(self.processor)
         set_image_pixels(self.processor, cfg.min_pixels, cfg.max_pixels)
@@ -84,8 +89,8 @@ class Trainer:
         # The reference model (the initial policy) exists only when it is used (kl > 0); frozen, compute dtype.
         self.ref = None
         if cfg.kl > 0:
-            self.ref = load_policy(base, torch.float32, cfg.attn, self.device)[0] if cfg.resume \
-                else copy.deepcopy(self.policy)
+            self.ref = ops.prepare_model(load_policy(base, torch.float32, attn, self.device)[0], self.kernels) \
+                if cfg.resume else copy.deepcopy(self.policy)
             self.ref.requires_grad_(False).eval()
             if self.autocast_dtype is not None:
                 self.ref.to(self.autocast_dtype)
@@ -162,9 +167,8 @@ class Trainer:
         with torch.no_grad(), self.autocast():
             for mb in chunks(rows, cfg.micro_batch_size):
                 batch = collate(mb, self.pad_id)
-                logp, ent = response_logprobs(self.policy, batch, cfg.temperature, True, cfg.logprob_chunk)
-                ref_logp = (response_logprobs(self.ref, batch, cfg.temperature, False, cfg.logprob_chunk)[0]
-                            if self.ref is not None else None)
+                logp, ent = self.logprobs(self.policy, batch, with_entropy=True)
+                ref_logp = self.logprobs(self.ref, batch)[0] if self.ref is not None else None
                 values = self.critic(batch) if self.critic is not None else None
                 for i, r in enumerate(mb):
                     n = r["response_ids"].numel()
@@ -207,7 +211,7 @@ class Trainer:
         if self.critic is not None:
             self.critic.train()
         stats = {"loss/policy": [], "clip_frac": [], "approx_kl": [], "grad_norm": [], "loss/value": [],
-                 "loss/kl": [], "critic_grad_norm": []}
+                 "critic_grad_norm": [], "kernel/max_abs_diff": []}
         gen = torch.Generator().manual_seed(cfg.seed * 100003 + self.step)
         for _ in range(cfg.ppo_epochs):
             order = torch.randperm(len(rows), generator=gen).tolist()
@@ -215,20 +219,17 @@ class Trainer:
                 # Weights that make the accumulated micro-batch losses equal the loss of the whole train batch.
                 total = (sum(r["response_ids"].numel() for r in train_batch) if cfg.loss_agg == "token-mean"
                          else sum(r["response_ids"].numel() > 0 for r in train_batch))
-                for mb in chunks(train_batch, cfg.micro_batch_size):
+                for k, mb in enumerate(chunks(train_batch, cfg.micro_batch_size)):
                     part = (sum(r["response_ids"].numel() for r in mb) if cfg.loss_agg == "token-mean"
                             else sum(r["response_ids"].numel() > 0 for r in mb))
                     weight = part / max(total, 1)
                     batch = collate(mb, self.pad_id, token_keys=TOKEN_KEYS)
                     mask = batch["action_mask"]
                     with self.autocast():
-                        logp, _ = response_logprobs(self.policy, batch, cfg.temperature, False, cfg.logprob_chunk)
-                    loss, st = algos.policy_loss(logp, batch["old_logp"], batch["advantages"], mask, cfg.eps_clip,
-                                                 cfg.loss_agg)
-                    if self.ref is not None and cfg.kl_in == "loss":
-                        kl_term = algos.kl_loss(logp, batch["ref_logp"], mask, cfg.kl_estimator, cfg.loss_agg)
-                        loss = loss + cfg.kl * kl_term
-                        stats["loss/kl"].append(kl_term.item())
+                        logp, _ = self.logprobs(self.policy, batch)
+                    loss, st = self.policy_objective(logp, batch)
+                    if cfg.kernel_check_every and k == 0 and self.update_step % cfg.kernel_check_every == 0:
+                        stats["kernel/max_abs_diff"].append(self.kernel_check(batch, logp))
                     (loss * weight).backward()
                     stats["loss/policy"].append(loss.item())
                     stats["clip_frac"].append(st["clip_frac"])
@@ -257,6 +258,40 @@ class Trainer:
         out = {k: sum(v) / len(v) for k, v in stats.items() if v}
         out["lr"] = lr
         return out
+
+    def logprobs(self, model, batch, with_entropy=False):
+        return response_logprobs(model, batch, self.cfg.temperature, with_entropy, self.cfg.logprob_chunk,
+                                 logprobs_fn=self.kernels.logprobs)
+
+    def policy_objective(self, logp, batch) -> tuple[torch.Tensor, dict]:
+        """Clipped PPO surrogate (+ beta * KL when the KL is a loss term), aggregated; with its statistics."""
+        cfg, mask = self.cfg, batch["action_mask"]
+        beta = cfg.kl if (self.ref is not None and cfg.kl_in == "loss") else 0.0
+        if self.kernels.name == "triton":
+            from ops.policy_loss import policy_loss_tokens_triton
+            per_token = policy_loss_tokens_triton(logp, batch["old_logp"], batch["advantages"], mask,
+                                                  batch["ref_logp"], cfg.eps_clip, beta, cfg.kl_estimator)
+            loss = algos.aggregate(per_token, mask, cfg.loss_agg)
+            with torch.no_grad():  # statistics only
+                _, st = algos.policy_loss(logp, batch["old_logp"], batch["advantages"], mask, cfg.eps_clip)
+            return loss, st
+        loss, st = algos.policy_loss(logp, batch["old_logp"], batch["advantages"], mask, cfg.eps_clip, cfg.loss_agg)
+        if beta:
+            loss = loss + beta * algos.kl_loss(logp, batch["ref_logp"], mask, cfg.kl_estimator, cfg.loss_agg)
+        return loss, st
+
+    def kernel_check(self, batch, logp) -> float:
+        """Shadow check: the same micro-batch through the torch references (attention and log-prob)."""
+        cfg, mask = self.cfg, batch["action_mask"]
+        with torch.no_grad(), self.autocast(), ops.reference_attention(self.policy, self.kernels, cfg.attn):
+            ref, _ = response_logprobs(self.policy, batch, cfg.temperature, False, cfg.logprob_chunk)
+        diff = (logp.detach().float() - ref.float()).abs()[mask].max().item() if mask.any() else 0.0
+        tol = cfg.kernel_check_tol or (1e-3 if self.autocast_dtype is None else 5e-2)
+        if not diff <= tol:
+            raise RuntimeError(f"kernel check failed at update {self.update_step}: log-probs of the {self.kernels.name} "
+                               f"kernels differ from the torch references by {diff:.3g} > {tol:g}; rerun with "
+                               f"--kernels torch")
+        return diff
 
     # -- outputs -------------------------------------------------------------------------------------------------
     def save(self, path: Path, resumable: bool = True):

@@ -1,0 +1,478 @@
+"""Fused linear log-prob / entropy (Triton): log_softmax(hidden @ weight.T / temperature)[target] without [T, V] logits.
+
+Same contract as the torch reference `ops.logprob.logprobs_from_hidden` (which stays the CPU path):
+
+    triton_logprobs_from_hidden(hidden [..., H], weight [V, H], targets [...], temperature=1.0,
+                                with_entropy=False, chunk_size=1024) -> (logp [...] fp32, entropy [...] fp32 | None)
+
+Forward (`_fused_lse_fwd_kernel`): one program owns BLOCK_T tokens and a contiguous range of vocab tiles
+("split"; one split = the whole vocab). Per vocab tile it computes logits_tile = h_block @ W_tile^T with tl.dot
+(fp32 accumulation, H consumed BLOCK_H at a time), divides by the temperature, and folds the tile into an online
+logsumexp (running max m, running sum s = sum exp(x - m)) and, for the entropy, the running r = sum exp(x - m) * (x - m)
+(rescaled like s when m grows: r <- alpha * (r + (m_old - m_new) * s_old), alpha = exp(m_old - m_new)); it also
+picks up the target's logit. Per token and split it stores lse_i = m + log s, the split-local entropy
+ent_i = log s - r / s (= lse_i - E_p[x], with no cancellation between two large numbers) and the target logit
+(0 in the splits that do not own it). Splitting the vocab gives the GPU enough programs when T is small; the [S, T]
+partials are merged in torch: lse = logsumexp_i lse_i, w_i = exp(lse_i - lse),
+entropy = sum_i w_i (ent_i + lse - lse_i), logp = target_logit - lse. Only O(S * T) floats are written; lse is
+saved for backward.
+
+Backward (chosen design, as in Liger-Kernel's fused linear cross entropy): entropy is a metric (no gradient), so
+d logp / d logit_j = (1[j == target] - softmax_j) / temperature. For each chunk of `chunk_size` tokens,
+`_fused_dlogits_kernel` recomputes the logits tile by tile (grid = token blocks x vocab tiles, fully parallel) and
+writes dlogits = grad_logp * (onehot - exp(x - lse)) / temperature into ONE reused [chunk, V] buffer (input dtype;
+fp32 for fp32 inputs); then two torch matmuls: grad_hidden[chunk] = dlogits @ W and grad_W += dlogits^T @ h[chunk].
+Peak extra memory is chunk x V (+ grad_W itself, accumulated in fp32 for 16-bit inputs), never T x V. Compute:
+forward 1 GEMM, backward 3 GEMMs (recompute + 2), vs. 1 + 2 for the plain path.
+
+Dtypes: fp32 / fp16 / bf16 hidden & weight (same dtype), fp32 accumulation everywhere, fp32 outputs, gradients in
+the input dtypes. On a GPU 16-bit tiles go to tl.dot as they are (tensor cores); fp32 uses IEEE fp32 unless
+torch.backends.cuda.matmul.allow_tf32 is set (then TF32, like torch's matmul). Under TRITON_INTERPRET=1 (CPU, tests)
+every load is cast to fp32 right away since the interpreter has no bf16 arithmetic.
+
+Dispatch: CUDA tensors -> Triton; CPU tensors with TRITON_INTERPRET=1 set before triton was imported -> Triton in
+the interpreter (slow; tests only); otherwise the torch reference. Targets must lie in [0, V) (no ignore index; the
+reference would raise on others, this kernel gives logp = -lse for them).
+
+`kernel_configs()` lists every (kernel, constexpr set, pointer dtypes) this module can launch, with a
+triton.compiler.ASTSource-ready signature, for ahead-of-time compile checks (sm_80 / sm_90).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+
+from ops.logprob import logprobs_from_hidden as _torch_logprobs_from_hidden
+
+__all__ = ["triton_logprobs_from_hidden", "emulated_logprobs_from_hidden", "kernel_configs", "compile_config",
+           "ptxas_usage", "interpreting", "TritonLinearLogprob"]
+
+_NEG_BIG = tl.constexpr(-1.0e30)  # finite "-inf": keeps (m_old - m_new) * s_old and alpha NaN-free
+
+
+def interpreting() -> bool:
+    """True when triton kernels run in the CPU interpreter (TRITON_INTERPRET=1 when this module was imported)."""
+    return _INTERPRET
+
+
+_INTERPRET = os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Kernels
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _logits_tile(h_ptr, w_ptr, rows, cols, row_mask, col_mask, H, stride_ht, stride_wv,
+                 BLOCK_T: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_H: tl.constexpr,
+                 CAST_F32: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    """[BLOCK_T, BLOCK_V] fp32 tile of h @ W^T (rows x cols), H consumed BLOCK_H at a time."""
+    acc = tl.zeros([BLOCK_T, BLOCK_V], dtype=tl.float32)
+    offs_k = tl.arange(0, BLOCK_H)
+    for k0 in range(0, H, BLOCK_H):
+        ks = k0 + offs_k
+        k_mask = ks < H
+        h = tl.load(h_ptr + rows[:, None] * stride_ht + ks[None, :], mask=row_mask[:, None] & k_mask[None, :],
+                    other=0.0)
+        w = tl.load(w_ptr + cols[:, None] * stride_wv + ks[None, :], mask=col_mask[:, None] & k_mask[None, :],
+                    other=0.0)
+        if CAST_F32:
+            h = h.to(tl.float32)
+            w = w.to(tl.float32)
+        acc = tl.dot(h, tl.trans(w), acc, input_precision=DOT_PRECISION)
+    return acc
+
+
+@triton.jit
+def _fused_lse_fwd_kernel(h_ptr, w_ptr, tgt_ptr, lse_ptr, ent_ptr, tlogit_ptr,
+                          T, V, H, stride_ht, stride_wv, tiles_per_split, temperature,
+                          BLOCK_T: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_H: tl.constexpr,
+                          WITH_ENTROPY: tl.constexpr, CAST_F32: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    """Per (token block, vocab split): split-local lse, entropy and target logit -> [S, T] partial buffers."""
+    pid_t = tl.program_id(0)
+    pid_s = tl.program_id(1)
+    rows = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)
+    row_mask = rows < T
+    tgt = tl.load(tgt_ptr + rows, mask=row_mask, other=-1)
+
+    m = tl.full([BLOCK_T], _NEG_BIG, dtype=tl.float32)
+    s = tl.zeros([BLOCK_T], dtype=tl.float32)
+    r = tl.zeros([BLOCK_T], dtype=tl.float32)
+    t_logit = tl.zeros([BLOCK_T], dtype=tl.float32)
+
+    n_tiles = tl.cdiv(V, BLOCK_V)
+    tile_lo = pid_s * tiles_per_split
+    tile_hi = tl.minimum(tile_lo + tiles_per_split, n_tiles)
+    offs_v = tl.arange(0, BLOCK_V)
+    for vt in range(tile_lo, tile_hi):
+        cols = vt * BLOCK_V + offs_v
+        col_mask = cols < V
+        x = _logits_tile(h_ptr, w_ptr, rows, cols, row_mask, col_mask, H, stride_ht, stride_wv,
+                         BLOCK_T, BLOCK_V, BLOCK_H, CAST_F32, DOT_PRECISION)
+        x = x / temperature
+        x = tl.where(col_mask[None, :], x, _NEG_BIG)
+        m_new = tl.maximum(m, tl.max(x, axis=1))
+        alpha = tl.exp(m - m_new)
+        xc = x - m_new[:, None]
+        p = tl.where(col_mask[None, :], tl.exp(xc), 0.0)
+        if WITH_ENTROPY:
+            r = alpha * (r + (m - m_new) * s) + tl.sum(tl.where(col_mask[None, :], p * xc, 0.0), axis=1)
+        s = s * alpha + tl.sum(p, axis=1)
+        m = m_new
+        hit = (cols[None, :] == tgt[:, None]) & col_mask[None, :]
+        t_logit += tl.sum(tl.where(hit, x, 0.0), axis=1)
+
+    log_s = tl.log(s)
+    out = pid_s * T + rows
+    tl.store(lse_ptr + out, m + log_s, mask=row_mask)
+    tl.store(tlogit_ptr + out, t_logit, mask=row_mask)
+    if WITH_ENTROPY:
+        tl.store(ent_ptr + out, log_s - r / s, mask=row_mask)
+
+
+@triton.jit
+def _fused_dlogits_kernel(h_ptr, w_ptr, tgt_ptr, lse_ptr, g_ptr, dl_ptr,
+                          T, V, H, stride_ht, stride_wv, stride_dt, temperature,
+                          BLOCK_T: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_H: tl.constexpr,
+                          CAST_F32: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    """dlogits[t, j] = g[t] * (1[j == target[t]] - exp(x[t, j] - lse[t])) / temperature for one [BLOCK_T, BLOCK_V]."""
+    pid_t = tl.program_id(0)
+    pid_v = tl.program_id(1)
+    rows = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)
+    cols = pid_v * BLOCK_V + tl.arange(0, BLOCK_V)
+    row_mask = rows < T
+    col_mask = cols < V
+    tgt = tl.load(tgt_ptr + rows, mask=row_mask, other=-1)
+    lse = tl.load(lse_ptr + rows, mask=row_mask, other=0.0)
+    g = tl.load(g_ptr + rows, mask=row_mask, other=0.0).to(tl.float32)
+    x = _logits_tile(h_ptr, w_ptr, rows, cols, row_mask, col_mask, H, stride_ht, stride_wv,
+                     BLOCK_T, BLOCK_V, BLOCK_H, CAST_F32, DOT_PRECISION)
+    x = x / temperature
+    p = tl.exp(x - lse[:, None])
+    onehot = tl.where(cols[None, :] == tgt[:, None], 1.0, 0.0)
+    d = (g / temperature)[:, None] * (onehot - p)
+    mask = row_mask[:, None] & col_mask[None, :]
+    tl.store(dl_ptr + rows[:, None] * stride_dt + cols[None, :], d.to(dl_ptr.dtype.element_ty), mask=mask)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Launch configurations
+# ---------------------------------------------------------------------------------------------------------------
+
+# GPU tiles. Shared memory per program <= num_stages * (BLOCK_T + BLOCK_V) * BLOCK_H * itemsize = 72 KiB for both
+# (16-bit: 3 * 192 * 64 * 2; fp32: 3 * 192 * 32 * 4); sm_80 allows 163 KiB, sm_90 227 KiB. Compiled with triton 3.7.1
+# (ptxas -v): 48 KiB on sm_80, 48-72 KiB on sm_90, 64-200 registers per thread, no spills (see kernel_configs()).
+_GPU_CONFIGS = {
+    torch.float32: dict(BLOCK_T=64, BLOCK_V=128, BLOCK_H=32, num_warps=8, num_stages=3),
+    torch.float16: dict(BLOCK_T=64, BLOCK_V=128, BLOCK_H=64, num_warps=8, num_stages=3),
+    torch.bfloat16: dict(BLOCK_T=64, BLOCK_V=128, BLOCK_H=64, num_warps=8, num_stages=3),
+}
+# Interpreter (CPU tests): small tiles so that tiny shapes still cover several token blocks, vocab tiles and H steps.
+_INTERP_CONFIG = dict(BLOCK_T=16, BLOCK_V=32, BLOCK_H=16, num_warps=4, num_stages=1)
+# Target number of forward programs before the vocab is split (~4 waves on a 132-SM H100).
+_TARGET_PROGRAMS = 512
+
+_TORCH_TO_TL = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+
+
+def _config(dtype: torch.dtype) -> dict:
+    return dict(_INTERP_CONFIG) if _INTERPRET else dict(_GPU_CONFIGS[dtype])
+
+
+def _dot_precision(dtype: torch.dtype) -> str:
+    if _INTERPRET or dtype != torch.float32:
+        return "ieee"  # 16-bit: tensor-core MMA with fp32 accumulation (precision flag only affects fp32 inputs)
+    return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
+
+
+def _num_splits(n_tblocks: int, n_vtiles: int, override: Optional[int] = None) -> tuple[int, int]:
+    """(splits, tiles_per_split) with every split non-empty."""
+    want = override if override is not None else max(1, _TARGET_PROGRAMS // max(n_tblocks, 1))
+    want = max(1, min(want, n_vtiles))
+    per = triton.cdiv(n_vtiles, want)
+    return triton.cdiv(n_vtiles, per), per
+
+
+# Test hook: force a number of vocab splits (None = automatic).
+_FORCE_SPLITS: Optional[int] = None
+
+
+def kernel_configs() -> list[dict]:
+    """Every configuration this module can launch, for ahead-of-time compilation.
+
+    Each entry: name, fn (the @triton.jit kernel), signature ({arg: triton type | "constexpr"}, in argument
+    order), constexprs ({arg: value}), attrs (ASTSource attrs: the 16-divisibility the JIT specialises on for
+    Qwen2.5-VL shapes, H = 2048, V = 151,936, and torch's aligned allocations), num_warps, num_stages. Compile with
+        triton.compile(ASTSource(e["fn"], e["signature"], e["constexprs"], e["attrs"]),
+                       target=GPUTarget("cuda", 80, 32),
+                       options={"num_warps": e["num_warps"], "num_stages": e["num_stages"]})
+    in a process WITHOUT TRITON_INTERPRET (under the interpreter fn is not a JITFunction). Without attrs it also
+    compiles, but without vectorised loads (more registers) - not what a real launch gets.
+    """
+    out = []
+    cases = []  # (block config, dtype name, CAST_F32, DOT_PRECISION, tag)
+    for dtype, cfg in _GPU_CONFIGS.items():
+        precs = ["ieee", "tf32"] if dtype == torch.float32 else ["ieee"]
+        for prec in precs:
+            cases.append((cfg, _TORCH_TO_TL[dtype], False, prec, "gpu"))
+    for dtype in _GPU_CONFIGS:
+        cases.append((_INTERP_CONFIG, _TORCH_TO_TL[dtype], True, "ieee", "interpret"))
+    for cfg, dt, cast, prec, tag in cases:
+        blocks = {k: cfg[k] for k in ("BLOCK_T", "BLOCK_V", "BLOCK_H")}
+        for with_ent in (False, True):
+            sig = {"h_ptr": f"*{dt}", "w_ptr": f"*{dt}", "tgt_ptr": "*i64", "lse_ptr": "*fp32", "ent_ptr": "*fp32",
+                   "tlogit_ptr": "*fp32", "T": "i32", "V": "i32", "H": "i32", "stride_ht": "i32", "stride_wv": "i32",
+                   "tiles_per_split": "i32", "temperature": "fp32"}
+            const = dict(blocks, WITH_ENTROPY=with_ent, CAST_F32=cast, DOT_PRECISION=prec)
+            sig.update({k: "constexpr" for k in const})
+            out.append(dict(name=f"fwd[{tag},{dt},{prec},ent={int(with_ent)}]", kernel="fwd",
+                            fn=_fused_lse_fwd_kernel, signature=sig, constexprs=const, num_warps=cfg["num_warps"],
+                            num_stages=cfg["num_stages"], dtype=dt, mode=tag))
+        sig = {"h_ptr": f"*{dt}", "w_ptr": f"*{dt}", "tgt_ptr": "*i64", "lse_ptr": "*fp32", "g_ptr": "*fp32",
+               "dl_ptr": f"*{dt}", "T": "i32", "V": "i32", "H": "i32", "stride_ht": "i32", "stride_wv": "i32",
+               "stride_dt": "i32", "temperature": "fp32"}
+        const = dict(blocks, CAST_F32=cast, DOT_PRECISION=prec)
+        sig.update({k: "constexpr" for k in const})
+        out.append(dict(name=f"dlogits[{tag},{dt},{prec}]", kernel="dlogits", fn=_fused_dlogits_kernel,
+                        signature=sig, constexprs=const, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+                        dtype=dt, mode=tag))
+    for e in out:
+        e["attrs"] = _divisibility_attrs(e["signature"], _DIVISIBLE_ARGS)
+    return out
+
+
+# Arguments a real launch has divisible by 16 (pointers from torch's allocator, H = 2048, V = 151,936, row strides).
+_DIVISIBLE_ARGS = ("h_ptr", "w_ptr", "tgt_ptr", "lse_ptr", "ent_ptr", "tlogit_ptr", "g_ptr", "dl_ptr", "V", "H",
+                   "stride_ht", "stride_wv", "stride_dt")
+
+
+def _divisibility_attrs(signature: dict, names) -> dict:
+    args = list(signature)
+    return {(args.index(n),): [["tt.divisibility", 16]] for n in names if n in args}
+
+
+def compile_config(entry: dict, capability: int = 80):
+    """Compile one kernel_configs() entry (this module's or ops.policy_loss's) for sm_<capability>; no GPU needed,
+    but not under TRITON_INTERPRET."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    src = ASTSource(entry["fn"], entry["signature"], entry["constexprs"], entry.get("attrs"))
+    return triton.compile(src, target=GPUTarget("cuda", capability, 32),
+                          options=dict(num_warps=entry["num_warps"], num_stages=entry["num_stages"]))
+
+
+def ptxas_usage(compiled, capability: int = 80) -> dict:
+    """{"registers", "spill_stores", "spill_loads", "stack"} from `ptxas -v` on a compiled kernel's PTX (the
+    CompiledKernel's n_regs / n_spills are only filled in when a GPU driver loads the binary)."""
+    import re
+    import subprocess
+    import tempfile
+    ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
+    arch = f"sm_{capability}a" if capability >= 90 else f"sm_{capability}"
+    with tempfile.NamedTemporaryFile("w", suffix=".ptx") as f:
+        f.write(compiled.asm["ptx"])
+        f.flush()
+        res = subprocess.run([ptxas, f"-arch={arch}", "-v", f.name, "-o", os.devnull], capture_output=True,
+                             text=True, check=True)
+    text = res.stdout + res.stderr
+    grab = lambda pat: int(m.group(1)) if (m := re.search(pat, text)) else 0  # noqa: E731
+    return dict(registers=grab(r"Used (\d+) registers"), spill_stores=grab(r"(\d+) bytes spill stores"),
+                spill_loads=grab(r"(\d+) bytes spill loads"), stack=grab(r"(\d+) bytes stack frame"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Launchers
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _check_i32(*sizes: int) -> None:
+    # Offsets are computed in int32 inside the kernels.
+    if max(sizes) >= 2 ** 31:
+        raise ValueError("tensor too large for int32 offsets")
+
+
+def _forward(h: torch.Tensor, w: torch.Tensor, t: torch.Tensor, temperature: float, with_entropy: bool,
+             emulate: bool = False, chunk_size: int = 1024):
+    """h [T, H] (row-contiguous), w [V, H] (row-contiguous), t [T] int64 -> (logp, entropy|None, lse) fp32 [T]."""
+    if emulate:
+        return _forward_emulated(h, w, t, temperature, with_entropy, chunk_size)
+    T, H = h.shape
+    V = w.shape[0]
+    cfg = _config(h.dtype)
+    n_tb, n_vt = triton.cdiv(T, cfg["BLOCK_T"]), triton.cdiv(V, cfg["BLOCK_V"])
+    S, per = _num_splits(n_tb, n_vt, _FORCE_SPLITS)
+    _check_i32(T * H, V * H, S * T)
+    lse_p = torch.empty((S, T), dtype=torch.float32, device=h.device)
+    tl_p = torch.empty((S, T), dtype=torch.float32, device=h.device)
+    ent_p = torch.empty((S, T), dtype=torch.float32, device=h.device) if with_entropy else lse_p
+    _fused_lse_fwd_kernel[(n_tb, S)](
+        h, w, t, lse_p, ent_p, tl_p, T, V, H, h.stride(0), w.stride(0), per, float(temperature),
+        BLOCK_T=cfg["BLOCK_T"], BLOCK_V=cfg["BLOCK_V"], BLOCK_H=cfg["BLOCK_H"], WITH_ENTROPY=with_entropy,
+        CAST_F32=_INTERPRET, DOT_PRECISION=_dot_precision(h.dtype), num_warps=cfg["num_warps"],
+        num_stages=cfg["num_stages"])
+    if S == 1:
+        lse, t_logit = lse_p[0], tl_p[0]
+        entropy = ent_p[0] if with_entropy else None
+    else:
+        lse = torch.logsumexp(lse_p, dim=0)
+        t_logit = tl_p.sum(0)
+        entropy = None
+        if with_entropy:
+            wgt = torch.exp(lse_p - lse)
+            entropy = (wgt * (ent_p + (lse - lse_p))).sum(0)
+    return t_logit - lse, entropy, lse
+
+
+def _dlogits(h, w, t, lse, g, dl, temperature: float, emulate: bool):
+    """Fill dl [c, V] with g * (onehot(t) - softmax(h @ w.T / temperature)) / temperature."""
+    if emulate:
+        if dl.dtype == torch.float32:  # fp32: work in place in the dlogits buffer (one [c, V] buffer in all)
+            x = torch.mm(h, w.T, out=dl)
+        else:
+            x = (h @ w.T).float()
+        x.div_(temperature).sub_(lse[:, None]).exp_().neg_()  # -softmax
+        x[torch.arange(x.shape[0], device=x.device), t] += 1.0
+        x.mul_((g / temperature)[:, None])
+        if x is not dl:
+            dl.copy_(x)
+        return
+    c, H = h.shape
+    V = w.shape[0]
+    cfg = _config(h.dtype)
+    grid = (triton.cdiv(c, cfg["BLOCK_T"]), triton.cdiv(V, cfg["BLOCK_V"]))
+    _fused_dlogits_kernel[grid](
+        h, w, t, lse, g, dl, c, V, H, h.stride(0), w.stride(0), dl.stride(0), float(temperature),
+        BLOCK_T=cfg["BLOCK_T"], BLOCK_V=cfg["BLOCK_V"], BLOCK_H=cfg["BLOCK_H"], CAST_F32=_INTERPRET,
+        DOT_PRECISION=_dot_precision(h.dtype), num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+
+
+def _backward(h, w, t, lse, grad_logp, temperature: float, chunk_size: int, need_h: bool, need_w: bool,
+              emulate: bool = False):
+    """Chunked backward: dlogits [chunk, V] into one reused buffer (Triton kernel) + two torch matmuls per chunk."""
+    T, H = h.shape
+    V = w.shape[0]
+    chunk = max(1, min(int(chunk_size), T))
+    _check_i32(chunk * V)
+    dl_buf = torch.empty((chunk, V), dtype=h.dtype, device=h.device)
+    grad_h = torch.empty_like(h) if need_h else None
+    grad_w = torch.zeros((V, H), dtype=torch.float32, device=w.device) if need_w else None
+    g = grad_logp.to(torch.float32).contiguous()
+    for i in range(0, T, chunk):
+        c = min(chunk, T - i)
+        dl = dl_buf[:c]
+        _dlogits(h[i:i + c], w, t[i:i + c], lse[i:i + c], g[i:i + c], dl, temperature, emulate)
+        if need_h:
+            torch.mm(dl, w, out=grad_h[i:i + c])
+        if need_w:
+            if grad_w.dtype == dl.dtype:
+                grad_w.addmm_(dl.t(), h[i:i + c])  # in place: no second [V, H] buffer
+            else:  # 16-bit inputs: per-chunk product in the input dtype, running sum in fp32
+                grad_w.add_(torch.mm(dl.t(), h[i:i + c]))
+    if need_w and grad_w.dtype != w.dtype:
+        grad_w = grad_w.to(w.dtype)
+    return grad_h, grad_w
+
+
+def _forward_emulated(h, w, t, temperature: float, with_entropy: bool, chunk_size: int):
+    """Torch stand-in for the forward kernel (CPU benchmarking): chunk x V logits at a time, no graph kept."""
+    T = h.shape[0]
+    lse = torch.empty(T, dtype=torch.float32, device=h.device)
+    t_logit = torch.empty_like(lse)
+    entropy = torch.empty_like(lse) if with_entropy else None
+    chunk = max(1, int(chunk_size))
+    with torch.no_grad():
+        for i in range(0, T, chunk):
+            x = (h[i:i + chunk] @ w.T).float().div_(temperature)
+            lse[i:i + chunk] = torch.logsumexp(x, dim=-1)
+            t_logit[i:i + chunk] = x.gather(-1, t[i:i + chunk, None]).squeeze(-1)
+            if with_entropy:
+                x.sub_(lse[i:i + chunk, None])  # log p
+                entropy[i:i + chunk] = -(x.exp().mul_(x)).sum(-1)
+            del x
+    return t_logit - lse, entropy, lse
+
+
+class TritonLinearLogprob(torch.autograd.Function):
+    """(hidden [T, H], weight [V, H], targets [T]) -> (logp [T] fp32, entropy [T] fp32, non-differentiable).
+
+    emulate=True swaps the two Triton kernels for chunk-level torch ops (same orchestration and buffers): the CPU
+    stand-in used by bench/logprob_memory.py."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, temperature: float, with_entropy: bool, chunk_size: int,
+                emulate: bool = False):
+        logp, entropy, lse = _forward(hidden, weight, targets, temperature, with_entropy, emulate, chunk_size)
+        ctx.save_for_backward(hidden, weight, targets, lse)
+        ctx.temperature, ctx.chunk_size, ctx.emulate = temperature, chunk_size, emulate
+        if entropy is None:
+            entropy = lse.new_zeros(0)
+        ctx.mark_non_differentiable(entropy)
+        return logp, entropy
+
+    @staticmethod
+    def backward(ctx, grad_logp, _grad_entropy):
+        hidden, weight, targets, lse = ctx.saved_tensors
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_h = grad_w = None
+        if need_h or need_w:
+            grad_h, grad_w = _backward(hidden, weight, targets, lse, grad_logp, ctx.temperature, ctx.chunk_size,
+                                       need_h, need_w, ctx.emulate)
+        return grad_h, grad_w, None, None, None, None, None
+
+
+def _use_triton(*tensors: torch.Tensor) -> bool:
+    if all(x.is_cuda for x in tensors):
+        return not _INTERPRET
+    return _INTERPRET and all(x.device.type == "cpu" for x in tensors)
+
+
+def _prepare(hidden, weight, targets):
+    if hidden.dtype not in _GPU_CONFIGS or weight.dtype != hidden.dtype:
+        raise TypeError(f"hidden/weight must share one of fp32/fp16/bf16, got {hidden.dtype} / {weight.dtype}")
+    if weight.dim() != 2 or weight.shape[1] != hidden.shape[-1]:
+        raise ValueError(f"weight {tuple(weight.shape)} does not match hidden size {hidden.shape[-1]}")
+    h = hidden.reshape(-1, hidden.shape[-1])
+    if h.stride(-1) != 1:
+        h = h.contiguous()
+    w = weight if weight.stride(-1) == 1 else weight.contiguous()
+    return h, w, targets.reshape(-1).to(torch.int64).contiguous()
+
+
+def _apply(hidden, weight, targets, temperature, with_entropy, chunk_size, emulate):
+    shape = targets.shape
+    h, w, t = _prepare(hidden, weight, targets)
+    if t.numel() == 0:
+        zeros = h.new_zeros(shape, dtype=torch.float32)
+        return zeros, (zeros.clone() if with_entropy else None)
+    logp, entropy = TritonLinearLogprob.apply(h, w, t, float(temperature), bool(with_entropy), int(chunk_size),
+                                              emulate)
+    return logp.reshape(shape), (entropy.reshape(shape) if with_entropy else None)
+
+
+def triton_logprobs_from_hidden(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                                temperature: float = 1.0, with_entropy: bool = False, chunk_size: int = 1024):
+    """hidden [..., H], weight [V, H], targets [...] -> (log-prob [...], entropy [...] or None), fp32.
+
+    Same signature and results as ops.logprob.logprobs_from_hidden (entropy returned detached); chunk_size bounds
+    the backward's dlogits buffer to chunk_size x V. Falls back to that torch reference where Triton cannot run
+    (CPU tensors without TRITON_INTERPRET=1)."""
+    if not _use_triton(hidden, weight, targets):
+        return _torch_logprobs_from_hidden(hidden, weight, targets, temperature=temperature,
+                                           with_entropy=with_entropy, chunk_size=chunk_size)
+    return _apply(hidden, weight, targets, temperature, with_entropy, chunk_size, emulate=False)
+
+
+def emulated_logprobs_from_hidden(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                                  temperature: float = 1.0, with_entropy: bool = False, chunk_size: int = 1024):
+    """Same contract; the Triton path's orchestration with its kernels replaced by chunk-level torch ops (any device).
+
+    Memory/compute profile of the kernel path on CPU: forward keeps no graph (O(T) saved: lse), the entropy comes
+    out of the same logits, backward recomputes chunk x V logits into one dlogits buffer and accumulates grad_W in
+    place - 4 GEMMs in all, vs. 5 in ops.logprob (checkpoint forward + separate entropy pass + recompute + 2)."""
+    return _apply(hidden, weight, targets, temperature, with_entropy, chunk_size, emulate=True)

@@ -1,0 +1,268 @@
+"""Fused linear log-prob / entropy and fused policy-loss Triton kernels vs. their torch references (CPU interpreter).
+
+TRITON_INTERPRET must be set before triton is imported (the @triton.jit decorator reads it when the kernel modules
+are imported), hence the first lines. Tiny shapes only: the interpreter is slow. T, V are not multiples of the
+interpreter tiles (16 tokens x 32 vocab x 16 hidden), so partial tiles, several vocab tiles and H steps are covered.
+"""
+
+import os
+
+_PREVIOUS_INTERPRET = os.environ.get("TRITON_INTERPRET")
+os.environ["TRITON_INTERPRET"] = "1"  # read when the kernels are decorated (ops.logprob_triton / ops.policy_loss import)
+
+import importlib  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import textwrap  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+for _name in ("ops.logprob_triton", "ops.policy_loss"):  # imported earlier without the interpreter: redecorate
+    if _name in sys.modules and not sys.modules[_name]._INTERPRET:
+        importlib.reload(sys.modules[_name])
+
+import ops.logprob_triton as lt  # noqa: E402
+from ops.logprob import logprobs_from_hidden  # noqa: E402
+from ops.policy_loss import (kernel_configs as policy_kernel_configs, policy_loss_tokens,  # noqa: E402
+                             policy_loss_tokens_torch, policy_loss_tokens_triton)
+
+# The kernels above are interpreted from now on; restore the variable so that it leaks neither into other test
+# modules nor into subprocesses (the ahead-of-time compile below must run without it).
+if _PREVIOUS_INTERPRET is None:
+    del os.environ["TRITON_INTERPRET"]
+else:
+    os.environ["TRITON_INTERPRET"] = _PREVIOUS_INTERPRET
+
+ROOT = Path(__file__).resolve().parents[1]
+
+assert lt.interpreting(), "ops.logprob_triton must be (re)imported under TRITON_INTERPRET=1"
+
+
+def _inputs(T, H, V, dtype, seed=0, scale=1.0, batch=None):
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(T, H, generator=g) * scale
+    w = torch.randn(V, H, generator=g) / H ** 0.5 * 3.0
+    t = torch.randint(0, V, (T,), generator=g)
+    grad = torch.randn(T, generator=g)
+    if batch is not None:
+        h, t, grad = h.reshape(*batch, H), t.reshape(batch), grad.reshape(batch)
+    return h.to(dtype), w.to(dtype), t, grad
+
+
+def _run(fn, h, w, t, grad, temperature, dtype=None, **kw):
+    """(logp, entropy, grad_hidden, grad_weight) of fn, inputs optionally upcast to `dtype`."""
+    h = h.detach().to(dtype or h.dtype).requires_grad_()
+    w = w.detach().to(dtype or w.dtype).requires_grad_()
+    logp, ent = fn(h, w, t, temperature=temperature, with_entropy=True, **kw)
+    gh, gw = torch.autograd.grad(logp, (h, w), grad.to(logp.dtype))
+    return logp, ent, gh, gw
+
+
+def _truth(h, w, t, grad, temperature):
+    """fp64 reference on the same (possibly bf16-rounded) input values."""
+    return _run(logprobs_from_hidden, h, w, t, grad, temperature, dtype=torch.float64)
+
+
+SHAPES = [(1, 16, 50), (5, 32, 130), (37, 16, 130), (37, 32, 50)]
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+@pytest.mark.parametrize("T,H,V", SHAPES)
+def test_fp32_matches_fp64_reference(T, H, V, temperature):
+    h, w, t, grad = _inputs(T, H, V, torch.float32, seed=T + V)
+    logp, ent, gh, gw = _run(lt.triton_logprobs_from_hidden, h, w, t, grad, temperature, chunk_size=16)
+    r_logp, r_ent, r_gh, r_gw = _truth(h, w, t, grad, temperature)
+    assert logp.dtype == ent.dtype == torch.float32 and gh.dtype == gw.dtype == torch.float32
+    assert logp.shape == ent.shape == t.shape
+    torch.testing.assert_close(logp.double(), r_logp, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ent.double(), r_ent, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(gh.double(), r_gh, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(gw.double(), r_gw, atol=1e-5, rtol=1e-5)
+    assert (logp <= 0).all() and (ent >= -1e-6).all()
+    assert not ent.requires_grad
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+@pytest.mark.parametrize("T,H,V", [(5, 32, 130), (37, 16, 50)])
+def test_bf16_matches_reference(T, H, V, temperature):
+    h, w, t, grad = _inputs(T, H, V, torch.bfloat16, seed=3 * T + V)
+    logp, ent, gh, gw = _run(lt.triton_logprobs_from_hidden, h, w, t, grad, temperature, chunk_size=16)
+    assert logp.dtype == ent.dtype == torch.float32 and gh.dtype == gw.dtype == torch.bfloat16
+    # fp32 accumulation over exact bf16 products: values as tight as fp32 against fp64 on the same inputs ...
+    r_logp, r_ent, r_gh, r_gw = _truth(h, w, t, grad, temperature)
+    torch.testing.assert_close(logp.double(), r_logp, atol=2e-5, rtol=1e-5)
+    torch.testing.assert_close(ent.double(), r_ent, atol=2e-5, rtol=1e-5)
+    # ... gradients go through bf16 dlogits and are returned in bf16.
+    for got, ref in ((gh, r_gh), (gw, r_gw)):
+        torch.testing.assert_close(got.double(), ref, atol=2e-2 * ref.abs().max().item(), rtol=2e-2)
+    # The torch reference in bf16 rounds the logits to bf16: agreement within bf16 precision.
+    b_logp, b_ent, b_gh, b_gw = _run(logprobs_from_hidden, h, w, t, grad, temperature)
+    torch.testing.assert_close(logp, b_logp, atol=0.1, rtol=0.02)
+    torch.testing.assert_close(ent, b_ent, atol=0.1, rtol=0.02)
+    for got, ref in ((gh, b_gh), (gw, b_gw)):
+        torch.testing.assert_close(got.float(), ref.float(), atol=5e-2 * ref.abs().max().item(), rtol=5e-2)
+    assert (logp <= 0).all()
+
+
+def test_vocab_splits_and_batch_shape(monkeypatch):
+    """Forced split of the vocab over programs (merged in torch), leading batch dims, chunk not dividing T."""
+    h, w, t, grad = _inputs(12, 32, 130, torch.float32, seed=7, batch=(3, 4))
+    r_logp, r_ent, r_gh, r_gw = _truth(h, w, t, grad, 0.7)
+    for splits in (1, 2, 3, 5):
+        monkeypatch.setattr(lt, "_FORCE_SPLITS", splits)
+        logp, ent, gh, gw = _run(lt.triton_logprobs_from_hidden, h, w, t, grad, 0.7, chunk_size=5)
+        assert logp.shape == ent.shape == (3, 4) and gh.shape == h.shape
+        torch.testing.assert_close(logp.double(), r_logp, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(ent.double(), r_ent, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(gh.double(), r_gh, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(gw.double(), r_gw, atol=1e-5, rtol=1e-5)
+
+
+def test_peaked_and_large_logits_stay_finite_and_nonpositive():
+    """Logits ~ +-300 (exp overflows without the running max); near one-hot rows: logp -> 0-, entropy -> 0+."""
+    h, w, t, grad = _inputs(21, 32, 130, torch.float32, seed=11, scale=60.0)
+    big = (h @ w.T).abs().max().item()
+    assert big > 100
+    t = (h @ w.T).argmax(-1)  # the target is the (overwhelmingly likely) argmax on most rows
+    logp, ent, gh, gw = _run(lt.triton_logprobs_from_hidden, h, w, t, grad, 1.0)
+    r_logp, r_ent, r_gh, r_gw = _truth(h, w, t, grad, 1.0)
+    assert torch.isfinite(logp).all() and torch.isfinite(ent).all() and torch.isfinite(gh).all()
+    assert (logp <= 0).all() and (ent >= 0).all()
+    torch.testing.assert_close(logp.double(), r_logp, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(ent.double(), r_ent, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(gw.double(), r_gw, atol=1e-3, rtol=1e-4)
+
+
+def test_no_grad_entropy_flag_and_frozen_weight():
+    h, w, t, grad = _inputs(9, 16, 50, torch.float32, seed=5)
+    with torch.no_grad():
+        logp, ent = lt.triton_logprobs_from_hidden(h, w, t, temperature=0.7)
+    assert ent is None and not logp.requires_grad
+    r_logp, _ = logprobs_from_hidden(h.double(), w.double(), t, temperature=0.7)
+    torch.testing.assert_close(logp.double(), r_logp, atol=1e-5, rtol=1e-5)
+    hg = h.clone().requires_grad_()
+    logp, _ = lt.triton_logprobs_from_hidden(hg, w, t)  # LM head frozen: only grad_hidden
+    (gh,) = torch.autograd.grad(logp, hg, grad)
+    h64 = h.double().requires_grad_()
+    (r_gh,) = torch.autograd.grad(logprobs_from_hidden(h64, w.double(), t)[0], h64, grad.double())
+    torch.testing.assert_close(gh.double(), r_gh, atol=1e-5, rtol=1e-5)
+    empty, ent = lt.triton_logprobs_from_hidden(h[:0], w, t[:0], with_entropy=True)
+    assert empty.shape == ent.shape == (0,)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_torch_emulation_of_kernel_path_matches_reference(dtype):
+    """emulated_logprobs_from_hidden (the kernels' orchestration with torch chunk ops; the benchmark's CPU stand-in)."""
+    h, w, t, grad = _inputs(37, 32, 130, dtype, seed=13)
+    got = _run(lt.emulated_logprobs_from_hidden, h, w, t, grad, 0.7, chunk_size=8)
+    ref = _run(logprobs_from_hidden, h, w, t, grad, 0.7, chunk_size=8)
+    tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=2e-2, rtol=2e-2)
+    for a, b in zip(got, ref):
+        assert a.dtype == b.dtype
+        torch.testing.assert_close(a.float(), b.float(), **tol)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Policy loss
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def _policy_inputs(N=3, T=37, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    logp = -torch.rand(N, T, generator=g) * 3
+    old = logp + torch.randn(N, T, generator=g) * 0.3  # ratios spread across and outside [0.8, 1.2]
+    ref = logp + torch.randn(N, T, generator=g) * 0.5
+    adv = torch.randn(N, T, generator=g)
+    mask = (torch.rand(N, T, generator=g) > 0.25).float()
+    mask[2, 20:] = 0
+    old[mask == 0] = float("nan")  # garbage on padding must not leak
+    ref[mask == 0] = 1e4
+    return logp, old, ref, adv, mask
+
+
+@pytest.mark.parametrize("kl_kind,beta", [("k1", 0.1), ("k2", 0.05), ("k3", 0.04), ("k3", 0.0), (None, 0.3)])
+def test_policy_loss_kernel_matches_torch(kl_kind, beta):
+    logp, old, ref, adv, mask = _policy_inputs(seed={"k1": 1, "k2": 2, "k3": 3, None: 4}[kl_kind])
+    grad_out = torch.randn(logp.shape)
+    outs = []
+    for fn in (policy_loss_tokens_torch, policy_loss_tokens_triton):
+        lp = logp.clone().requires_grad_()
+        loss = fn(lp, old, adv, mask, ref_logp=ref, clip_eps=0.2, beta=beta, kl_kind=kl_kind, clip_eps_high=0.28)
+        (g,) = torch.autograd.grad(loss, lp, grad_out)
+        outs.append((loss, g))
+    (loss_t, g_t), (loss_k, g_k) = outs
+    assert loss_k.shape == logp.shape and loss_k.dtype == torch.float32
+    torch.testing.assert_close(loss_k, loss_t, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(g_k, g_t, atol=1e-6, rtol=1e-5)
+    pad = mask == 0
+    assert torch.isfinite(loss_k).all() and torch.isfinite(g_k).all()
+    assert (loss_k[pad] == 0).all() and (g_k[pad] == 0).all()
+    assert (loss_t[pad] == 0).all() and (g_t[pad] == 0).all()
+    rho = torch.exp(logp - old)
+    clipped = ((rho < 0.8) & (adv < 0)) | ((rho > 1.28) & (adv > 0))
+    assert (clipped & ~pad).any() and (~clipped & ~pad).any()  # both branches exercised
+
+
+def test_policy_loss_agrees_with_rl_algos_and_broadcasts_adv():
+    from rl.algos import aggregate, kl_loss, policy_loss
+    logp, old, ref, adv, mask = _policy_inputs(seed=3)
+    per_seq_adv = adv[:, :1]  # [N, 1] broadcast (outcome advantages)
+    full = policy_loss_tokens(logp, old, per_seq_adv, mask, ref_logp=ref, beta=0.0)
+    loss_ref, _ = policy_loss(logp, old, per_seq_adv.expand_as(logp), mask, clip_eps=0.2)
+    torch.testing.assert_close(aggregate(full, mask), loss_ref, atol=1e-6, rtol=1e-5)
+    for kind in ("k1", "k2", "k3"):  # zero advantage isolates beta * KL
+        kl_only = policy_loss_tokens(logp, old, torch.zeros_like(adv), mask, ref_logp=ref, beta=0.5, kl_kind=kind)
+        torch.testing.assert_close(aggregate(kl_only, mask), 0.5 * kl_loss(logp, ref, mask, kind=kind),
+                                   atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError):
+        policy_loss_tokens_triton(logp, old, adv, mask, beta=0.1, kl_kind="k3")  # beta without ref_logp
+    with pytest.raises(ValueError):
+        policy_loss_tokens_torch(logp, old, adv, mask, ref_logp=ref, beta=0.1, kl_kind="k4")
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Launch configurations: well-formed, and one real ahead-of-time compile for sm_80 (no GPU needed)
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def test_kernel_configs_are_well_formed():
+    import inspect
+    entries = lt.kernel_configs() + policy_kernel_configs()
+    assert len({e["name"] for e in entries}) == len(entries)
+    for e in entries:
+        fn = getattr(e["fn"], "fn", e["fn"])  # JITFunction / InterpretedFunction -> python function
+        assert list(e["signature"]) == list(inspect.signature(fn).parameters), e["name"]
+        assert all(e["signature"][k] == "constexpr" for k in e["constexprs"])
+        for k in ("BLOCK_T", "BLOCK_V", "BLOCK_H"):
+            assert e["constexprs"].get(k, 16) >= 16  # tl.dot needs >= 16 on every dim
+    # every launch the code can make is listed
+    for dt in (torch.float32, torch.float16, torch.bfloat16):
+        cfg = {k: lt._GPU_CONFIGS[dt][k] for k in ("BLOCK_T", "BLOCK_V", "BLOCK_H")}
+        assert any(e["kernel"] == "fwd" and cfg.items() <= e["constexprs"].items() for e in entries)
+
+
+def test_aot_compile_sm80_no_spills():
+    """Compile the bf16 GPU forward + dlogits kernels and one policy-loss kernel for sm_80 in a subprocess without
+    TRITON_INTERPRET (under it @triton.jit returns an interpreter object)."""
+    code = textwrap.dedent("""
+        import sys
+        sys.path.insert(0, sys.argv[1])
+        import ops.logprob_triton as lt, ops.policy_loss as pl
+        want = {"fwd[gpu,bf16,ieee,ent=1]", "dlogits[gpu,bf16,ieee]", "policy_loss[kl=3,grad=1]"}
+        for e in lt.kernel_configs() + pl.kernel_configs():
+            if e["name"] in want:
+                k = lt.compile_config(e, 80)
+                u = lt.ptxas_usage(k, 80)
+                print(e["name"], k.metadata.shared, u["registers"], u["spill_stores"], u["spill_loads"])
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    res = subprocess.run([sys.executable, "-c", code, str(ROOT)], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = [line.split() for line in res.stdout.splitlines()]
+    assert len(rows) == 3, res.stdout
+    for name, shared, regs, spill_st, spill_ld in rows:
+        assert int(shared) <= 163 * 1024 and int(regs) <= 255, name
+        assert int(spill_st) == 0 and int(spill_ld) == 0, name
