@@ -18,15 +18,12 @@ dot); on a GPU the dots take the input dtype (p and dS are cast to it, as in Fla
 `input_precision="ieee"` dots (exact fp32, no TF32).
 
 `kernel_configs()` lists every (kernel, constexprs, num_warps, num_stages) this module launches on a GPU, with
-signatures for `triton.compiler.ASTSource`, for ahead-of-time compile checks; `compile_report()` runs them.
+signatures for `triton.compiler.ASTSource`, for ahead-of-time compile checks (`python -m ops.compile_check`).
 """
 
 from __future__ import annotations
 
 import os
-import re
-import subprocess
-import tempfile
 from dataclasses import dataclass
 
 import torch
@@ -316,7 +313,7 @@ def _block_d(head_dim: int) -> int:
 
 # (BLOCK_M, BLOCK_N, num_warps, num_stages) by kernel, dtype class and head-dim block: the largest candidates that
 # compile without a register spill and within shared memory on both sm_80 and sm_90 for every head dim of the
-# block, causal or not (searched with compile_report(); fp32 uses exact "ieee" FMA dots: a debug path, small tiles).
+# block, causal or not (searched with ops.compile_check; fp32 uses exact "ieee" FMA dots: a debug path, small tiles).
 _TABLE = {
     "16bit": {
         "fwd": {16: (128, 64, 4, 3), 32: (128, 64, 4, 3), 64: (128, 64, 4, 3), 128: (128, 64, 8, 3)},
@@ -529,49 +526,3 @@ def kernel_configs() -> list[dict]:
                         signature=sig, attrs=attrs, constexprs=const, num_warps=launch.num_warps,
                         num_stages=launch.num_stages, head_dim=head_dim, dtype=dtype, causal=causal))
     return configs
-
-
-def compile_config(entry: dict, capability: int = 80):
-    """Compile one `kernel_configs()` entry for sm_<capability> (no GPU needed; not under TRITON_INTERPRET)."""
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-    src = ASTSource(entry["fn"], entry["signature"], entry["constexprs"], entry["attrs"])
-    return triton.compile(src, target=GPUTarget("cuda", capability, 32),
-                          options=dict(num_warps=entry["num_warps"], num_stages=entry["num_stages"]))
-
-
-def ptxas_usage(compiled, capability: int = 80) -> dict:
-    """Registers and spill bytes reported by `ptxas -v` for a compiled kernel's PTX."""
-    from triton.backends.nvidia.compiler import get_ptxas
-    arch = f"sm_{capability}a" if capability >= 90 else f"sm_{capability}"
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "k.ptx")
-        with open(path, "w") as f:
-            f.write(compiled.asm["ptx"])
-        cmd = [get_ptxas(capability).path, "-v", "--regAllocOptLevel=2", f"--gpu-name={arch}", path, "-o", path + ".o"]
-        res = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    log = res.stdout + res.stderr
-    regs = re.search(r"Used (\d+) registers", log)
-    stores = re.search(r"(\d+) bytes spill stores", log)
-    loads = re.search(r"(\d+) bytes spill loads", log)
-    return dict(registers=int(regs.group(1)) if regs else None,
-                spill_stores=int(stores.group(1)) if stores else 0,
-                spill_loads=int(loads.group(1)) if loads else 0)
-
-
-def compile_report(capabilities=(80, 90), entries=None) -> list[dict]:
-    """Compile every configuration for each capability: name, capability, registers, spill bytes, shared bytes."""
-    rows = []
-    for entry in entries if entries is not None else kernel_configs():
-        for cap in capabilities:
-            compiled = compile_config(entry, cap)
-            usage = ptxas_usage(compiled, cap)
-            rows.append(dict(name=entry["name"], capability=cap, num_warps=entry["num_warps"],
-                             num_stages=entry["num_stages"], shared=compiled.metadata.shared, **usage))
-    return rows
-
-
-if __name__ == "__main__":  # python -m ops.attention_triton: the compile table
-    for row in compile_report():
-        print(f"{row['name']:36s} sm_{row['capability']} warps={row['num_warps']} stages={row['num_stages']} "
-              f"regs={row['registers']} spill={row['spill_stores']}/{row['spill_loads']} shared={row['shared']}")
