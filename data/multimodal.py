@@ -39,7 +39,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .loaders import DataError, load_message_jsonl, resolve_image_path
+from .loaders import DataError, _Collector, load_message_jsonl, resolve_image_path
 from .sample import R1_SYSTEM_PROMPT, Sample, make_messages
 
 __all__ = [
@@ -68,38 +68,6 @@ _HUB_ID_RE = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 # --------------------------------------------------------------------------- shared
-
-
-class _Rows:
-    """on_error / max_samples / report for one source (same conventions as data.loaders)."""
-
-    def __init__(self, source: str, on_error: str, max_samples: int | None, report: Counter | None):
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-        if max_samples is not None and max_samples < 0:
-            raise ValueError(f"max_samples must be >= 0 or None, got {max_samples}")
-        self.source, self.on_error, self.max_samples, self.report = source, on_error, max_samples, report
-        self.samples: list[Sample] = []
-        self.skipped: Counter = Counter()
-
-    @property
-    def full(self) -> bool:
-        return self.max_samples is not None and len(self.samples) >= self.max_samples
-
-    def bad(self, err: DataError) -> None:
-        if self.on_error == "raise":
-            raise err
-        self.skipped[err.reason] += 1
-
-    def finish(self) -> list[Sample]:
-        if self.report is not None:
-            self.report["loaded"] += len(self.samples)
-            for reason, n in self.skipped.items():
-                self.report[f"skipped/{reason}"] += n
-        if self.skipped:
-            counts = ", ".join(f"{r}={n}" for r, n in sorted(self.skipped.items()))
-            logger.warning("skipped %d rows of %s: %s", sum(self.skipped.values()), self.source, counts)
-        return self.samples
 
 
 def _hub_download(repo_id: str, files: list[str], cache_dir: str | os.PathLike | None) -> Path:
@@ -517,7 +485,7 @@ def load_mathv360k(
     source = str(path)
     folder = path.resolve().parent
     roots = [Path(image_root).expanduser()] if image_root else [folder / MATHV360K_IMAGES, folder]
-    col = _Rows(source, on_error, max_samples, report)
+    col = _Collector(source, on_error, max_samples, report)
     for row_no, rec in _iter_records(path):
         if col.full:
             break
@@ -563,7 +531,7 @@ def load_mathv360k(
                         id=str(rec["id"]) if rec.get("id") not in (None, "") else f"{path.stem}:{row_no}",
                         image=rec.get("image"), raw_answer=reply,
                         source=refs[0].replace("\\", "/").split("/")[0] if "/" in refs[0] else "")
-            col.samples.append(Sample(make_messages(question, images, system=system), answer, domain, meta))
+            col.add(Sample(make_messages(question, images, system=system), answer, domain, meta))
         except DataError as e:
             col.bad(e)
     return col.finish()

@@ -44,6 +44,8 @@ from typing import Callable
 
 from PIL import Image, ImageDraw, ImageFont
 
+from .synth_math import write_jsonl
+
 __all__ = ["KINDS", "GENERATOR_VERSION", "generate", "write_jsonl", "write_fixture", "latex_value",
            "FIXTURE_PATH", "IMAGE_SUBDIR"]
 
@@ -696,15 +698,6 @@ def generate(n: int, seed: int = 0, out_dir: str | Path = FIXTURE_DIR, image_sub
         rows.append({"id": row_id, "message": json.dumps(message, ensure_ascii=False), "answer": answer,
                      "domain": "geo", "kind": kind, "geometry": geometry})
     return rows
-
-
-def write_jsonl(rows: list[dict], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return path
 
 
 def write_fixture(n: int = 24, seed: int = 0, path: str | Path = FIXTURE_PATH) -> Path:

@@ -5,12 +5,12 @@
     out.components["total"], out.counts
     reward_fn.close()
 """
-from dataclasses import dataclass
-from typing import Protocol
-
+from .base import COUNT_NAMES, RewardFn, RewardOutput, _check_lengths, _NoPool
 from .choice import choice_reward, extract_choice, gold_letter
+from .football import FootballReward
 from .format import format_reward
 from .math import STATUSES, MathResult, MathVerifier, math_accuracy
+from .sokoban import SokobanReward
 from .text import MAX_RESPONSE_CHARS, answer_text
 
 __all__ = [
@@ -18,46 +18,6 @@ __all__ = [
     "FormatReward", "format_reward", "choice_reward", "extract_choice", "gold_letter",
     "MathVerifier", "MathResult", "math_accuracy", "STATUSES", "answer_text", "MAX_RESPONSE_CHARS",
 ]
-
-
-@dataclass
-class RewardOutput:
-    components: dict[str, list[float]]  # name -> per-sample values; always has "total"
-    counts: dict[str, int]  # per-call status counts under their metric names, e.g. {"reward/timeout": 1}
-
-
-# Metric names of the check statuses: a gold answer that does not parse is a data problem, the rest are the checker's.
-COUNT_NAMES = {"ok": "reward/checked", "gold_unparseable": "data/gold_unparseable", "timeout": "reward/timeout",
-               "error": "reward/error"}
-
-
-class RewardFn(Protocol):
-    def __call__(self, responses: list[str], golds: list[str],
-                 metas: list[dict] | None = None) -> RewardOutput: ...
-
-    def close(self) -> None: ...
-
-
-def _check_lengths(responses, golds, metas) -> None:
-    if len(responses) != len(golds) or (metas is not None and len(metas) != len(responses)):
-        raise ValueError("responses, golds and metas must have the same length")
-
-
-class _NoPool:
-    """Base for rewards without worker processes. Pool options (workers, timeout,
-    ...) are accepted and ignored, so the trainer can pass one set of options for any reward."""
-
-    def __init__(self, **_pool_options):
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 class FormatReward(_NoPool):
@@ -130,23 +90,13 @@ class R1AutoReward(R1MathReward):
         return RewardOutput({"format": fmt, "accuracy": acc, "total": [f + a for f, a in zip(fmt, acc)]}, counts)
 
 
-def _sokoban(**options):
-    from .sokoban import SokobanReward
-    return SokobanReward(**options)
-
-
-def _football(**options):
-    from .football import FootballReward
-    return FootballReward(**options)
-
-
 REWARDS: dict[str, type] = {
     "r1_math": R1MathReward,
     "r1_choice": R1ChoiceReward,
     "r1_auto": R1AutoReward,
     "format": FormatReward,
-    "sokoban": _sokoban,
-    "football": _football,
+    "sokoban": SokobanReward,
+    "football": FootballReward,
 }
 
 

@@ -41,6 +41,7 @@ import json
 
 from envs.football import ACTIONS, FRAMES_PER_ACTION, GameState, normalize_action, simulate
 
+from .base import RewardOutput, _NoPool
 from .format import FORMAT_SCORE, format_reward
 
 __all__ = ["football_reward", "FootballReward", "extract_action", "COMPONENTS", "PROGRESS_WEIGHT",
@@ -125,7 +126,7 @@ def football_reward(response: str, state_dict: dict, frames: int = FRAMES_PER_AC
     return dict(_score(response, state_dict, frames)[0])
 
 
-class FootballReward:
+class FootballReward(_NoPool):
     """Name "football": format gate, then the simulated outcome of the answered action (module docstring).
 
     metas[i]["state"] is the game state dict; golds are not used. `counts` has football/checked,
@@ -137,8 +138,6 @@ class FootballReward:
         self.frames = int(frames)
 
     def __call__(self, responses: list[str], golds: list[str], metas: list[dict] | None = None):
-        from rewards import RewardOutput  # here, not at import time: rewards/__init__ may import this module
-
         if len(responses) != len(golds) or (metas is not None and len(metas) != len(responses)):
             raise ValueError("responses, golds and metas must have the same length")
         components = {k: [] for k in COMPONENTS}
@@ -160,12 +159,3 @@ class FootballReward:
                 counts["football/pass_completed"] += events["pass_completed"]
                 counts["football/shot_on_target"] += events["shot_on_target"]
         return RewardOutput(components, counts)
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

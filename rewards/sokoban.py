@@ -21,6 +21,7 @@ Responses longer than MAX_RESPONSE_CHARS fail the gate (bounded work on untruste
 from __future__ import annotations
 
 from envs.sokoban import DELTAS, Level, SokobanEnv
+from .base import RewardOutput, _NoPool
 
 __all__ = ["sokoban_reward", "parse_sokoban_response", "action_bonus", "thinking_bonus", "has_repeated_ngram",
            "SokobanReward", "MAX_RESPONSE_CHARS", "MAX_ACTIONS", "MAX_STEPS", "FORMAT_SCORE"]
@@ -121,7 +122,7 @@ def sokoban_reward(response: str, level: Level | dict) -> dict:
             "success": success, "num_actions": len(actions)}
 
 
-class SokobanReward:
+class SokobanReward(_NoPool):
     """Name to register: "sokoban". metas[i]["level"] is the level (a Level.to_dict() dict, or a Level).
 
     components: format, env, action_bonus, thinking_bonus, solved (0/1, so reward/solved is the success rate),
@@ -135,8 +136,6 @@ class SokobanReward:
         pass
 
     def __call__(self, responses: list[str], golds: list[str], metas: list[dict] | None = None):
-        from rewards import RewardOutput  # here, not at import time: rewards/__init__ may import this module
-
         if metas is None or len(responses) != len(golds) or len(metas) != len(responses):
             raise ValueError("responses, golds and metas must have the same length (metas carry the levels)")
         levels: dict[int, Level] = {}  # a level dict is usually shared by a group of samples
@@ -154,12 +153,3 @@ class SokobanReward:
             counts["sokoban/solved"] += out["success"]
             counts["sokoban/format_fail"] += out["format"] == 0.0
         return RewardOutput(comps, counts)
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
