@@ -1,7 +1,7 @@
-"""Peak memory and time of log-prob + entropy + backward: plain full-logits path vs. the chunked/fused path.
+"""Peak memory and time of log-prob + entropy + backward: plain full-logits path vs. our chunked path.
 
     python bench/logprob_memory.py                       # T = 4096, H = 2048, V = 151,936, fp32, CPU, chunk 128
-    python bench/logprob_memory.py --sizes 4096,8192,16384 --chunk-size 256 --dtype bf16 --paths ours,fused
+    python bench/logprob_memory.py --sizes 4096,8192,16384 --chunk-size 256 --dtype bf16 --paths ours
 
 Cases (each T, each path) run in a FRESH subprocess (`--worker`), so one case's freed-but-cached pages, allocator
 state or peak cannot leak into another's numbers:
@@ -9,15 +9,10 @@ state or peak cannot leak into another's numbers:
 * plain: logits = h @ W.T (full [T, V]), log_softmax, gather of the target, entropy (no grad, a metric) from the same
   log-probs, backward. Memory grows with T x V: measured 9.3 GiB at T = 4096 (~3.5 fp32 [T, V] buffers + grad_W);
   the skip test below uses the conservative 5 x T x V x 4 bytes (11.6 GiB at T = 4096).
-* ours: the same computation through `ops.logprob.logprobs_from_hidden` (chunked + activation checkpointing), which
-  stands for the Triton kernel on this CPU-only machine: at most chunk x V logits exist at once
-  (the Triton path `ops.logprob_triton` bounds its backward buffer the same way and its forward to O(T)).
-* fused: `ops.logprob_triton.emulated_logprobs_from_hidden`, the Triton path's own orchestration with its two
-  kernels replaced by chunk-level torch ops: forward keeps no graph and takes the entropy from the same logits,
-  backward fills one reused [chunk, V] dlogits buffer and accumulates grad_W in place. ops.logprob instead lets
-  autograd produce a full [V, H] weight gradient per chunk and sum them, which holds ~2 extra grad_W-sized buffers
-  (~2.3 GiB here, whatever the chunk), and computes the logits 5 times in all (checkpointed forward, separate
-  entropy pass, recompute, 2 grad GEMMs) vs. 4 here and 3 in the plain path.
+* ours: `ops.logprob.logprobs_from_hidden`, the torch implementation of the kernel path's algorithm (it stands for the
+  Triton kernel on this CPU-only machine; both share the orchestration in `ops.logprob.linear_logprobs`): the forward
+  keeps no graph and takes the entropy from the same [chunk, V] logits; the backward fills one reused [chunk, V]
+  dlogits buffer and accumulates grad_W in place. At most chunk x V logits exist at once.
 
 Memory measurement (Linux, CPU): torch's CPU allocator has no caching and no peak statistics, and glibc serves
 these (multi-MiB) tensors with mmap, returning them to the OS on free, so resident set size tracks live tensors.
@@ -28,7 +23,8 @@ peak_extra = VmHWM - baseline = memory the computation itself needed, including 
 (grad_W [V, H] is 1.16 GiB in fp32 at H = 2048 for BOTH paths; it is also shown separately). Where clear_refs
 cannot be written, `resource.getrusage(RUSAGE_SELF).ru_maxrss` (lifetime peak) is used instead, which is still
 correct here because the computation's peak dwarfs the import-time peak. Time is wall time of forward + backward
-(min over --repeats; memory is the max over them).
+and the process CPU time (user + sys, all threads; less sensitive to other jobs sharing the cores than wall time),
+min over --repeats; memory is the max over them. On a shared 2-core machine, trust the CPU-time ratio.
 
 The plain path is skipped (and the output says so) when its estimated peak would not fit in MemAvailable.
 Default dtype: fp32 hidden/weight (CPU bf16 matmuls are slow and the plain path's fp32 upcast of the logits makes
@@ -86,7 +82,7 @@ def _peak_bytes(reset_ok: bool) -> int:
 def worker(args) -> dict:
     import torch
     sys.path.insert(0, str(ROOT))
-    from ops.logprob import logprobs_from_hidden
+    from ops.logprob import logprobs_from_hidden, logprobs_plain
 
     torch.set_num_threads(args.threads)
     dtype = getattr(torch, DTYPES[args.dtype])
@@ -98,39 +94,31 @@ def worker(args) -> dict:
     grad_out = torch.randn(T, generator=g)
 
     def plain():
-        logits = (hidden @ weight.T).float() / args.temperature
-        logp_all = torch.log_softmax(logits, dim=-1)
-        logp = logp_all.gather(-1, targets[:, None]).squeeze(-1)
-        with torch.no_grad():
-            entropy = -(logp_all.exp() * logp_all).sum(-1)
-        return logp, entropy
+        return logprobs_plain(hidden, weight, targets, temperature=args.temperature, with_entropy=True)
 
     def ours():
         return logprobs_from_hidden(hidden, weight, targets, temperature=args.temperature, with_entropy=True,
                                     chunk_size=args.chunk_size)
 
-    def fused():
-        from ops.logprob_triton import emulated_logprobs_from_hidden
-        return emulated_logprobs_from_hidden(hidden, weight, targets, temperature=args.temperature,
-                                             with_entropy=True, chunk_size=args.chunk_size)
-
-    fn = {"plain": plain, "ours": ours, "fused": fused}[args.worker]
+    fn = {"plain": plain, "ours": ours}[args.worker]
     baseline = (_status_kib("VmRSS") or 0) * 1024
     reset_ok = _reset_peak()
     if not reset_ok:
         baseline = max(baseline, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    times, checks = [], None
+    times, cpu_times, checks = [], [], None
     for _ in range(args.repeats):
         hidden.grad = weight.grad = None
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         logp, entropy = fn()
         torch.autograd.backward(logp, grad_out)
         times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
         checks = dict(logp_mean=float(logp.detach().mean()), entropy_mean=float(entropy.mean()),
                       grad_h_norm=float(hidden.grad.float().norm()), grad_w_norm=float(weight.grad.float().norm()))
         del logp, entropy
     peak = _peak_bytes(reset_ok)
     return dict(path=args.worker, T=T, peak_extra=peak - baseline, baseline=baseline, time=min(times),
+                cpu_time=min(cpu_times),
                 grad_bytes=weight.numel() * weight.element_size() + hidden.numel() * hidden.element_size(),
                 peak_method="VmHWM after clear_refs" if reset_ok else "ru_maxrss", **checks)
 
@@ -172,14 +160,13 @@ def main(argv=None):
     ap.add_argument("--vocab", type=int, default=151936, help="vocab size V (Qwen2.5-VL: 151,936)")
     ap.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="hidden/weight dtype (default fp32)")
     ap.add_argument("--chunk-size", type=int, default=128,
-                    help="token chunk of the chunked paths (default 128: at T=4096 fused needs <= 128 for the 15%% "
-                         "target, grad_W alone being 12.5%% of the plain peak; ops.logprob stays at ~40%% for any "
-                         "chunk <= 256)")
+                    help="token chunk of our path (default 128; grad_W alone is 12.5%% of the plain peak at "
+                         "T=4096, so the 15%% target leaves about 0.25 GiB for the [chunk, V] buffers)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--paths", default="plain,ours,fused", help="comma-separated subset of plain,ours,fused")
-    ap.add_argument("--worker", choices=["plain", "ours", "fused"], help=argparse.SUPPRESS)
+    ap.add_argument("--paths", default="plain,ours", help="comma-separated subset of plain,ours")
+    ap.add_argument("--worker", choices=["plain", "ours"], help=argparse.SUPPRESS)
     ap.add_argument("--T", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -211,18 +198,19 @@ def main(argv=None):
         rows.append((T, res))
 
     print()
-    hdr = f"{'T':>6} | {'path':5} | {'peak extra GiB':>14} | {'time s':>7} | {'logp mean':>10} | {'entropy mean':>12}"
+    hdr = (f"{'T':>6} | {'path':5} | {'peak extra GiB':>14} | {'wall s':>7} | {'cpu s':>7} | {'logp mean':>10} | "
+           f"{'entropy mean':>12}")
     print(hdr)
     print("-" * len(hdr))
     for T, res in rows:
         for path in paths:
             r = res.get(path, {})
             if "skipped" in r:
-                print(f"{T:>6} | {path:5} | {'skipped (RAM)':>14} | {'-':>7} | {'-':>10} | {'-':>12}")
+                print(f"{T:>6} | {path:5} | {'skipped (RAM)':>14} | {'-':>7} | {'-':>7} | {'-':>10} | {'-':>12}")
             elif "error" in r:
                 print(f"{T:>6} | {path:5} | error: {r['error']}")
             elif r:
-                print(f"{T:>6} | {path:5} | {r['peak_extra'] / GiB:14.2f} | {r['time']:7.1f} | "
+                print(f"{T:>6} | {path:5} | {r['peak_extra'] / GiB:14.2f} | {r['time']:7.1f} | {r['cpu_time']:7.1f} | "
                       f"{r['logp_mean']:10.4f} | {r['entropy_mean']:12.4f}")
     print()
     for T, res in rows:
@@ -232,7 +220,8 @@ def main(argv=None):
             if "peak_extra" in p and "peak_extra" in o:
                 g = o["grad_bytes"]
                 print(f"T={T}: {name}/plain peak memory = {o['peak_extra'] / p['peak_extra']:.1%} (target <= 15%), "
-                      f"time = {o['time'] / p['time']:.2f}x (target <= 1.5x); excluding the gradients every path "
+                      f"time = {o['time'] / p['time']:.2f}x wall, {o['cpu_time'] / p['cpu_time']:.2f}x cpu "
+                      f"(target <= 1.5x); excluding the gradients every path "
                       f"must produce ({g / GiB:.2f} GiB): {(o['peak_extra'] - g) / (p['peak_extra'] - g):.1%}; "
                       f"|logp mean diff| = {abs(o['logp_mean'] - p['logp_mean']):.1e}, "
                       f"grad_W norm ratio = {o['grad_w_norm'] / p['grad_w_norm']:.6f}")

@@ -1,50 +1,121 @@
-"""Log-prob of the taken token (and entropy) straight from hidden states and the LM head, chunk by chunk.
+"""Log-prob of the taken token (and entropy) straight from hidden states and the LM head, never all the logits.
 
-The plain path materialises logits [T, V] (V = 151,936 for Qwen2.5-VL) plus log_softmax copies for backward; here
-each chunk of tokens is recomputed in backward (activation checkpointing), so at most [chunk, V] logits exist.
+The plain path materialises logits [T, V] (V = 151,936 for Qwen2.5-VL) and several [T, V] copies for backward
+(`logprobs_plain`, the definition). Here:
+
+forward   chunk by chunk: logits [chunk, V] -> logsumexp, the target's logit, entropy; keeps no graph, saves lse [T].
+backward  chunk by chunk: recompute the logits into one reused [chunk, V] buffer as
+          dlogits = grad_logp * (onehot(target) - softmax) / temperature, then grad_hidden = dlogits @ W and
+          grad_W += dlogits^T @ h in place (entropy is a metric: no gradient flows through it).
+
+Peak extra memory is chunk x V plus the gradients themselves, whatever T is. `linear_logprobs` runs this
+orchestration with either the torch chunk functions below or the Triton kernels of ops/logprob_triton.py.
 """
 
 import torch
-from torch.utils.checkpoint import checkpoint
 
 
-def _chunk_logprob(hidden, weight, targets, temperature: float):
+def logprobs_plain(hidden, weight, targets, temperature: float = 1.0, with_entropy: bool = False):
+    """The definition, with full [..., V] logits: for tests and as the benchmark's baseline."""
     logits = hidden @ weight.T
-    logits = logits.to(torch.promote_types(logits.dtype, torch.float32)) / temperature  # bf16 logits -> fp32
-    logz = torch.logsumexp(logits, dim=-1)
-    logp = logits.gather(-1, targets[:, None]).squeeze(-1) - logz
-    return logp, logits, logz
-
-
-def _chunk_logprob_entropy(hidden, weight, targets, temperature: float):
-    logp, logits, logz = _chunk_logprob(hidden, weight, targets, temperature)
-    probs = torch.softmax(logits, dim=-1)
-    entropy = logz - (probs * logits).sum(-1)
+    logp_all = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)) / temperature, dim=-1)
+    logp = logp_all.gather(-1, targets[..., None]).squeeze(-1)
+    entropy = -(logp_all.exp() * logp_all).sum(-1).detach() if with_entropy else None
     return logp, entropy
+
+
+def torch_forward(h, w, t, temperature: float, with_entropy: bool, chunk_size: int):
+    """h [T, H], w [V, H], t [T] -> (logp, entropy | None, lse), fp32 (fp64 for fp64 inputs), chunk x V at a time."""
+    T = h.shape[0]
+    dtype = torch.promote_types(h.dtype, torch.float32)
+    lse = torch.empty(T, dtype=dtype, device=h.device)
+    t_logit = torch.empty_like(lse)
+    entropy = torch.empty_like(lse) if with_entropy else None
+    with torch.no_grad():
+        for i in range(0, T, chunk_size):
+            x = (h[i:i + chunk_size] @ w.T).to(dtype).div_(temperature)
+            lse[i:i + chunk_size] = torch.logsumexp(x, dim=-1)
+            t_logit[i:i + chunk_size] = x.gather(-1, t[i:i + chunk_size, None]).squeeze(-1)
+            if with_entropy:
+                x.sub_(lse[i:i + chunk_size, None])  # log p
+                entropy[i:i + chunk_size] = -(x.exp().mul_(x)).sum(-1)
+    return t_logit - lse, entropy, lse
+
+
+def torch_dlogits(h, w, t, lse, g, out, temperature: float):
+    """Fill out [c, V] with g * (onehot(t) - softmax(h @ w.T / temperature)) / temperature."""
+    x = torch.mm(h, w.T, out=out) if out.dtype == h.dtype == torch.promote_types(h.dtype, torch.float32) \
+        else (h @ w.T).to(lse.dtype)
+    x.div_(temperature).sub_(lse[:, None]).exp_().neg_()  # -softmax
+    x[torch.arange(x.shape[0], device=x.device), t] += 1.0
+    x.mul_((g / temperature)[:, None])
+    if x is not out:
+        out.copy_(x)
+
+
+class LinearLogprob(torch.autograd.Function):
+    """(hidden [T, H], weight [V, H], targets [T]) -> (logp [T], entropy [T], not differentiable)."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, temperature, with_entropy, chunk_size, forward_fn, dlogits_fn):
+        logp, entropy, lse = forward_fn(hidden, weight, targets, temperature, with_entropy, chunk_size)
+        ctx.save_for_backward(hidden, weight, targets, lse)
+        ctx.temperature, ctx.chunk_size, ctx.dlogits_fn = temperature, chunk_size, dlogits_fn
+        entropy = lse.new_zeros(0) if entropy is None else entropy
+        ctx.mark_non_differentiable(entropy)
+        return logp, entropy
+
+    @staticmethod
+    def backward(ctx, grad_logp, _grad_entropy):
+        h, w, t, lse = ctx.saved_tensors
+        need_h, need_w = ctx.needs_input_grad[:2]
+        T, V = h.shape[0], w.shape[0]
+        chunk = max(1, min(ctx.chunk_size, T))
+        dl_buf = torch.empty((chunk, V), dtype=torch.promote_types(h.dtype, torch.float32)
+                             if h.dtype == torch.float64 else h.dtype, device=h.device)
+        grad_h = torch.empty_like(h) if need_h else None
+        grad_w = torch.zeros(w.shape, dtype=torch.promote_types(w.dtype, torch.float32), device=w.device) \
+            if need_w else None
+        g = grad_logp.to(lse.dtype)
+        for i in range(0, T, chunk):
+            c = min(chunk, T - i)
+            dl = dl_buf[:c]
+            ctx.dlogits_fn(h[i:i + c], w, t[i:i + c], lse[i:i + c], g[i:i + c], dl, ctx.temperature)
+            if need_h:
+                torch.mm(dl, w, out=grad_h[i:i + c])
+            if need_w:
+                if grad_w.dtype == dl.dtype:
+                    grad_w.addmm_(dl.t(), h[i:i + c])  # in place: no second [V, H] buffer
+                else:  # 16-bit inputs: per-chunk product in the input dtype, running sum in fp32
+                    grad_w.add_(torch.mm(dl.t(), h[i:i + c]))
+        if need_w:
+            grad_w = grad_w.to(w.dtype)
+        return grad_h, grad_w, None, None, None, None, None, None
+
+
+def linear_logprobs(hidden, weight, targets, temperature, with_entropy, chunk_size, forward_fn, dlogits_fn):
+    """Shapes and dtypes around LinearLogprob: hidden [..., H], targets [...] -> (logp [...], entropy | None)."""
+    if weight.dtype != hidden.dtype:
+        raise TypeError(f"hidden and weight must share a dtype, got {hidden.dtype} / {weight.dtype}")
+    if weight.dim() != 2 or weight.shape[1] != hidden.shape[-1]:
+        raise ValueError(f"weight {tuple(weight.shape)} does not match hidden size {hidden.shape[-1]}")
+    shape = targets.shape
+    h = hidden.reshape(-1, hidden.shape[-1])
+    h = h if h.stride(-1) == 1 else h.contiguous()
+    w = weight if weight.stride(-1) == 1 else weight.contiguous()
+    t = targets.reshape(-1).to(torch.int64).contiguous()
+    if t.numel() == 0:
+        zeros = h.new_zeros(shape, dtype=torch.promote_types(h.dtype, torch.float32))
+        return zeros, (zeros.clone() if with_entropy else None)
+    logp, entropy = LinearLogprob.apply(h, w, t, float(temperature), bool(with_entropy), int(chunk_size),
+                                        forward_fn, dlogits_fn)
+    return logp.reshape(shape), (entropy.reshape(shape) if with_entropy else None)
 
 
 def logprobs_from_hidden(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0,
-                         with_entropy: bool = False, chunk_size: int = 1024):
+                         with_entropy: bool = False, chunk_size: int = 256):
     """hidden [..., H], weight [V, H], targets [...] -> (log-prob [...], entropy [...] or None), at least fp32.
 
-    The entropy is a metric: it is returned detached."""
-    shape = targets.shape
-    h, t = hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1)
-    logps, entropies = [], []
-    for i in range(0, t.numel(), chunk_size):
-        hc, tc = h[i:i + chunk_size], t[i:i + chunk_size]
-        if torch.is_grad_enabled() and (hc.requires_grad or weight.requires_grad):
-            logp = checkpoint(lambda a, b, c: _chunk_logprob(a, b, c, temperature)[0], hc, weight, tc,
-                              use_reentrant=False)
-            if with_entropy:
-                with torch.no_grad():
-                    entropies.append(_chunk_logprob_entropy(hc, weight, tc, temperature)[1])
-        elif with_entropy:
-            logp, ent = _chunk_logprob_entropy(hc, weight, tc, temperature)
-            entropies.append(ent)
-        else:
-            logp = _chunk_logprob(hc, weight, tc, temperature)[0]
-        logps.append(logp)
-    logp = torch.cat(logps).reshape(shape) if logps else h.new_zeros(shape, dtype=torch.float32)
-    entropy = torch.cat(entropies).reshape(shape).detach() if with_entropy and entropies else None
-    return logp, entropy
+    The torch implementation of the chunked algorithm (the `--kernels torch` path and the CPU path)."""
+    return linear_logprobs(hidden, weight, targets, temperature, with_entropy, chunk_size, torch_forward,
+                           torch_dlogits)

@@ -30,6 +30,9 @@ the input dtypes. On a GPU 16-bit tiles go to tl.dot as they are (tensor cores);
 torch.backends.cuda.matmul.allow_tf32 is set (then TF32, like torch's matmul). Under TRITON_INTERPRET=1 (CPU, tests)
 every load is cast to fp32 right away since the interpreter has no bf16 arithmetic.
 
+The chunked backward loop and the autograd Function are shared with the torch path (ops/logprob.py,
+`linear_logprobs`); this module supplies the two kernels.
+
 Dispatch: CUDA tensors -> Triton; CPU tensors with TRITON_INTERPRET=1 set before triton was imported -> Triton in
 the interpreter (slow; tests only); otherwise the torch reference. Targets must lie in [0, V) (no ignore index; the
 reference would raise on others, this kernel gives logp = -lse for them).
@@ -47,10 +50,10 @@ import torch
 import triton
 import triton.language as tl
 
+from ops.logprob import linear_logprobs
 from ops.logprob import logprobs_from_hidden as _torch_logprobs_from_hidden
 
-__all__ = ["triton_logprobs_from_hidden", "emulated_logprobs_from_hidden", "kernel_configs", "compile_config",
-           "ptxas_usage", "interpreting", "TritonLinearLogprob"]
+__all__ = ["triton_logprobs_from_hidden", "kernel_configs", "interpreting"]
 
 _NEG_BIG = tl.constexpr(-1.0e30)  # finite "-inf": keeps (m_old - m_new) * s_old and alpha NaN-free
 
@@ -257,35 +260,6 @@ def _divisibility_attrs(signature: dict, names) -> dict:
     return {(args.index(n),): [["tt.divisibility", 16]] for n in names if n in args}
 
 
-def compile_config(entry: dict, capability: int = 80):
-    """Compile one kernel_configs() entry (this module's or ops.policy_loss's) for sm_<capability>; no GPU needed,
-    but not under TRITON_INTERPRET."""
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-    src = ASTSource(entry["fn"], entry["signature"], entry["constexprs"], entry.get("attrs"))
-    return triton.compile(src, target=GPUTarget("cuda", capability, 32),
-                          options=dict(num_warps=entry["num_warps"], num_stages=entry["num_stages"]))
-
-
-def ptxas_usage(compiled, capability: int = 80) -> dict:
-    """{"registers", "spill_stores", "spill_loads", "stack"} from `ptxas -v` on a compiled kernel's PTX (the
-    CompiledKernel's n_regs / n_spills are only filled in when a GPU driver loads the binary)."""
-    import re
-    import subprocess
-    import tempfile
-    ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
-    arch = f"sm_{capability}a" if capability >= 90 else f"sm_{capability}"
-    with tempfile.NamedTemporaryFile("w", suffix=".ptx") as f:
-        f.write(compiled.asm["ptx"])
-        f.flush()
-        res = subprocess.run([ptxas, f"-arch={arch}", "-v", f.name, "-o", os.devnull], capture_output=True,
-                             text=True, check=True)
-    text = res.stdout + res.stderr
-    grab = lambda pat: int(m.group(1)) if (m := re.search(pat, text)) else 0  # noqa: E731
-    return dict(registers=grab(r"Used (\d+) registers"), spill_stores=grab(r"(\d+) bytes spill stores"),
-                spill_loads=grab(r"(\d+) bytes spill loads"), stack=grab(r"(\d+) bytes stack frame"))
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Launchers
 # ---------------------------------------------------------------------------------------------------------------
@@ -298,10 +272,9 @@ def _check_i32(*sizes: int) -> None:
 
 
 def _forward(h: torch.Tensor, w: torch.Tensor, t: torch.Tensor, temperature: float, with_entropy: bool,
-             emulate: bool = False, chunk_size: int = 1024):
-    """h [T, H] (row-contiguous), w [V, H] (row-contiguous), t [T] int64 -> (logp, entropy|None, lse) fp32 [T]."""
-    if emulate:
-        return _forward_emulated(h, w, t, temperature, with_entropy, chunk_size)
+             chunk_size: int = 1024):
+    """h [T, H] (row-contiguous), w [V, H] (row-contiguous), t [T] int64 -> (logp, entropy|None, lse) fp32 [T].
+    The whole of T in one launch (the vocab split gives enough programs when T is small); chunk_size is unused."""
     T, H = h.shape
     V = w.shape[0]
     cfg = _config(h.dtype)
@@ -329,19 +302,8 @@ def _forward(h: torch.Tensor, w: torch.Tensor, t: torch.Tensor, temperature: flo
     return t_logit - lse, entropy, lse
 
 
-def _dlogits(h, w, t, lse, g, dl, temperature: float, emulate: bool):
+def _dlogits(h, w, t, lse, g, dl, temperature: float):
     """Fill dl [c, V] with g * (onehot(t) - softmax(h @ w.T / temperature)) / temperature."""
-    if emulate:
-        if dl.dtype == torch.float32:  # fp32: work in place in the dlogits buffer (one [c, V] buffer in all)
-            x = torch.mm(h, w.T, out=dl)
-        else:
-            x = (h @ w.T).float()
-        x.div_(temperature).sub_(lse[:, None]).exp_().neg_()  # -softmax
-        x[torch.arange(x.shape[0], device=x.device), t] += 1.0
-        x.mul_((g / temperature)[:, None])
-        if x is not dl:
-            dl.copy_(x)
-        return
     c, H = h.shape
     V = w.shape[0]
     cfg = _config(h.dtype)
@@ -352,107 +314,10 @@ def _dlogits(h, w, t, lse, g, dl, temperature: float, emulate: bool):
         DOT_PRECISION=_dot_precision(h.dtype), num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
 
 
-def _backward(h, w, t, lse, grad_logp, temperature: float, chunk_size: int, need_h: bool, need_w: bool,
-              emulate: bool = False):
-    """Chunked backward: dlogits [chunk, V] into one reused buffer (Triton kernel) + two torch matmuls per chunk."""
-    T, H = h.shape
-    V = w.shape[0]
-    chunk = max(1, min(int(chunk_size), T))
-    _check_i32(chunk * V)
-    dl_buf = torch.empty((chunk, V), dtype=h.dtype, device=h.device)
-    grad_h = torch.empty_like(h) if need_h else None
-    grad_w = torch.zeros((V, H), dtype=torch.float32, device=w.device) if need_w else None
-    g = grad_logp.to(torch.float32).contiguous()
-    for i in range(0, T, chunk):
-        c = min(chunk, T - i)
-        dl = dl_buf[:c]
-        _dlogits(h[i:i + c], w, t[i:i + c], lse[i:i + c], g[i:i + c], dl, temperature, emulate)
-        if need_h:
-            torch.mm(dl, w, out=grad_h[i:i + c])
-        if need_w:
-            if grad_w.dtype == dl.dtype:
-                grad_w.addmm_(dl.t(), h[i:i + c])  # in place: no second [V, H] buffer
-            else:  # 16-bit inputs: per-chunk product in the input dtype, running sum in fp32
-                grad_w.add_(torch.mm(dl.t(), h[i:i + c]))
-    if need_w and grad_w.dtype != w.dtype:
-        grad_w = grad_w.to(w.dtype)
-    return grad_h, grad_w
-
-
-def _forward_emulated(h, w, t, temperature: float, with_entropy: bool, chunk_size: int):
-    """Torch stand-in for the forward kernel (CPU benchmarking): chunk x V logits at a time, no graph kept."""
-    T = h.shape[0]
-    lse = torch.empty(T, dtype=torch.float32, device=h.device)
-    t_logit = torch.empty_like(lse)
-    entropy = torch.empty_like(lse) if with_entropy else None
-    chunk = max(1, int(chunk_size))
-    with torch.no_grad():
-        for i in range(0, T, chunk):
-            x = (h[i:i + chunk] @ w.T).float().div_(temperature)
-            lse[i:i + chunk] = torch.logsumexp(x, dim=-1)
-            t_logit[i:i + chunk] = x.gather(-1, t[i:i + chunk, None]).squeeze(-1)
-            if with_entropy:
-                x.sub_(lse[i:i + chunk, None])  # log p
-                entropy[i:i + chunk] = -(x.exp().mul_(x)).sum(-1)
-            del x
-    return t_logit - lse, entropy, lse
-
-
-class TritonLinearLogprob(torch.autograd.Function):
-    """(hidden [T, H], weight [V, H], targets [T]) -> (logp [T] fp32, entropy [T] fp32, non-differentiable).
-
-    emulate=True swaps the two Triton kernels for chunk-level torch ops (same orchestration and buffers): the CPU
-    stand-in used by bench/logprob_memory.py."""
-
-    @staticmethod
-    def forward(ctx, hidden, weight, targets, temperature: float, with_entropy: bool, chunk_size: int,
-                emulate: bool = False):
-        logp, entropy, lse = _forward(hidden, weight, targets, temperature, with_entropy, emulate, chunk_size)
-        ctx.save_for_backward(hidden, weight, targets, lse)
-        ctx.temperature, ctx.chunk_size, ctx.emulate = temperature, chunk_size, emulate
-        if entropy is None:
-            entropy = lse.new_zeros(0)
-        ctx.mark_non_differentiable(entropy)
-        return logp, entropy
-
-    @staticmethod
-    def backward(ctx, grad_logp, _grad_entropy):
-        hidden, weight, targets, lse = ctx.saved_tensors
-        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        grad_h = grad_w = None
-        if need_h or need_w:
-            grad_h, grad_w = _backward(hidden, weight, targets, lse, grad_logp, ctx.temperature, ctx.chunk_size,
-                                       need_h, need_w, ctx.emulate)
-        return grad_h, grad_w, None, None, None, None, None
-
-
 def _use_triton(*tensors: torch.Tensor) -> bool:
     if all(x.is_cuda for x in tensors):
         return not _INTERPRET
     return _INTERPRET and all(x.device.type == "cpu" for x in tensors)
-
-
-def _prepare(hidden, weight, targets):
-    if hidden.dtype not in _GPU_CONFIGS or weight.dtype != hidden.dtype:
-        raise TypeError(f"hidden/weight must share one of fp32/fp16/bf16, got {hidden.dtype} / {weight.dtype}")
-    if weight.dim() != 2 or weight.shape[1] != hidden.shape[-1]:
-        raise ValueError(f"weight {tuple(weight.shape)} does not match hidden size {hidden.shape[-1]}")
-    h = hidden.reshape(-1, hidden.shape[-1])
-    if h.stride(-1) != 1:
-        h = h.contiguous()
-    w = weight if weight.stride(-1) == 1 else weight.contiguous()
-    return h, w, targets.reshape(-1).to(torch.int64).contiguous()
-
-
-def _apply(hidden, weight, targets, temperature, with_entropy, chunk_size, emulate):
-    shape = targets.shape
-    h, w, t = _prepare(hidden, weight, targets)
-    if t.numel() == 0:
-        zeros = h.new_zeros(shape, dtype=torch.float32)
-        return zeros, (zeros.clone() if with_entropy else None)
-    logp, entropy = TritonLinearLogprob.apply(h, w, t, float(temperature), bool(with_entropy), int(chunk_size),
-                                              emulate)
-    return logp.reshape(shape), (entropy.reshape(shape) if with_entropy else None)
 
 
 def triton_logprobs_from_hidden(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
@@ -465,14 +330,6 @@ def triton_logprobs_from_hidden(hidden: torch.Tensor, weight: torch.Tensor, targ
     if not _use_triton(hidden, weight, targets):
         return _torch_logprobs_from_hidden(hidden, weight, targets, temperature=temperature,
                                            with_entropy=with_entropy, chunk_size=chunk_size)
-    return _apply(hidden, weight, targets, temperature, with_entropy, chunk_size, emulate=False)
-
-
-def emulated_logprobs_from_hidden(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                                  temperature: float = 1.0, with_entropy: bool = False, chunk_size: int = 1024):
-    """Same contract; the Triton path's orchestration with its kernels replaced by chunk-level torch ops (any device).
-
-    Memory/compute profile of the kernel path on CPU: forward keeps no graph (O(T) saved: lse), the entropy comes
-    out of the same logits, backward recomputes chunk x V logits into one dlogits buffer and accumulates grad_W in
-    place - 4 GEMMs in all, vs. 5 in ops.logprob (checkpoint forward + separate entropy pass + recompute + 2)."""
-    return _apply(hidden, weight, targets, temperature, with_entropy, chunk_size, emulate=True)
+    if hidden.dtype not in _GPU_CONFIGS:
+        raise TypeError(f"the Triton log-prob kernel takes fp32/fp16/bf16, got {hidden.dtype}")
+    return linear_logprobs(hidden, weight, targets, temperature, with_entropy, chunk_size, _forward, _dlogits)
