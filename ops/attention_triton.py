@@ -23,7 +23,6 @@ signatures for `triton.compiler.ASTSource`, for ahead-of-time compile checks (`p
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch

@@ -17,7 +17,6 @@ No state, no config objects: everything is an explicit argument.
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Optional
 
 import torch
