@@ -35,7 +35,8 @@ class Config:
                         choices=["triton", "torch"])
     kernel_check_every: int = knob(0, "every N optimizer steps recompute one micro-batch with the torch references, "
                                    "log kernel/max_abs_diff and stop above --kernel-check-tol (0 = off)")
-    kernel_check_tol: float = knob(0.0, "max |log-prob difference| of the shadow check (0 = 1e-3 in fp32, 5e-2 in bf16)")
+    kernel_check_tol: float = knob(0.0, "max |log-prob difference| of the shadow check "
+                                   "(0 = 1e-3 in fp32, 5e-2 in bf16)")
     gradient_checkpointing: bool = knob(True, "recompute activations in backward (memory for time)")
     freeze_vision: bool = knob(False, "freeze the vision tower (the paper does so only for Sokoban)")
     # rollout
@@ -92,7 +93,8 @@ class Config:
 
 # The paper's runs and offline debug variants. Values not named here are the defaults (FRE-Text).
 _DEBUG = dict(model="tiny", data="fixture", device="cpu", dtype="fp32", kernels="torch", prompts_per_step=4,
-              n_samples=4, max_new_tokens=24, max_prompt_len=512, gen_batch_size=4, train_batch_size=8, micro_batch_size=8,
+              n_samples=4, max_new_tokens=24, max_prompt_len=512, gen_batch_size=4, train_batch_size=8,
+              micro_batch_size=8,
               episodes=1, max_steps=4, actor_lr=1e-4, critic_lr=1e-4, save_every=2, reward_workers=1,
               max_pixels=112 * 112, gradient_checkpointing=False)
 # Stage 2 (MGT) continues from the FRE-Text checkpoint (--init); the reference model is that checkpoint.

@@ -288,9 +288,9 @@ class Trainer:
         diff = (logp.detach().float() - ref.float()).abs()[mask].max().item() if mask.any() else 0.0
         tol = cfg.kernel_check_tol or (1e-3 if self.autocast_dtype is None else 5e-2)
         if not diff <= tol:
-            raise RuntimeError(f"kernel check failed at update {self.update_step}: log-probs of the {self.kernels.name} "
-                               f"kernels differ from the torch references by {diff:.3g} > {tol:g}; rerun with "
-                               f"--kernels torch")
+            raise RuntimeError(f"kernel check failed at update {self.update_step}: log-probs of the "
+                               f"{self.kernels.name} kernels differ from the torch references by {diff:.3g} > "
+                               f"{tol:g}; rerun with --kernels torch")
         return diff
 
     # -- outputs -------------------------------------------------------------------------------------------------
