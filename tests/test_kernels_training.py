@@ -48,3 +48,20 @@ def test_triton_falls_back_to_torch_where_it_cannot_run(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     kernels = ops.select("triton", torch.device("cpu"))
     assert kernels.name == "torch" and "needs a GPU" in kernels.reason and kernels.attn_implementation == "sdpa"
+
+
+def test_shadow_check_stops_a_broken_kernel(tmp_path):
+    """A log-prob kernel that is off (here: shifted up, the 'positive log-probs' failure) stops the run at once."""
+    import dataclasses
+
+    from ops.logprob import logprobs_from_hidden
+
+    def broken(*args, **kwargs):
+        logp, entropy = logprobs_from_hidden(*args, **kwargs)
+        return logp + 0.5, entropy
+
+    cfg = preset("debug", out=str(tmp_path), max_steps=1, kernel_check_every=1, save_every=0)
+    trainer = Trainer(cfg, load_fixture("math"), Spread())
+    trainer.kernels = dataclasses.replace(trainer.kernels, logprobs=broken)
+    with pytest.raises(RuntimeError, match="kernel check failed.*differ from the torch references by 0.5"):
+        trainer.train()
