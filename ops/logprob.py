@@ -113,7 +113,7 @@ def linear_logprobs(hidden, weight, targets, temperature, with_entropy, chunk_si
 
 
 def logprobs_from_hidden(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0,
-                         with_entropy: bool = False, chunk_size: int = 256):
+                         with_entropy: bool = False, chunk_size: int = 128):
     """hidden [..., H], weight [V, H], targets [...] -> (log-prob [...], entropy [...] or None), at least fp32.
 
     The torch implementation of the chunked algorithm (the `--kernels torch` path and the CPU path)."""

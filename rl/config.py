@@ -79,7 +79,7 @@ class Config:
     ppo_epochs: int = knob(1, "passes over each rollout batch")
     episodes: int = knob(2, "passes over the data set")
     max_steps: int = knob(0, "stop after this many rollout steps (0 = episodes decide)")
-    logprob_chunk: int = knob(256, "tokens per chunk of the log-prob computation (bounds the logits in memory)")
+    logprob_chunk: int = knob(128, "tokens per chunk of the log-prob computation (bounds the logits in memory)")
     # reward
     reward: str = knob("r1_math", "reward function by name (format + accuracy)")
     reward_workers: int = knob(2, "worker processes that verify answers")
