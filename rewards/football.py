@@ -16,7 +16,7 @@ In the spirit of MageBench's football rules: a shaped reward for one action from
    | `format`           | +0.5                                                                            |
    | `progress`         | 0.8 x ball_progress = 0.8 x (end x - start x) / 100 (x clamped to the pitch;    |
    |                    | may be negative; counted also when the ball is then lost)                       |
-   | `opponents_passed` | +0.5 per outfield opponent that was ahead of the ball (higher x) at the start   |
+   | `opponents_passed` | +1.0 per outfield opponent that was ahead of the ball (higher x) at the start   |
    |                    | and is behind it at the end; 0 when possession was lost; the keeper does not   |
    |                    | count (beating him is the goal)                                                 |
    | `goal`             | +2.0                                                                            |
@@ -26,8 +26,7 @@ In the spirit of MageBench's football rules: a shaped reward for one action from
    | `shot`             | +0.5 for a shot on target (aimed between the posts, strong enough to get there: |
    |                    | the keeper must deal with it); a goal from a shot gets it too                   |
 
-   Opponents passed are worth 0.5 each rather than 1.0 so that a through ball past a whole back line (2-4
-   defenders) stays worth about a goal or less, not several.
+   The weights of progress (0.8), opponents passed (1.0), goal (2.0) and lost possession (-1.0) are MageBench's.
 
 Worked examples: a goal with a shot from x = 88 is 0.5 + 0.8 x 0.12 + 2.0 + 0.5 = 3.096; a short pass cut out
 5 m ahead is 0.5 + 0.8 x 0.05 - 1.0 = -0.46; one second running "right" with the ball, nobody passed,
@@ -49,7 +48,7 @@ __all__ = ["football_reward", "FootballReward", "extract_action", "COMPONENTS", 
            "SHOT_ON_TARGET_REWARD", "FORMAT_SCORE", "ACTIONS"]
 
 PROGRESS_WEIGHT = 0.8
-OPPONENT_PASSED_REWARD = 0.5
+OPPONENT_PASSED_REWARD = 1.0
 GOAL_REWARD = 2.0
 POSSESSION_LOST_PENALTY = -1.0
 PASS_FORWARD_REWARD = 0.3

@@ -129,7 +129,7 @@ def test_clean_forward_pass_is_credited():
     assert ev["pass_completed"] and ev["pass_forward"] and ev["pass_receiver"] == 1 and not ev["possession_lost"]
     assert end.owner == "home" and active_index(end) == 1
     r = football_reward(answer("short_pass"), s.to_dict())
-    expected = 0.5 + 0.8 * ev["ball_progress"] + 0.5 * ev["opponents_passed"] + 0.3
+    expected = 0.5 + 0.8 * ev["ball_progress"] + 1.0 * ev["opponents_passed"] + 0.3
     assert r["pass"] == 0.3 and r["total"] == pytest.approx(expected, abs=1e-12)
     # ... and the receiver can go on and score.
     end, events = run(end, ["right", "right", "shot"])
@@ -174,8 +174,8 @@ def test_opponents_passed_when_carrying_the_ball_past_a_defender():
     assert end.owner == "home" and end.away[1].x < end.bx  # ... and behind it a second later
     assert ev["opponents_passed"] == 1 and not ev["possession_lost"]
     r = football_reward(answer("right"), s.to_dict())
-    assert r["opponents_passed"] == 0.5
-    assert r["total"] == pytest.approx(0.5 + 0.8 * ev["ball_progress"] + 0.5, abs=1e-12)
+    assert r["opponents_passed"] == 1.0
+    assert r["total"] == pytest.approx(0.5 + 0.8 * ev["ball_progress"] + 1.0, abs=1e-12)
 
 
 # ---------------------------------------------------------------- format gate and parsing
