@@ -2,10 +2,10 @@
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
-
 
 from rl.config import PRESETS, Config, parse_config
 
@@ -17,8 +17,7 @@ REQUIRED_KEYS = ["step", "reward/mean", "reward/format", "reward/accuracy", "res
 
 def run(*args, timeout=300):
     return subprocess.run([sys.executable, str(ROOT / "train_fre.py"), *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin",
-                                                           "HOME": str(ROOT)})
+                          timeout=timeout, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
 
 def test_debug_preset_end_to_end(tmp_path):

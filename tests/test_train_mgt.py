@@ -1,6 +1,7 @@
 """train_mgt.py: every domain's debug preset runs offline from a stage-1 checkpoint and writes the same outputs."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ def stage1(tmp_path_factory):
 
 def run_script(script, *args):
     return subprocess.run([sys.executable, str(ROOT / script), *args], capture_output=True, text=True, timeout=600,
-                          cwd=ROOT, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(ROOT)})
+                          cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
 
 @pytest.mark.parametrize("domain", ["geo", "percereason", "sokoban", "football"])
