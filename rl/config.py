@@ -28,7 +28,8 @@ class Config:
     on_bad_row: str = knob("raise", "a malformed data row: 'raise' (error naming file and line) or 'skip' (counted)",
                            choices=["raise", "skip"])
     device: str = knob("auto", "'auto' (cuda if available), 'cuda', 'cpu'")
-    dtype: str = knob("auto", "'auto' (bf16 on GPU, fp32 on CPU), 'bf16', 'fp16', 'fp32'")
+    dtype: str = knob("auto", "compute dtype (bf16 autocast over fp32 master weights): 'auto' = bf16 on GPU, fp32 on "
+                      "CPU", choices=["auto", "bf16", "fp32"])
     attn: str = knob("sdpa", "attention implementation passed to transformers (sdpa, eager, flash_attention_2)")
     kernels: str = knob("triton", "compute kernels: 'triton' (fused log-prob/entropy, fused PPO+KL loss, packed varlen "
                         "attention) or their 'torch' references; torch is used where Triton cannot run (logged)",
