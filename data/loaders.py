@@ -149,6 +149,17 @@ def resolve_image_path(ref: str, base_dir: str | os.PathLike) -> str | None:
 # --------------------------------------------------------------------------- shared machinery
 
 
+def resolve_images(refs: list[str], roots: list[Path], err) -> list[str]:
+    """Each reference resolved under the first root that has it; a missing one is a `missing_image` row error."""
+    images = []
+    for ref in refs:
+        resolved = next((r for r in (resolve_image_path(ref, root) for root in roots) if r), None)
+        if resolved is None:
+            raise err("missing_image", f"image not found: {ref} (looked under {', '.join(map(str, roots))})")
+        images.append(resolved)
+    return images
+
+
 class _Collector:
     """Applies on_error / max_samples / report for one source."""
 
@@ -185,6 +196,27 @@ class _Collector:
             counts = ", ".join(f"{r}={n}" for r, n in sorted(self.skipped.items()))
             logger.warning("skipped %d rows of %s: %s", sum(self.skipped.values()), self.source, counts)
         return self.samples
+
+
+def _collect(source: str, rows, build, *, on_error: str, max_samples: int | None, report: Counter | None,
+             line_based: bool = True) -> list[Sample]:
+    """The loop every loader shares: `build(row, line, err)` makes one Sample; a bad row (a DataError, from the
+    reader or raised through `err(reason, detail)`) stops the load or is counted, as `on_error` says."""
+    col = _Collector(source, on_error, max_samples, report)
+    for line, row in rows:
+        if col.full:
+            break
+
+        def err(reason, detail, _line=line):
+            return _row_error(source, _line, line_based, reason, detail)
+
+        try:
+            if isinstance(row, DataError):
+                raise row
+            col.add(build(row, line, err))
+        except DataError as e:
+            col.bad(e)
+    return col.finish()
 
 
 def _check_file(path: str | os.PathLike) -> Path:
@@ -301,24 +333,14 @@ def load_deepscaler(
     Other fields (e.g. ``solution``) go to ``meta``.
     """
     source, line_based, rows = _iter_rows(path_or_id, split)
-    col = _Collector(source, on_error, max_samples, report)
-    for line, row in rows:
-        if col.full:
-            break
-        try:
-            if isinstance(row, DataError):
-                raise row
 
-            def err(reason, detail, _line=line):
-                return _row_error(source, _line, line_based, reason, detail)
+    def build(row, line, err):
+        question = _get_question(row, ("problem",), err)
+        return Sample(make_messages(question, system=system), _get_answer(row, err), domain,
+                      _meta(row, ("problem", "answer"), source, line))
 
-            question = _get_question(row, ("problem",), err)
-            answer = _get_answer(row, err)
-            col.add(Sample(make_messages(question, system=system), answer, domain,
-                           _meta(row, ("problem", "answer"), source, line)))
-        except DataError as e:
-            col.bad(e)
-    return col.finish()
+    return _collect(source, rows, build, on_error=on_error, max_samples=max_samples, report=report,
+                    line_based=line_based)
 
 
 # --------------------------------------------------------------------------- LMM-R1 message jsonl
@@ -397,24 +419,13 @@ def load_message_jsonl(
     p = _check_file(path)
     source = str(path)
     base_dir = p.resolve().parent
-    col = _Collector(source, on_error, max_samples, report)
-    for line, row in _iter_jsonl(p):
-        if col.full:
-            break
-        try:
-            if isinstance(row, DataError):
-                raise row
 
-            def err(reason, detail, _line=line):
-                return DataError(source, _line, reason, detail)
+    def build(row, line, err):
+        messages = _normalize_messages(row.get("message"), base_dir, system, err)
+        return Sample(messages, _get_answer(row, err), str(row.get("domain") or domain),
+                      _meta(row, ("message", "answer", "domain"), source, line))
 
-            messages = _normalize_messages(row.get("message"), base_dir, system, err)
-            answer = _get_answer(row, err)
-            col.add(Sample(messages, answer, str(row.get("domain") or domain),
-                           _meta(row, ("message", "answer", "domain"), source, line)))
-        except DataError as e:
-            col.bad(e)
-    return col.finish()
+    return _collect(source, _iter_jsonl(p), build, on_error=on_error, max_samples=max_samples, report=report)
 
 
 # --------------------------------------------------------------------------- plain jsonl
@@ -434,37 +445,20 @@ def load_jsonl(
     p = _check_file(path)
     source = str(path)
     base_dir = p.resolve().parent
-    col = _Collector(source, on_error, max_samples, report)
-    for line, row in _iter_jsonl(p):
-        if col.full:
-            break
-        try:
-            if isinstance(row, DataError):
-                raise row
 
-            def err(reason, detail, _line=line):
-                return DataError(source, _line, reason, detail)
+    def build(row, line, err):
+        question = _get_question(row, ("question", "problem", "prompt"), err)
+        answer = _get_answer(row, err)
+        refs = row.get("images") or []
+        if isinstance(refs, str):
+            refs = [refs]
+        if not isinstance(refs, list) or not all(isinstance(r, str) and r for r in refs):
+            raise err("bad_images", "`images` must be a list of path strings")
+        images = resolve_images(refs, [base_dir], err)
+        return Sample(make_messages(question, images, system=system), answer, str(row.get("domain") or domain),
+                      _meta(row, ("question", "problem", "prompt", "answer", "images", "domain"), source, line))
 
-            question = _get_question(row, ("question", "problem", "prompt"), err)
-            answer = _get_answer(row, err)
-            refs = row.get("images") or []
-            if isinstance(refs, str):
-                refs = [refs]
-            if not isinstance(refs, list) or not all(isinstance(r, str) and r for r in refs):
-                raise err("bad_images", "`images` must be a list of path strings")
-            images = []
-            for ref in refs:
-                resolved = resolve_image_path(ref, base_dir)
-                if resolved is None:
-                    raise err("missing_image", f"image not found: {ref} (looked relative to {base_dir})")
-                images.append(resolved)
-            col.add(Sample(make_messages(question, images, system=system), answer,
-                           str(row.get("domain") or domain),
-                           _meta(row, ("question", "problem", "prompt", "answer", "images", "domain"),
-                                 source, line)))
-        except DataError as e:
-            col.bad(e)
-    return col.finish()
+    return _collect(source, _iter_jsonl(p), build, on_error=on_error, max_samples=max_samples, report=report)
 
 
 # --------------------------------------------------------------------------- fixtures / dispatch

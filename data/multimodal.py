@@ -39,7 +39,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .loaders import DataError, _Collector, load_message_jsonl, resolve_image_path
+from .loaders import DataError, _collect, load_message_jsonl, resolve_image_path, resolve_images
 from .sample import R1_SYSTEM_PROMPT, Sample, make_messages
 
 __all__ = [
@@ -485,56 +485,42 @@ def load_mathv360k(
     source = str(path)
     folder = path.resolve().parent
     roots = [Path(image_root).expanduser()] if image_root else [folder / MATHV360K_IMAGES, folder]
-    col = _Collector(source, on_error, max_samples, report)
-    for row_no, rec in _iter_records(path):
-        if col.full:
-            break
-        try:
-            if isinstance(rec, DataError):
-                raise rec
 
-            def err(reason, detail, _n=row_no):
-                return DataError(source, _n, reason, detail, where=f"{source}:row {_n}")
+    def build(rec, line, err):
+        if not isinstance(rec, dict):
+            raise err("not_object", f"record must be a JSON object, got {type(rec).__name__}")
+        convs = rec.get("conversations")
+        if not isinstance(convs, list) or not all(isinstance(c, dict) for c in convs):
+            raise err("bad_message", "`conversations` must be a list of {from, value} objects")
+        human = next((i for i, c in enumerate(convs) if c.get("from") in ("human", "user")), None)
+        question = ""
+        if human is not None and isinstance(convs[human].get("value"), str):
+            question = _IMAGE_TOKEN.sub("", convs[human]["value"]).strip()
+        if not question:
+            raise err("missing_question", "missing question: no non-empty human turn")
+        reply = next((c.get("value") for c in convs[human + 1:] if c.get("from") in ("gpt", "assistant")), None)
+        if not isinstance(reply, str) or not reply.strip():
+            raise err("missing_answer", "missing answer: no non-empty gpt turn after the question")
+        answer = extract_final_answer(reply, question)
+        if not answer:
+            raise err("missing_answer", f"empty answer extracted from {reply[:80]!r}")
+        refs = rec.get("image")
+        if isinstance(refs, str):
+            refs = [refs]
+        if not refs or not isinstance(refs, list) or not all(isinstance(r, str) and r for r in refs):
+            raise err("bad_images", "missing `image` (a relative path string)" if not refs
+                      else "`image` must be a path string or a list of them")
+        images = resolve_images(refs, roots, err)
+        domain = "choice" if has_choices(question) else "math"
+        meta = {k: v for k, v in rec.items() if k not in ("conversations", "image", "id")}
+        meta.update(file=source, line=line,
+                    id=str(rec["id"]) if rec.get("id") not in (None, "") else f"{path.stem}:{line}",
+                    image=rec.get("image"), raw_answer=reply,
+                    source=refs[0].replace("\\", "/").split("/")[0] if "/" in refs[0] else "")
+        return Sample(make_messages(question, images, system=system), answer, domain, meta)
 
-            if not isinstance(rec, dict):
-                raise err("not_object", f"record must be a JSON object, got {type(rec).__name__}")
-            convs = rec.get("conversations")
-            if not isinstance(convs, list) or not all(isinstance(c, dict) for c in convs):
-                raise err("bad_message", "`conversations` must be a list of {from, value} objects")
-            human = next((i for i, c in enumerate(convs) if c.get("from") in ("human", "user")), None)
-            question = ""
-            if human is not None and isinstance(convs[human].get("value"), str):
-                question = _IMAGE_TOKEN.sub("", convs[human]["value"]).strip()
-            if not question:
-                raise err("missing_question", "missing question: no non-empty human turn")
-            reply = next((c.get("value") for c in convs[human + 1:] if c.get("from") in ("gpt", "assistant")), None)
-            if not isinstance(reply, str) or not reply.strip():
-                raise err("missing_answer", "missing answer: no non-empty gpt turn after the question")
-            answer = extract_final_answer(reply, question)
-            if not answer:
-                raise err("missing_answer", f"empty answer extracted from {reply[:80]!r}")
-            refs = rec.get("image")
-            if isinstance(refs, str):
-                refs = [refs]
-            if not refs or not isinstance(refs, list) or not all(isinstance(r, str) and r for r in refs):
-                raise err("bad_images", "missing `image` (a relative path string)" if not refs
-                          else "`image` must be a path string or a list of them")
-            images = []
-            for ref in refs:
-                resolved = next((r for r in (resolve_image_path(ref, root) for root in roots) if r), None)
-                if resolved is None:
-                    raise err("missing_image", f"image not found: {ref} (looked under {', '.join(map(str, roots))})")
-                images.append(resolved)
-            domain = "choice" if has_choices(question) else "math"
-            meta = {k: v for k, v in rec.items() if k not in ("conversations", "image", "id")}
-            meta.update(file=source, line=row_no,
-                        id=str(rec["id"]) if rec.get("id") not in (None, "") else f"{path.stem}:{row_no}",
-                        image=rec.get("image"), raw_answer=reply,
-                        source=refs[0].replace("\\", "/").split("/")[0] if "/" in refs[0] else "")
-            col.add(Sample(make_messages(question, images, system=system), answer, domain, meta))
-        except DataError as e:
-            col.bad(e)
-    return col.finish()
+    return _collect(source, _iter_records(path), build, on_error=on_error, max_samples=max_samples, report=report,
+                    line_based=False)
 
 
 # --------------------------------------------------------------------------- verifiability
