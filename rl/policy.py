@@ -123,7 +123,7 @@ def encode_prompts(processor, samples, max_prompt_len: int | None = None) -> lis
         text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         images = list(s.images) if vision else []
         if images:
-            from data.loaders import load_image
+            from data import load_image
             enc = processor(text=[text], images=[load_image(im) for im in images], return_tensors="pt")
         else:
             enc = processor(text=[text], return_tensors="pt")

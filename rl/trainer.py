@@ -365,7 +365,7 @@ def run(cfg: Config) -> Path:
     """Data + reward + trainer for one run; bad data is reported by file and line, not as a traceback."""
     import sys
 
-    from data.loaders import DataError, load_dataset_by_name
+    from data import DataError, load_dataset_by_name
     from rewards import get_reward
 
     try:

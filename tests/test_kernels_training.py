@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import ops
-from data.loaders import load_fixture
+from data import load_fixture
 from rl.config import preset
 from rl.trainer import Trainer
 

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from data.loaders import load_fixture
+from data import load_fixture
 from rl.config import preset
 from rl.trainer import Trainer
 
