@@ -1,4 +1,4 @@
-"""Tests for envs/football.py (the game) and rewards/football.py (its reward)."""
+"""Tests for envs/football/ (the game) and rewards/football.py (its reward)."""
 import json
 import time
 
