@@ -4,12 +4,16 @@
     out = reward_fn(responses, golds, metas)
     out.components["total"], out.counts
     reward_fn.close()
+
+The R1 rewards (format, r1_choice, r1_math, r1_auto) are in `rewards/r1.py`, the game rewards in
+`rewards/sokoban.py` and `rewards/football.py`; this module holds the registry and re-exports their names.
 """
-from .base import COUNT_NAMES, RewardFn, RewardOutput, _check_lengths, _NoPool
+from .base import COUNT_NAMES, RewardFn, RewardOutput
 from .choice import choice_reward, extract_choice, gold_letter
 from .football import FootballReward
 from .format import format_reward
 from .math import STATUSES, MathResult, MathVerifier, math_accuracy
+from .r1 import FormatReward, R1AutoReward, R1ChoiceReward, R1MathReward
 from .sokoban import SokobanReward
 from .text import MAX_RESPONSE_CHARS, answer_text
 
@@ -18,76 +22,6 @@ __all__ = [
     "FormatReward", "format_reward", "choice_reward", "extract_choice", "gold_letter",
     "MathVerifier", "MathResult", "math_accuracy", "STATUSES", "answer_text", "MAX_RESPONSE_CHARS",
 ]
-
-
-class FormatReward(_NoPool):
-    """Name "format": 0.5 for `<think>...</think><answer>...</answer>`."""
-
-    def __call__(self, responses, golds, metas=None) -> RewardOutput:
-        _check_lengths(responses, golds, metas)
-        fmt = [format_reward(r) for r in responses]
-        return RewardOutput({"format": fmt, "total": list(fmt)}, {})
-
-
-class R1ChoiceReward(_NoPool):
-    """Name "r1_choice": format (0 / 0.5) + option-letter accuracy (0 / 1)."""
-
-    def __call__(self, responses, golds, metas=None) -> RewardOutput:
-        _check_lengths(responses, golds, metas)
-        fmt = [format_reward(r) for r in responses]
-        acc = [choice_reward(r, g) for r, g in zip(responses, golds)]
-        bad_gold = sum(gold_letter(g) is None for g in golds)
-        return RewardOutput({"format": fmt, "accuracy": acc, "total": [f + a for f, a in zip(fmt, acc)]},
-                            {COUNT_NAMES["ok"]: len(golds) - bad_gold, COUNT_NAMES["gold_unparseable"]: bad_gold})
-
-
-class R1MathReward:
-    """Name "r1_math": format (0 / 0.5) + math-verify accuracy (0 / 1), checked in a worker pool.
-
-    `counts` has every status in STATUSES under its metric name (COUNT_NAMES).
-    """
-
-    def __init__(self, workers: int = 2, timeout: float = 5.0, **verifier_options):
-        self.verifier = MathVerifier(workers=workers, timeout=timeout, **verifier_options)
-
-    def __call__(self, responses, golds, metas=None) -> RewardOutput:
-        _check_lengths(responses, golds, metas)
-        fmt = [format_reward(r) for r in responses]
-        results = self.verifier.score(responses, golds)
-        acc = [r.reward for r in results]
-        counts = {COUNT_NAMES[s]: sum(r.status == s for r in results) for s in STATUSES}
-        return RewardOutput({"format": fmt, "accuracy": acc, "total": [f + a for f, a in zip(fmt, acc)]},
-                            counts)
-
-    def close(self) -> None:
-        self.verifier.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-class R1AutoReward(R1MathReward):
-    """Name "r1_auto": mixed data (PerceReason). Multiple-choice samples (meta "domain" == "choice") are scored by
-    option letter, the rest by math-verify; format as in the other R1 rewards."""
-
-    def __call__(self, responses, golds, metas=None) -> RewardOutput:
-        _check_lengths(responses, golds, metas)
-        metas = metas or [{}] * len(responses)
-        choice = [m.get("domain") == "choice" for m in metas]
-        math_idx = [i for i, c in enumerate(choice) if not c]
-        out = super().__call__([responses[i] for i in math_idx], [golds[i] for i in math_idx])
-        fmt = [format_reward(r) for r in responses]
-        acc = [choice_reward(r, g) if c else 0.0 for r, g, c in zip(responses, golds, choice)]
-        for j, i in enumerate(math_idx):
-            acc[i] = out.components["accuracy"][j]
-        counts = dict(out.counts)
-        bad = sum(gold_letter(g) is None for g, c in zip(golds, choice) if c)
-        counts[COUNT_NAMES["ok"]] += sum(choice) - bad
-        counts[COUNT_NAMES["gold_unparseable"]] += bad
-        return RewardOutput({"format": fmt, "accuracy": acc, "total": [f + a for f, a in zip(fmt, acc)]}, counts)
 
 
 REWARDS: dict[str, type] = {
