@@ -35,6 +35,9 @@ __all__ = [
     "gae",
     "whiten",
     "aggregate",
+    "aggregate_weight",
+    "policy_loss_tokens",
+    "policy_stats",
     "policy_loss",
     "value_loss",
     "kl_loss",
@@ -249,6 +252,68 @@ def aggregate(per_token: Tensor, mask: Tensor, agg: str = "seq-mean-token-mean")
     raise ValueError(f"unknown loss aggregation {agg!r}; expected one of {AGGREGATIONS}")
 
 
+def aggregate_weight(part_mask: Tensor, whole_mask: Tensor, agg: str = "seq-mean-token-mean") -> float:
+    """Weight w of a micro-batch such that the sum over micro-batches of w * aggregate(part) equals
+    aggregate(whole): its share of the valid tokens (token-mean) or of the non-empty rows (seq-mean-token-mean)."""
+    if agg == "token-mean":
+        part, whole = _valid(part_mask).sum(), _valid(whole_mask).sum()
+    elif agg == "seq-mean-token-mean":
+        part, whole = _valid(part_mask).any(dim=1).sum(), _valid(whole_mask).any(dim=1).sum()
+    else:
+        raise ValueError(f"unknown loss aggregation {agg!r}; expected one of {AGGREGATIONS}")
+    return int(part) / max(int(whole), 1)
+
+
+def policy_loss_tokens(
+    logp: Tensor,
+    old_logp: Tensor,
+    adv: Tensor,
+    mask: Tensor,
+    ref_logp: Optional[Tensor] = None,
+    clip_eps: float = 0.2,
+    beta: float = 0.0,
+    kl_kind: Optional[str] = "k3",
+    clip_eps_high: Optional[float] = None,
+) -> Tensor:
+    """Per-token PPO clipped surrogate + beta * KL(pi || pi_ref) -> [N, T] fp32, exact 0 on padding.
+
+    The one torch reference of the policy loss: `--kernels torch` runs it, and the fused Triton kernel
+    (kernels/policy_loss_triton.py) has its signature, values and gradient. `adv` broadcasts to logp's shape
+    ([N, T] or [N, 1]); `clip_eps_high` (DAPO clip-higher) defaults to clip_eps; gradients flow to logp only."""
+    # PPO-clip (Schulman et al. 2017, eq. 7): L = -min(rho*A, clip(rho, 1-eps, 1+eps)*A),
+    # rho = exp(logp - old_logp). Inputs zeroed on padding so exp() cannot overflow there and
+    # garbage (NaN/Inf) on padding cannot turn the masked-out gradient into NaN.
+    if kl_kind is not None and kl_kind not in KL_KINDS:
+        raise ValueError(f"unknown KL estimator {kl_kind!r}; expected one of {KL_KINDS} or None")
+    if beta != 0.0 and kl_kind is not None and ref_logp is None:
+        raise ValueError("beta != 0 needs ref_logp")
+    valid = _valid(mask).expand(logp.shape)
+    lp = logp.float()
+    log_ratio = _zero_pad(lp - old_logp.float(), valid)
+    a = _zero_pad(adv.float().expand(logp.shape), valid)
+    ratio = torch.exp(log_ratio)
+    hi = clip_eps if clip_eps_high is None else clip_eps_high
+    loss = -torch.min(ratio * a, ratio.clamp(1.0 - clip_eps, 1.0 + hi) * a)
+    if beta != 0.0 and kl_kind is not None:
+        # GRPO (DeepSeekMath eq. 3-4): beta * KL as a loss term; masked like everything else.
+        # The log-ratio is zeroed on padding before any exp(), as for rho: kl_estimate(d, 0) == kl_k(d).
+        d = _zero_pad(lp - ref_logp.float(), valid)
+        loss = loss + beta * kl_estimate(d, torch.zeros_like(d), kl_kind)
+    return _zero_pad(loss, valid)
+
+
+@torch.no_grad()
+def policy_stats(logp: Tensor, old_logp: Tensor, adv: Tensor, mask: Tensor, clip_eps: float = 0.2) -> dict[str, float]:
+    """{"clip_frac", "approx_kl"}: share of valid tokens where the clipped branch is active (surr2 < surr1), and
+    the k3 estimate of KL(old || new), (rho - 1) - log rho, token-mean."""
+    log_ratio = _zero_pad(logp.float() - old_logp.float(), mask)
+    a = _zero_pad(adv.float().expand(logp.shape), mask)
+    ratio = torch.exp(log_ratio)
+    clipped = (ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * a < ratio * a).float()
+    return {"clip_frac": float(masked_mean(clipped, mask)),
+            "approx_kl": float(masked_mean((ratio - 1.0) - log_ratio, mask))}
+
+
 def policy_loss(
     logp: Tensor,
     old_logp: Tensor,
@@ -258,26 +323,8 @@ def policy_loss(
     agg: str = "seq-mean-token-mean",
 ) -> tuple[Tensor, dict[str, float]]:
     """PPO clipped surrogate loss -> (scalar loss, {"clip_frac", "approx_kl"} as floats)."""
-    # PPO-clip (Schulman et al. 2017, eq. 7): L = -min(rho*A, clip(rho, 1-eps, 1+eps)*A),
-    # rho = exp(logp - old_logp). Inputs zeroed on padding so exp() cannot overflow there and
-    # garbage (NaN/Inf) on padding cannot turn the masked-out gradient into NaN.
-    log_ratio = _zero_pad(logp - old_logp, mask)
-    adv = _zero_pad(adv, mask)
-    ratio = torch.exp(log_ratio)
-    surr1 = ratio * adv
-    surr2 = ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * adv
-    per_token = -torch.min(surr1, surr2)
-    loss = aggregate(per_token, mask, agg)
-    with torch.no_grad():
-        # clip_frac: share of valid tokens where the clipped branch is active (surr2 < surr1).
-        clipped = (surr2 < surr1).to(per_token.dtype)
-        # approx_kl: k3 estimate of KL(old || new), (rho - 1) - log rho, token-mean.
-        k3 = (ratio - 1.0) - log_ratio
-        stats = {
-            "clip_frac": float(masked_mean(clipped, mask)),
-            "approx_kl": float(masked_mean(k3, mask)),
-        }
-    return loss, stats
+    loss = aggregate(policy_loss_tokens(logp, old_logp, adv, mask, clip_eps=clip_eps), mask, agg)
+    return loss, policy_stats(logp, old_logp, adv, mask, clip_eps)
 
 
 def value_loss(

@@ -15,7 +15,7 @@ from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForImageTex
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import is_torchvision_available
 
-from ops.logprob import logprobs_from_hidden
+from kernels.logprob import logprobs_from_hidden
 
 
 class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):

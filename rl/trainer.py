@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-import ops
+import kernels
 from rl import algos
 from rl.config import Config
 from rl.optim import clip_grad_norm, lr_at, make_optimizer, set_lr
@@ -73,11 +73,11 @@ class Trainer:
             corpus = [s.question for s in samples[:256]]
             base = str(build_tiny_checkpoint(self.out / "base_model", corpus=corpus, seed=cfg.seed))
         self.base_model = base
-        self.kernels = ops.select(cfg.kernels, self.device, cfg.attn)
+        self.kernels = kernels.select(cfg.kernels, self.device, cfg.attn)
         self.log(self.kernels.reason)
         attn = self.kernels.attn_implementation
         self.policy, self.processor = load_policy(cfg.resume or base, torch.float32, attn, self.device)
-        ops.prepare_model(self.policy, self.kernels)
+        kernels.prepare_model(self.policy, self.kernels)
         self.tokenizer = tokenizer_of(self.processor)
         self.pad_id = pad_token_id(self.processor)
         set_image_pixels(self.processor, cfg.min_pixels, cfg.max_pixels)
@@ -89,7 +89,7 @@ class Trainer:
         # The reference model (the initial policy) exists only when it is used (kl > 0); frozen, compute dtype.
         self.ref = None
         if cfg.kl > 0:
-            self.ref = ops.prepare_model(load_policy(base, torch.float32, attn, self.device)[0], self.kernels) \
+            self.ref = kernels.prepare_model(load_policy(base, torch.float32, attn, self.device)[0], self.kernels) \
                 if cfg.resume else copy.deepcopy(self.policy)
             self.ref.requires_grad_(False).eval()
             if self.autocast_dtype is not None:
@@ -267,23 +267,15 @@ class Trainer:
         """Clipped PPO surrogate (+ beta * KL when the KL is a loss term), aggregated; with its statistics."""
         cfg, mask = self.cfg, batch["action_mask"]
         beta = cfg.kl if (self.ref is not None and cfg.kl_in == "loss") else 0.0
-        if self.kernels.name == "triton":
-            from ops.policy_loss import policy_loss_tokens_triton
-            per_token = policy_loss_tokens_triton(logp, batch["old_logp"], batch["advantages"], mask,
-                                                  batch["ref_logp"], cfg.eps_clip, beta, cfg.kl_estimator)
-            loss = algos.aggregate(per_token, mask, cfg.loss_agg)
-            with torch.no_grad():  # statistics only
-                _, st = algos.policy_loss(logp, batch["old_logp"], batch["advantages"], mask, cfg.eps_clip)
-            return loss, st
-        loss, st = algos.policy_loss(logp, batch["old_logp"], batch["advantages"], mask, cfg.eps_clip, cfg.loss_agg)
-        if beta:
-            loss = loss + beta * algos.kl_loss(logp, batch["ref_logp"], mask, cfg.kl_estimator, cfg.loss_agg)
-        return loss, st
+        per_token = self.kernels.policy_loss(logp, batch["old_logp"], batch["advantages"], mask, batch["ref_logp"],
+                                             cfg.eps_clip, beta, cfg.kl_estimator)
+        return (algos.aggregate(per_token, mask, cfg.loss_agg),
+                algos.policy_stats(logp, batch["old_logp"], batch["advantages"], mask, cfg.eps_clip))
 
     def kernel_check(self, batch, logp) -> float:
         """Shadow check: the same micro-batch through the torch references (attention and log-prob)."""
         cfg, mask = self.cfg, batch["action_mask"]
-        with torch.no_grad(), self.autocast(), ops.reference_attention(self.policy, self.kernels, cfg.attn):
+        with torch.no_grad(), self.autocast(), kernels.reference_attention(self.policy, self.kernels, cfg.attn):
             ref, _ = response_logprobs(self.policy, batch, cfg.temperature, False, cfg.logprob_chunk)
         diff = (logp.detach().float() - ref.float()).abs()[mask].max().item() if mask.any() else 0.0
         tol = cfg.kernel_check_tol or (1e-3 if self.autocast_dtype is None else 5e-2)

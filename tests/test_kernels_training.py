@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import ops
+import kernels
 from data import load_fixture
 from rl.config import preset
 from rl.trainer import Trainer
@@ -22,18 +22,18 @@ class Spread:
         pass
 
 
-def _run(tmp_path, kernels):
-    cfg = preset("debug", out=str(tmp_path / kernels), kernels=kernels, max_steps=1, prompts_per_step=2,
+def _run(tmp_path, name):
+    cfg = preset("debug", out=str(tmp_path / name), kernels=name, max_steps=1, prompts_per_step=2,
                  n_samples=2, max_new_tokens=3, train_batch_size=4, micro_batch_size=2, kl=0.01, kl_in="loss",
                  kl_estimator="k3", save_every=0, kernel_check_every=1)
     trainer = Trainer(cfg, load_fixture("message"), Spread())
-    assert trainer.kernels.name == kernels
+    assert trainer.kernels.name == name
     trainer.train()
-    return [json.loads(line) for line in open(tmp_path / kernels / "metrics.jsonl")]
+    return [json.loads(line) for line in open(tmp_path / name / "metrics.jsonl")]
 
 
 def test_triton_kernels_match_torch_in_training(tmp_path):
-    if not ops.triton_runs_on(torch.device("cpu"))[0]:
+    if not kernels.triton_runs_on(torch.device("cpu"))[0]:
         pytest.skip("needs TRITON_INTERPRET=1 (tests/conftest.py sets it)")
     torch_run, triton_run = _run(tmp_path, "torch"), _run(tmp_path, "triton")
     for a, b in zip(torch_run, triton_run):
@@ -46,15 +46,15 @@ def test_triton_kernels_match_torch_in_training(tmp_path):
 
 def test_triton_falls_back_to_torch_where_it_cannot_run(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
-    kernels = ops.select("triton", torch.device("cpu"))
-    assert kernels.name == "torch" and "needs a GPU" in kernels.reason and kernels.attn_implementation == "sdpa"
+    chosen = kernels.select("triton", torch.device("cpu"))
+    assert chosen.name == "torch" and "needs a GPU" in chosen.reason and chosen.attn_implementation == "sdpa"
 
 
 def test_shadow_check_stops_a_broken_kernel(tmp_path):
     """A log-prob kernel that is off (here: shifted up, the 'positive log-probs' failure) stops the run at once."""
     import dataclasses
 
-    from ops.logprob import logprobs_from_hidden
+    from kernels.logprob import logprobs_from_hidden
 
     def broken(*args, **kwargs):
         logp, entropy = logprobs_from_hidden(*args, **kwargs)

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from data.sample import Sample, make_messages
-from ops.logprob import logprobs_from_hidden
+from kernels.logprob import logprobs_from_hidden
 from rl.policy import (collate, encode_prompts, load_policy, pad_token_id, position_ids, response_logprobs,
                        stop_token_ids)
 from rl.rollout import cut_at_stop, generate, sampling_config

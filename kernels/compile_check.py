@@ -1,7 +1,7 @@
 """Compile every Triton kernel configuration the code can launch, ahead of time, for real GPUs - without one.
 
-    python -m ops.compile_check            # table: kernel, target, registers, spills, shared memory
-    python -m ops.compile_check --json     # the same as JSON lines (used by tests/test_ops_compile.py)
+    python -m kernels.compile_check            # table: kernel, target, registers, spills, shared memory
+    python -m kernels.compile_check --json     # the same as JSON lines (used by tests/test_kernels_compile.py)
 
 Each module lists its launches in `kernel_configs()` (fn, signature, constexprs, attrs, num_warps, num_stages);
 `triton.compile(ASTSource(...), target=GPUTarget("cuda", 80 | 90, 32))` runs the whole compiler with the wheel's
@@ -19,9 +19,11 @@ import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 
+from kernels import interpreting
+
 # Max dynamic shared memory per block (bytes): A100 (sm_80) 163 KB, H100 (sm_90) 227 KB.
 SHARED_LIMIT = {80: 166912, 90: 232448}
-MODULES = ("ops.attention_triton", "ops.logprob_triton", "ops.policy_loss")
+MODULES = ("kernels.attention_triton", "kernels.logprob_triton", "kernels.policy_loss_triton")
 
 
 def all_configs() -> list[tuple[str, int]]:
@@ -77,7 +79,7 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--json", action="store_true", help="one JSON object per configuration")
     args = parser.parse_args(argv)
-    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+    if interpreting():
         raise SystemExit("run without TRITON_INTERPRET: the interpreter replaces the kernels being compiled")
     jobs = [(m, i, cap) for m, i in all_configs() for cap in args.capabilities]
     with ProcessPoolExecutor(args.workers) as pool:

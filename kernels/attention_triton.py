@@ -18,7 +18,7 @@ dot); on a GPU the dots take the input dtype (p and dS are cast to it, as in Fla
 `input_precision="ieee"` dots (exact fp32, no TF32).
 
 `kernel_configs()` lists every (kernel, constexprs, num_warps, num_stages) this module launches on a GPU, with
-signatures for `triton.compiler.ASTSource`, for ahead-of-time compile checks (`python -m ops.compile_check`).
+signatures for `triton.compiler.ASTSource`, for ahead-of-time compile checks (`python -m kernels.compile_check`).
 """
 
 from __future__ import annotations
@@ -28,6 +28,10 @@ from dataclasses import dataclass
 import torch
 import triton
 import triton.language as tl
+
+from kernels import interpreting
+
+_INTERPRET = interpreting()  # triton decides when the kernels below are defined, i.e. now
 
 SUPPORTED_HEAD_DIMS = (16, 32, 64, 80, 96, 128)
 _LOG2E = 1.4426950408889634
@@ -312,7 +316,7 @@ def _block_d(head_dim: int) -> int:
 
 # (BLOCK_M, BLOCK_N, num_warps, num_stages) by kernel, dtype class and head-dim block: the largest candidates that
 # compile without a register spill and within shared memory on both sm_80 and sm_90 for every head dim of the
-# block, causal or not (searched with ops.compile_check; fp32 uses exact "ieee" FMA dots: a debug path, small tiles).
+# block, causal or not (searched with kernels.compile_check; fp32 uses exact "ieee" FMA dots: a debug path, small tiles).
 _TABLE = {
     "16bit": {
         "fwd": {16: (128, 64, 4, 3), 32: (128, 64, 4, 3), 64: (128, 64, 4, 3), 128: (128, 64, 8, 3)},
@@ -332,12 +336,6 @@ def default_config(head_dim: int, dtype: torch.dtype) -> AttentionConfig:
     table = _TABLE["fp32" if dtype == torch.float32 else "16bit"]
     bd = _block_d(head_dim)
     return AttentionConfig(*(LaunchConfig(*table[kernel][bd]) for kernel in ("fwd", "dkdv", "dq")))
-
-
-def _interpreting() -> bool:
-    """Whether the kernels were defined under TRITON_INTERPRET=1 (triton reads it when `@triton.jit` runs, i.e.
-    when this module is imported, not when triton is)."""
-    return not isinstance(_attn_fwd_kernel, triton.runtime.JITFunction)
 
 
 def _precision(dtype: torch.dtype) -> str:
@@ -365,8 +363,8 @@ def _check(q, k, v, cu_q, cu_k):
         raise ValueError(f"q, k, v must share one dtype among fp32/fp16/bf16, got {q.dtype}, {k.dtype}, {v.dtype}")
     if cu_q.dtype != torch.int32 or cu_k.dtype != torch.int32 or cu_q.numel() != cu_k.numel():
         raise ValueError("cu_seqlens_q / cu_seqlens_k must be int32 of the same length B+1")
-    if q.device.type == "cpu" and not _interpreting():
-        raise RuntimeError("Triton attention on CPU needs TRITON_INTERPRET=1 set before ops.attention_triton is "
+    if q.device.type == "cpu" and not _INTERPRET:
+        raise RuntimeError("Triton attention on CPU needs TRITON_INTERPRET=1 set before kernels.attention_triton is "
                            "imported (use the 'torch_varlen' reference instead)")
 
 
@@ -384,7 +382,7 @@ def _forward(q, k, v, cu_q, cu_k, max_q, cfg: AttentionConfig, causal: bool, sca
             q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
             out.stride(0), out.stride(1), lse.stride(0), hq // hkv,
             HEAD_DIM=d, BLOCK_D=_block_d(d), BLOCK_M=c.block_m, BLOCK_N=c.block_n, CAUSAL=causal,
-            UPCAST=_interpreting(), PRECISION=_precision(q.dtype), num_warps=c.num_warps, num_stages=c.num_stages,
+            UPCAST=_INTERPRET, PRECISION=_precision(q.dtype), num_warps=c.num_warps, num_stages=c.num_stages,
         )
     return out, lse
 
@@ -394,7 +392,7 @@ def _backward(do, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, cfg: AttentionCon
     total_k, hkv, _ = k.shape
     batch = cu_q.numel() - 1
     bd = _block_d(d)
-    interp, prec = _interpreting(), _precision(q.dtype)
+    interp, prec = _INTERPRET, _precision(q.dtype)
     dq = torch.zeros_like(q)
     dk = torch.zeros_like(k)
     dv = torch.zeros_like(v)

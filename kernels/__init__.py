@@ -1,11 +1,13 @@
 """Compute kernels, each beside its PyTorch reference, behind one switch: `--kernels triton|torch`.
 
-    attention       ops/attention_triton.py  (packed varlen FlashAttention-2 style)  | sdpa / ops/attention.py
-    log-prob        ops/logprob_triton.py    (fused linear log-prob + entropy)       | ops/logprob.py (chunked)
-    policy loss     ops/policy_loss.py       (fused clipped surrogate + KL)          | rl/algos.py
+    attention       kernels/attention_triton.py    (packed varlen, FlashAttention-2 style) | sdpa, kernels/attention.py
+    log-prob        kernels/logprob_triton.py      (fused linear log-prob + entropy)       | kernels/logprob.py (chunked)
+    policy loss     kernels/policy_loss_triton.py  (fused clipped surrogate + KL)          | rl/algos.py
+    transformers    kernels/hf_attention.py        (registers the attention with transformers, packs the vision tower)
+    compile check   kernels/compile_check.py       (every Triton config, ahead of time, for sm_80 / sm_90)
 
-Triton runs on CUDA, or on the CPU under TRITON_INTERPRET=1 (set before import; slow, for tests). Elsewhere the
-torch references run, and `select` says why.
+Triton runs on CUDA, or on the CPU under TRITON_INTERPRET=1 (set before the kernel modules are imported; slow, for
+tests). Elsewhere the torch references run, and `select` says why.
 """
 
 import contextlib
@@ -16,12 +18,20 @@ from typing import Callable
 import torch
 
 
+def interpreting() -> bool:
+    """Whether Triton runs in its CPU interpreter (TRITON_INTERPRET=1). Triton reads the variable when a kernel is
+    defined, so the kernel modules read this once, at import."""
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+
+
 @dataclass(frozen=True)
 class Kernels:
+    """Every swappable piece of the step; the trainer calls these and never asks which implementation it has."""
     name: str  # "triton" or "torch"
     reason: str  # why this choice (logged)
-    logprobs: Callable  # (hidden, weight, targets, temperature, with_entropy, chunk_size) -> (logp, entropy)
     attn_implementation: str  # passed to transformers for the language model and the vision tower
+    logprobs: Callable  # (hidden, weight, targets, temperature, with_entropy, chunk_size) -> (logp, entropy | None)
+    policy_loss: Callable  # (logp, old_logp, adv, mask, ref_logp, clip_eps, beta, kl_kind) -> per-token loss [N, T]
 
 
 def triton_runs_on(device: torch.device) -> tuple[bool, str]:
@@ -31,7 +41,7 @@ def triton_runs_on(device: torch.device) -> tuple[bool, str]:
         return False, f"triton does not import ({e})"
     if device.type == "cuda":
         return True, "CUDA"
-    if os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes"):
+    if interpreting():
         return True, "the Triton interpreter on the CPU (TRITON_INTERPRET=1; slow)"
     return False, f"Triton needs a GPU, or TRITON_INTERPRET=1 on the {device.type}"
 
@@ -43,21 +53,24 @@ def select(requested: str, device: torch.device, torch_attn: str = "sdpa") -> Ke
     if requested == "triton":
         ok, why = triton_runs_on(device)
         if ok:
-            from ops.attention import register
-            from ops.logprob_triton import triton_logprobs_from_hidden
+            from kernels.hf_attention import register
+            from kernels.logprob_triton import triton_logprobs_from_hidden
+            from kernels.policy_loss_triton import policy_loss_tokens_triton
             register()
-            return Kernels("triton", f"triton kernels on {why}", triton_logprobs_from_hidden, "triton_varlen")
+            return Kernels("triton", f"triton kernels on {why}", "triton_varlen", triton_logprobs_from_hidden,
+                           policy_loss_tokens_triton)
         reason = f"torch kernels: {why}"
     else:
         reason = "torch kernels (--kernels torch)"
-    from ops.logprob import logprobs_from_hidden
-    return Kernels("torch", reason, logprobs_from_hidden, torch_attn)
+    from kernels.logprob import logprobs_from_hidden
+    from rl.algos import policy_loss_tokens
+    return Kernels("torch", reason, torch_attn, logprobs_from_hidden, policy_loss_tokens)
 
 
 def prepare_model(model, kernels: Kernels):
     """After loading: the vision tower makes one packed attention call per layer (not one per window)."""
     if kernels.name == "triton":
-        from ops.attention import pack_vision_attention
+        from kernels.hf_attention import pack_vision_attention
         pack_vision_attention(model)
     return model
 

@@ -8,7 +8,7 @@ interpreter tiles (16 tokens x 32 vocab x 16 hidden), so partial tiles, several 
 import os
 
 _PREVIOUS_INTERPRET = os.environ.get("TRITON_INTERPRET")
-os.environ["TRITON_INTERPRET"] = "1"  # read when the kernels are decorated (ops.logprob_triton import)
+os.environ["TRITON_INTERPRET"] = "1"  # read when the kernels are decorated (kernels.logprob_triton import)
 
 import importlib  # noqa: E402
 import sys  # noqa: E402
@@ -16,17 +16,18 @@ import sys  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-for _name in ("ops.logprob_triton", "ops.policy_loss"):  # imported earlier without the interpreter: redecorate
+for _name in ("kernels.logprob_triton", "kernels.policy_loss_triton"):  # imported earlier without the interpreter: redecorate
     if _name in sys.modules and not sys.modules[_name]._INTERPRET:
         importlib.reload(sys.modules[_name])
 
-import ops.logprob_triton as lt  # noqa: E402
-from ops.logprob import logprobs_from_hidden, logprobs_plain  # noqa: E402
-from ops.policy_loss import (kernel_configs as policy_kernel_configs, policy_loss_tokens,  # noqa: E402
-                             policy_loss_tokens_torch, policy_loss_tokens_triton)
+import kernels.logprob_triton as lt  # noqa: E402
+from kernels.logprob import logprobs_from_hidden, logprobs_plain  # noqa: E402
+from kernels.policy_loss_triton import kernel_configs as policy_kernel_configs  # noqa: E402
+from kernels.policy_loss_triton import policy_loss_tokens_triton  # noqa: E402
+from rl.algos import policy_loss_tokens as policy_loss_tokens_torch  # noqa: E402
 
 # The kernels above are interpreted from now on; restore the variable so that it leaks neither into other test
-# modules nor into subprocesses (the ahead-of-time compile, tests/test_ops_compile.py, must run without it).
+# modules nor into subprocesses (the ahead-of-time compile, tests/test_kernels_compile.py, must run without it).
 if _PREVIOUS_INTERPRET is None:
     del os.environ["TRITON_INTERPRET"]
 else:
@@ -45,7 +46,7 @@ def _triton_language_interpreted() -> bool:
 if not _triton_language_interpreted():  # pragma: no cover - depends on import order in the pytest process
     pytest.skip("triton was imported before TRITON_INTERPRET=1 was set (set it in tests/conftest.py on CPU-only "
                 "machines)", allow_module_level=True)
-assert lt.interpreting(), "ops.logprob_triton must be (re)imported under TRITON_INTERPRET=1"
+assert lt._INTERPRET, "kernels.logprob_triton must be (re)imported under TRITON_INTERPRET=1"
 
 
 def _inputs(T, H, V, dtype, seed=0, scale=1.0, batch=None):
@@ -162,7 +163,7 @@ def test_no_grad_entropy_flag_and_frozen_weight():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_torch_chunked_path_matches_plain_definition(dtype):
-    """ops.logprob.logprobs_from_hidden (the --kernels torch path: same orchestration, torch chunk ops) against the
+    """kernels.logprob.logprobs_from_hidden (the --kernels torch path: same orchestration, torch chunk ops) against the
     full-logits definition, values and gradients."""
     h, w, t, grad = _inputs(37, 32, 130, dtype, seed=13)
     got = _run(logprobs_from_hidden, h, w, t, grad, 0.7, chunk_size=8)
@@ -218,11 +219,11 @@ def test_policy_loss_agrees_with_rl_algos_and_broadcasts_adv():
     from rl.algos import aggregate, kl_loss, policy_loss
     logp, old, ref, adv, mask = _policy_inputs(seed=3)
     per_seq_adv = adv[:, :1]  # [N, 1] broadcast (outcome advantages)
-    full = policy_loss_tokens(logp, old, per_seq_adv, mask, ref_logp=ref, beta=0.0)
+    full = policy_loss_tokens_triton(logp, old, per_seq_adv, mask, ref_logp=ref, beta=0.0)
     loss_ref, _ = policy_loss(logp, old, per_seq_adv.expand_as(logp), mask, clip_eps=0.2)
     torch.testing.assert_close(aggregate(full, mask), loss_ref, atol=1e-6, rtol=1e-5)
     for kind in ("k1", "k2", "k3"):  # zero advantage isolates beta * KL
-        kl_only = policy_loss_tokens(logp, old, torch.zeros_like(adv), mask, ref_logp=ref, beta=0.5, kl_kind=kind)
+        kl_only = policy_loss_tokens_triton(logp, old, torch.zeros_like(adv), mask, ref_logp=ref, beta=0.5, kl_kind=kind)
         torch.testing.assert_close(aggregate(kl_only, mask), 0.5 * kl_loss(logp, ref, mask, kind=kind),
                                    atol=1e-6, rtol=1e-5)
     with pytest.raises(ValueError):
@@ -232,7 +233,7 @@ def test_policy_loss_agrees_with_rl_algos_and_broadcasts_adv():
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# Launch configurations: well-formed (tests/test_ops_compile.py compiles them for sm_80 and sm_90)
+# Launch configurations: well-formed (tests/test_kernels_compile.py compiles them for sm_80 and sm_90)
 # ------------------------------------------------------------------------------------------------------------------
 
 

@@ -1,6 +1,6 @@
 """Fused linear log-prob / entropy (Triton): log_softmax(hidden @ weight.T / temperature)[target] without [T, V] logits.
 
-Same contract as the torch reference `ops.logprob.logprobs_from_hidden` (which stays the CPU path):
+Same contract as the torch reference `kernels.logprob.logprobs_from_hidden` (which stays the CPU path):
 
     triton_logprobs_from_hidden(hidden [..., H], weight [V, H], targets [...], temperature=1.0,
                                 with_entropy=False, chunk_size=1024) -> (logp [...] fp32, entropy [...] fp32 | None)
@@ -30,7 +30,7 @@ the input dtypes. On a GPU 16-bit tiles go to tl.dot as they are (tensor cores);
 torch.backends.cuda.matmul.allow_tf32 is set (then TF32, like torch's matmul). Under TRITON_INTERPRET=1 (CPU, tests)
 every load is cast to fp32 right away since the interpreter has no bf16 arithmetic.
 
-The chunked backward loop and the autograd Function are shared with the torch path (ops/logprob.py,
+The chunked backward loop and the autograd Function are shared with the torch path (kernels/logprob.py,
 `linear_logprobs`); this module supplies the two kernels.
 
 Dispatch: CUDA tensors -> Triton; CPU tensors with TRITON_INTERPRET=1 set before triton was imported -> Triton in
@@ -43,27 +43,22 @@ triton.compiler.ASTSource-ready signature, for ahead-of-time compile checks (sm_
 
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import torch
 import triton
 import triton.language as tl
 
-from ops.logprob import linear_logprobs
-from ops.logprob import logprobs_from_hidden as _torch_logprobs_from_hidden
+from kernels import interpreting
+from kernels.logprob import linear_logprobs
+from kernels.logprob import logprobs_from_hidden as _torch_logprobs_from_hidden
 
-__all__ = ["triton_logprobs_from_hidden", "kernel_configs", "interpreting"]
+__all__ = ["triton_logprobs_from_hidden", "kernel_configs"]
 
 _NEG_BIG = tl.constexpr(-1.0e30)  # finite "-inf": keeps (m_old - m_new) * s_old and alpha NaN-free
 
 
-def interpreting() -> bool:
-    """True when triton kernels run in the CPU interpreter (TRITON_INTERPRET=1 when this module was imported)."""
-    return _INTERPRET
-
-
-_INTERPRET = os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+_INTERPRET = interpreting()  # triton decides when the kernels below are defined, i.e. now
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -324,7 +319,7 @@ def triton_logprobs_from_hidden(hidden: torch.Tensor, weight: torch.Tensor, targ
                                 temperature: float = 1.0, with_entropy: bool = False, chunk_size: int = 1024):
     """hidden [..., H], weight [V, H], targets [...] -> (log-prob [...], entropy [...] or None), fp32.
 
-    Same signature and results as ops.logprob.logprobs_from_hidden (entropy returned detached); chunk_size bounds
+    Same signature and results as kernels.logprob.logprobs_from_hidden (entropy returned detached); chunk_size bounds
     the backward's dlogits buffer to chunk_size x V. Falls back to that torch reference where Triton cannot run
     (CPU tensors without TRITON_INTERPRET=1)."""
     if not _use_triton(hidden, weight, targets):

@@ -4,8 +4,8 @@
     rho = exp(logp - old_logp);  d = logp - ref_logp
     k1 = d,  k2 = d^2 / 2,  k3 = exp(-d) + d - 1          (Schulman 2020; k3 is GRPO's, DeepSeekMath eq. 4)
 
-Both functions share one signature and return the per-token loss [N, T] (fp32, exactly 0 where mask == 0);
-aggregation (token-mean, seq-mean-token-mean, ...) stays with the caller (rl.algos.aggregate). Gradients flow to
+The torch reference is rl.algos.policy_loss_tokens: both share one signature and return the per-token loss [N, T]
+(fp32, exactly 0 where mask == 0); aggregation stays with the caller (rl.algos.aggregate). Gradients flow to
 `logp` only (old_logp, ref_logp and the advantages are constants of the update, as in PPO/GRPO). Padding is
 NaN-safe: the log-ratios and advantages are zeroed on masked tokens before exp(), so garbage there can neither
 overflow nor leak NaN into the gradient.
@@ -15,64 +15,23 @@ Gradient (the kernel writes it in the forward pass and the backward only scales 
     range and the clamp has zero slope), else -A * rho. In the clip range s1 == s2 exactly and torch's
     minimum/clamp backward also yield -A * rho, so this matches autograd on the torch reference.
     d/dlogp kl: k1 -> 1, k2 -> d, k3 -> 1 - exp(-d).
-
-Dispatch: CUDA tensors -> Triton; CPU tensors -> Triton under TRITON_INTERPRET=1, else the torch reference.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import torch
 import triton
 import triton.language as tl
 
-__all__ = ["policy_loss_tokens_torch", "policy_loss_tokens_triton", "policy_loss_tokens", "kernel_configs",
-           "KL_KINDS"]
+from rl.algos import KL_KINDS
 
-KL_KINDS = ("k1", "k2", "k3")
+__all__ = ["policy_loss_tokens_triton", "kernel_configs"]
+
 _KL_CODE = {None: 0, "k1": 1, "k2": 2, "k3": 3}
-_INTERPRET = os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 _BLOCK = 1024
 _NUM_WARPS = 4
-
-
-def _check(kl_kind, beta, ref_logp):
-    if kl_kind is not None and kl_kind not in KL_KINDS:
-        raise ValueError(f"unknown KL estimator {kl_kind!r}; expected one of {KL_KINDS} or None")
-    if beta != 0.0 and kl_kind is not None and ref_logp is None:
-        raise ValueError("beta != 0 needs ref_logp")
-
-
-def policy_loss_tokens_torch(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
-                             ref_logp: Optional[torch.Tensor] = None, clip_eps: float = 0.2, beta: float = 0.0,
-                             kl_kind: Optional[str] = "k3", clip_eps_high: Optional[float] = None) -> torch.Tensor:
-    """Torch reference: per-token clipped surrogate + beta * KL -> [N, T] fp32, 0 on masked tokens.
-
-    adv broadcasts to logp's shape ([N, T] or [N, 1]); clip_eps_high (DAPO clip-higher) defaults to clip_eps."""
-    _check(kl_kind, beta, ref_logp)
-    valid = mask.bool() if mask.dtype != torch.bool else mask
-    valid = valid.expand(logp.shape)
-    zero = torch.zeros((), dtype=torch.float32, device=logp.device)
-    lp = logp.float()
-    log_ratio = torch.where(valid, lp - old_logp.float(), zero)
-    a = torch.where(valid, adv.float().expand(logp.shape), zero)
-    ratio = torch.exp(log_ratio)
-    hi = clip_eps if clip_eps_high is None else clip_eps_high
-    surr1 = ratio * a
-    surr2 = ratio.clamp(1.0 - clip_eps, 1.0 + hi) * a
-    loss = -torch.min(surr1, surr2)
-    if beta != 0.0 and kl_kind is not None:
-        d = torch.where(valid, lp - ref_logp.float(), zero)
-        if kl_kind == "k1":
-            kl = d
-        elif kl_kind == "k2":
-            kl = 0.5 * d * d
-        else:
-            kl = torch.exp(-d) + d - 1.0
-        loss = loss + beta * kl
-    return torch.where(valid, loss, zero)
 
 
 @triton.jit
@@ -115,7 +74,7 @@ def _policy_loss_kernel(logp_ptr, old_ptr, ref_ptr, adv_ptr, mask_ptr, loss_ptr,
 
 def kernel_configs() -> list[dict]:
     """Every launchable configuration (inputs are cast to fp32 / int8 mask by the wrapper): see
-    ops.logprob_triton.kernel_configs for the entry format."""
+    kernels.logprob_triton.kernel_configs for the entry format."""
     out = []
     for kl in (0, 1, 2, 3):
         for with_grad in (False, True):
@@ -162,8 +121,11 @@ class _PolicyLossFn(torch.autograd.Function):
 def policy_loss_tokens_triton(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
                               ref_logp: Optional[torch.Tensor] = None, clip_eps: float = 0.2, beta: float = 0.0,
                               kl_kind: Optional[str] = "k3", clip_eps_high: Optional[float] = None) -> torch.Tensor:
-    """Fused Triton version of policy_loss_tokens_torch (same signature, same result, same gradient to logp)."""
-    _check(kl_kind, beta, ref_logp)
+    """Fused Triton version of rl.algos.policy_loss_tokens (same signature, same result, same gradient to logp)."""
+    if kl_kind not in _KL_CODE:
+        raise ValueError(f"unknown KL estimator {kl_kind!r}; expected one of {KL_KINDS} or None")
+    if beta != 0.0 and kl_kind is not None and ref_logp is None:
+        raise ValueError("beta != 0 needs ref_logp")
     shape = logp.shape
     flat = lambda x: x.detach().float().expand(shape).contiguous().reshape(-1)  # noqa: E731
     kl_code = _KL_CODE[kl_kind] if beta != 0.0 else 0
@@ -171,15 +133,3 @@ def policy_loss_tokens_triton(logp: torch.Tensor, old_logp: torch.Tensor, adv: t
     m = mask.expand(shape).ne(0).to(torch.int8).contiguous().reshape(-1)
     hi = clip_eps if clip_eps_high is None else clip_eps_high
     return _PolicyLossFn.apply(logp, flat(old_logp), ref, flat(adv), m, 1.0 - clip_eps, 1.0 + hi, beta, kl_code)
-
-
-def _use_triton(x: torch.Tensor) -> bool:
-    return (x.is_cuda and not _INTERPRET) or (_INTERPRET and x.device.type == "cpu")
-
-
-def policy_loss_tokens(logp, old_logp, adv, mask, ref_logp=None, clip_eps=0.2, beta=0.0, kl_kind="k3",
-                       clip_eps_high=None) -> torch.Tensor:
-    """Dispatcher: the Triton kernel where it can run, else the torch reference."""
-    fn = policy_loss_tokens_triton if _use_triton(logp) else policy_loss_tokens_torch
-    return fn(logp, old_logp, adv, mask, ref_logp=ref_logp, clip_eps=clip_eps, beta=beta, kl_kind=kl_kind,
-              clip_eps_high=clip_eps_high)
