@@ -11,20 +11,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from data import synth_math
-from data.loaders import (
-    DEEPSCALER_ID,
-    FIXTURE_DIR,
-    DataError,
-    load_dataset_by_name,
-    load_deepscaler,
-    load_fixture,
-    load_image,
-    load_jsonl,
-    load_message_jsonl,
-    resolve_image_path,
-)
+from data import load_dataset_by_name
+from data.io import FIXTURE_DIR, DataError, load_image, resolve_image_path
+from data.loaders import DEEPSCALER_ID, load_deepscaler, load_fixture, load_jsonl, load_message_jsonl
 from data.sample import R1_SYSTEM_PROMPT, Sample, make_messages
+from data.synth import math as synth_math
 
 
 def write_lines(path, rows):
@@ -81,7 +72,7 @@ def test_math_fixture_loads_and_matches_generator():
         assert_system_first(s)
         assert s.domain == "math" and s.answer and s.images == []
         assert s.question and s.meta["line"] == i and s.meta["file"].endswith("math_fixture.jsonl")
-    # the committed file is exactly what `python -m data.synth_math` writes
+    # the committed file is exactly what `python -m data.synth.math` writes
     rows = [json.loads(l) for l in (FIXTURE_DIR / "math_fixture.jsonl").read_text().splitlines()]
     assert rows == synth_math.generate(64, seed=0)
     assert load_dataset_by_name("fixture") == samples
@@ -304,7 +295,7 @@ def test_skip_mode_counts_and_logs(tmp_path, png_dir, caplog):
         {"message": chat(None), "answer": "2"},
     ])
     report = Counter()
-    with caplog.at_level(logging.WARNING, logger="data.loaders"):
+    with caplog.at_level(logging.WARNING, logger="data.io"):
         samples = load_message_jsonl(p, on_error="skip", report=report)
     assert [s.meta["line"] for s in samples] == [1, 6]
     assert report == Counter({"loaded": 2, "skipped/bad_json": 1, "skipped/missing_image": 1,

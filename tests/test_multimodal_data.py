@@ -9,19 +9,15 @@ import pytest
 from math_verify import parse, verify
 from PIL import Image
 
-from data import synth_geo
-from data.loaders import DataError, load_image, load_message_jsonl
-from data.multimodal import (
-    GEO_FIXTURE,
-    extract_geometry,
-    is_geometry,
-    load_geo_fixture,
-    load_mathv360k,
-    load_multimodal_by_name,
-    load_vermulti,
-    verifiability_filter,
-)
+from data import load_dataset_by_name
+from data.geo_detect import extract_geometry, is_geometry
+from data.gold import verifiability_filter
+from data.io import DataError, load_image
+from data.loaders import GEO_FIXTURE, load_geo_fixture, load_message_jsonl
+from data.mathv360k import load_mathv360k
 from data.sample import R1_SYSTEM_PROMPT, Sample, make_messages
+from data.synth import geometry as synth_geo
+from data.vermulti import load_vermulti
 
 
 def _gold(answer: str) -> list:
@@ -135,11 +131,11 @@ def test_bundled_geo_fixture():
 
 
 def test_bundled_geo_fixture_is_up_to_date(tmp_path):
-    """The fixture is what `python -m data.synth_geo` writes (seed 0, 24 rows)."""
+    """The fixture is what `python -m data.synth.geometry` writes (seed 0, 24 rows)."""
     rows = [json.loads(line) for line in GEO_FIXTURE.read_text().splitlines()]
     fresh = synth_geo.generate(24, seed=0, out_dir=tmp_path)
     key = lambda r: (r["id"], r["message"], r["answer"], r["domain"])  # noqa: E731
-    assert [key(r) for r in rows] == [key(r) for r in fresh], "run `python -m data.synth_geo`"
+    assert [key(r) for r in rows] == [key(r) for r in fresh], "run `python -m data.synth.geometry`"
 
 
 # --------------------------------------------------------------------------- MathV360K
@@ -206,7 +202,7 @@ def test_mathv360k_loads_and_filters(mathv360k_dir):
 
     # the same file through the dispatcher: filtered by default
     rep2 = Counter()
-    by_name = load_multimodal_by_name("mathv360k", path=mathv360k_dir / "train_samples_all_tuning.json", report=rep2)
+    by_name = load_dataset_by_name("mathv360k", path=mathv360k_dir / "train_samples_all_tuning.json", report=rep2)
     assert len(by_name) == 4 and rep2["filter/dropped/free_text"] == 1
 
 
@@ -268,8 +264,8 @@ def test_vermulti_loads_and_rebases_author_paths(tmp_path):
     kept, rep = verifiability_filter(samples)
     assert rep["kept"] == 3
 
-    assert len(load_multimodal_by_name("vermulti-geo", path=root)) == 3
-    assert len(load_multimodal_by_name(f"vermulti-geo:{root}")) == 3
+    assert len(load_dataset_by_name("vermulti-geo", path=root)) == 3
+    assert len(load_dataset_by_name(f"vermulti-geo:{root}")) == 3
     with pytest.raises(FileNotFoundError):
         load_vermulti(root, subset="mathv60k")  # no mathv60k_message.jsonl in the folder
 
@@ -315,7 +311,7 @@ def test_vermulti_bad_rows_name_file_and_line(tmp_path, caplog):
     assert str(e.value).startswith(f"{path}:2:") and e.value.reason == "missing_image"
     assert "gone.png" in str(e.value)
     report = Counter()
-    with caplog.at_level("WARNING", logger="data.loaders"):
+    with caplog.at_level("WARNING", logger="data.io"):
         samples = load_vermulti(path, on_error="skip", report=report)
     assert f"skipped 2 rows of {path}:" in caplog.text  # the original file, not the rebased copy
     assert [s.answer for s in samples] == ["5"] and samples[0].domain == "math"
@@ -392,17 +388,17 @@ def test_extract_geometry_on_samples():
 # --------------------------------------------------------------------------- dispatch
 
 
-def test_load_multimodal_by_name(tmp_path):
-    assert len(load_multimodal_by_name("geo-fixture")) == 24
-    first = load_multimodal_by_name("synthetic-geo:5", cache_dir=tmp_path)
-    again = load_multimodal_by_name("synthetic-geo:5", cache_dir=tmp_path)  # reuses the cached folder
+def test_load_dataset_by_name(tmp_path):
+    assert len(load_dataset_by_name("geo-fixture")) == 24
+    first = load_dataset_by_name("synthetic-geo:5", cache_dir=tmp_path)
+    again = load_dataset_by_name("synthetic-geo:5", cache_dir=tmp_path)  # reuses the cached folder
     assert [s.answer for s in first] == [s.answer for s in again]
     assert len(first) == 5 and all(s.domain == "geo" and Path(s.images[0]).is_file() for s in first)
     assert len(list((tmp_path / "synthetic_geo").iterdir())) == 1
-    seeded = load_multimodal_by_name("synthetic-geo:5:3", cache_dir=tmp_path)
+    seeded = load_dataset_by_name("synthetic-geo:5:3", cache_dir=tmp_path)
     assert [s.answer for s in seeded] != [s.answer for s in first]
-    assert len(load_multimodal_by_name("synthetic-geo:3", cache_dir=tmp_path, max_samples=2)) == 2
-    with pytest.raises(ValueError, match="unknown multimodal dataset"):
-        load_multimodal_by_name("nope")
+    assert len(load_dataset_by_name("synthetic-geo:3", cache_dir=tmp_path, max_samples=2)) == 2
+    with pytest.raises(ValueError, match="unknown dataset"):
+        load_dataset_by_name("nope")
     with pytest.raises(ValueError, match="synthetic-geo:N"):
-        load_multimodal_by_name("synthetic-geo:lots", cache_dir=tmp_path)
+        load_dataset_by_name("synthetic-geo:lots", cache_dir=tmp_path)

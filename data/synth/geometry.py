@@ -1,4 +1,4 @@
-"""Deterministic synthetic geometry problems with diagrams drawn by PIL.
+"""Deterministic synthetic geometry problems with diagrams drawn by PIL (``--data synthetic-geo:N``).
 
 Every problem is a 336x336 PNG (white background, black lines, labelled points, lengths and
 angles) plus a question with an exact answer that math-verify checks: integers, ``\\frac{a}{b}``,
@@ -7,9 +7,10 @@ multiples of pi (``12\\pi``, ``\\frac{49\\pi}{4}``) and degrees as plain numbers
 The drawing is computed from the numbers, not decorative: each template builds the figure in
 "units" (a right triangle with legs 6 and 8 has legs 6 and 8 units long), and one uniform
 similarity (random rotation / reflection, scale, shift) maps it onto the canvas, so lengths keep
-their ratios and angles their size. Each row keeps the pixel coordinates of the named points and
-the scale (``geometry``), which is enough to re-measure every label and the answer from the
-picture (``tests/test_multimodal_data.py`` does exactly that).
+their ratios and angles their size (drawing primitives: :mod:`data.synth.geometry_draw`). Each row
+keeps the pixel coordinates of the named points and the scale (``geometry``), which is enough to
+re-measure every label and the answer from the picture (``tests/test_multimodal_data.py`` does
+exactly that).
 
 Templates (``KINDS``, cycled in this order): right-triangle hypotenuse / leg (Pythagorean triples),
 triangle angle sum, isosceles base / apex angle, area of a triangle / rectangle / trapezoid,
@@ -29,7 +30,7 @@ in the figure), "target": {...} (what is asked)}``. Target types: ``length`` (po
 ``angle`` (points P, V, Q; vertex in the middle, degrees), ``area`` (polygon points),
 ``circle_circumference`` / ``circle_area`` (``points``: center, point on the circle).
 
-    python -m data.synth_geo          # rewrites data/fixtures/geo_fixture.jsonl + geo_images/ (24 rows, seed 0)
+    python -m data.synth.geometry     # rewrites data/fixtures/geo_fixture.jsonl + geo_images/ (24 rows, seed 0)
 """
 
 from __future__ import annotations
@@ -38,27 +39,21 @@ import argparse
 import json
 import math
 import random
+import shutil
+import tempfile
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
-from PIL import Image, ImageDraw, ImageFont
+from ..io import DEFAULT_CACHE, FIXTURE_DIR, write_jsonl
+from .geometry_draw import MARGIN, Canvas, Fit, add, centroid, lerp, mul, norm, polar, save_png, sub
 
-from .synth_math import write_jsonl
-
-__all__ = ["KINDS", "GENERATOR_VERSION", "generate", "write_jsonl", "write_fixture", "latex_value",
+__all__ = ["KINDS", "GENERATOR_VERSION", "generate", "write_jsonl", "write_fixture", "cached_jsonl", "latex_value",
            "FIXTURE_PATH", "IMAGE_SUBDIR"]
 
-GENERATOR_VERSION = 1  # bump when the output changes (cache folders of load_multimodal_by_name use it)
-FIXTURE_DIR = Path(__file__).resolve().parent / "fixtures"
+GENERATOR_VERSION = 1  # bump when the output changes (the cache folders of `cached_jsonl` use it)
 FIXTURE_PATH = FIXTURE_DIR / "geo_fixture.jsonl"
 IMAGE_SUBDIR = "geo_images"
-
-SIZE = 336
-MARGIN = 46
-FONT_SIZE = 18
-_INK = 0
-_PAPER = 255
 
 
 # --------------------------------------------------------------------------- answers
@@ -87,179 +82,11 @@ def _num(x: int | Fraction) -> str:
     return f"{x.numerator}/{x.denominator}"
 
 
-# --------------------------------------------------------------------------- plane helpers (unit coordinates, y up)
-
-
-def _polar(r: float, deg: float) -> tuple[float, float]:
-    t = math.radians(deg)
-    return (r * math.cos(t), r * math.sin(t))
-
-
-def _add(p, q):
-    return (p[0] + q[0], p[1] + q[1])
-
-
-def _sub(p, q):
-    return (p[0] - q[0], p[1] - q[1])
-
-
-def _mul(p, k):
-    return (p[0] * k, p[1] * k)
-
-
-def _lerp(p, q, t):
-    return (p[0] + (q[0] - p[0]) * t, p[1] + (q[1] - p[1]) * t)
-
-
-def _norm(v):
-    n = math.hypot(v[0], v[1]) or 1.0
-    return (v[0] / n, v[1] / n)
-
-
-def _centroid(pts):
-    return (sum(p[0] for p in pts) / len(pts), sum(p[1] for p in pts) / len(pts))
-
-
-class _Fit:
-    """A similarity unit plane -> canvas: random rotation, optional reflection, uniform scale, y flipped."""
-
-    def __init__(self, pts: list, rng: random.Random, rotate: float = 180.0, circles=(), margin: int = MARGIN):
-        self.theta = math.radians(rng.uniform(-rotate, rotate))
-        self.flip = rng.random() < 0.5
-        rot = [self._rot(p) for p in pts]
-        for c, r in circles:
-            cr = self._rot(c)
-            rot += [(cr[0] - r, cr[1] - r), (cr[0] + r, cr[1] + r)]
-        xs, ys = [p[0] for p in rot], [p[1] for p in rot]
-        w, h = max(xs) - min(xs), max(ys) - min(ys)
-        self.scale = min((SIZE - 2 * margin) / max(w, 1e-9), (SIZE - 2 * margin) / max(h, 1e-9))
-        self.cx, self.cy = (max(xs) + min(xs)) / 2, (max(ys) + min(ys)) / 2
-
-    def _rot(self, p):
-        x, y = p
-        if self.flip:
-            x = -x
-        c, s = math.cos(self.theta), math.sin(self.theta)
-        return (c * x - s * y, s * x + c * y)
-
-    def __call__(self, p) -> tuple[float, float]:
-        x, y = self._rot(p)
-        return (SIZE / 2 + (x - self.cx) * self.scale, SIZE / 2 - (y - self.cy) * self.scale)
-
-
-# --------------------------------------------------------------------------- drawing (pixel coordinates, y down)
-
-
-class _Canvas:
-    def __init__(self):
-        self.img = Image.new("L", (SIZE, SIZE), _PAPER)
-        self.draw = ImageDraw.Draw(self.img)
-        self.font = ImageFont.load_default(size=FONT_SIZE)  # Pillow's bundled font: same pixels everywhere
-        self._texts: list[tuple] = []  # drawn last, so lines never cross a label
-
-    def line(self, p, q, width: int = 2, dashed: bool = False) -> None:
-        if not dashed:
-            self.draw.line([p, q], fill=_INK, width=width)
-            return
-        length = math.dist(p, q)
-        on, off = 7.0, 5.0
-        t = 0.0
-        while t < length:
-            a, b = _lerp(p, q, t / length), _lerp(p, q, min(t + on, length) / length)
-            self.draw.line([a, b], fill=_INK, width=width)
-            t += on + off
-
-    def polygon(self, pts, width: int = 2) -> None:
-        for i in range(len(pts)):
-            self.line(pts[i], pts[(i + 1) % len(pts)], width)
-
-    def circle(self, c, r: float, width: int = 2) -> None:
-        self.draw.ellipse([c[0] - r, c[1] - r, c[0] + r, c[1] + r], outline=_INK, width=width)
-
-    def dot(self, p, r: float = 3.0) -> None:
-        self.draw.ellipse([p[0] - r, p[1] - r, p[0] + r, p[1] + r], fill=_INK)
-
-    def right_angle(self, v, p, q, size: float = 11.0) -> None:
-        u, w = _norm(_sub(p, v)), _norm(_sub(q, v))
-        a, c = _add(v, _mul(u, size)), _add(v, _mul(w, size))
-        b = _add(a, _mul(w, size))
-        self.draw.line([a, b, c], fill=_INK, width=1)
-
-    def arc(self, v, p, q, r: float = 18.0, count: int = 1) -> None:
-        """Arc(s) inside the angle p-v-q (the one below 180 degrees)."""
-        a1 = math.degrees(math.atan2(p[1] - v[1], p[0] - v[0]))
-        a2 = math.degrees(math.atan2(q[1] - v[1], q[0] - v[0]))
-        if (a2 - a1) % 360 > 180:
-            a1, a2 = a2, a1
-        for k in range(count):
-            rr = r + 4 * k
-            self.draw.arc([v[0] - rr, v[1] - rr, v[0] + rr, v[1] + rr], a1, a2, fill=_INK, width=1)
-
-    def ticks(self, p, q, count: int = 1, size: float = 6.0) -> None:
-        m = _lerp(p, q, 0.5)
-        d = _norm(_sub(q, p))
-        n = (-d[1], d[0])
-        for k in range(count):
-            c = _add(m, _mul(d, (k - (count - 1) / 2) * 5))
-            self.draw.line([_add(c, _mul(n, size)), _sub(c, _mul(n, size))], fill=_INK, width=2)
-
-    def text_size(self, s: str) -> tuple[float, float]:
-        l, t, r, b = self.draw.textbbox((0, 0), s, font=self.font)
-        return (r - l, b - t)
-
-    def text(self, center, s: str) -> None:
-        self._texts.append((center, s))
-
-    # -- label placement
-    def vertex_label(self, v, s: str, away_from, dist: float = 15.0) -> None:
-        d = _norm(_sub(v, away_from))
-        w, h = self.text_size(s)
-        self.text(_add(v, _mul(d, dist + 0.5 * abs(d[0]) * w + 0.5 * abs(d[1]) * h - 4)), s)
-
-    def side_label(self, p, q, s: str, away_from, gap: float = 7.0, at: float = 0.5) -> None:
-        """Label at fraction `at` of p-q (the middle), pushed off the line on the side away from `away_from`."""
-        m = _lerp(p, q, at)
-        d = _norm(_sub(q, p))
-        n = (-d[1], d[0])
-        if (away_from[0] - m[0]) * n[0] + (away_from[1] - m[1]) * n[1] > 0:
-            n = (-n[0], -n[1])
-        w, h = self.text_size(s)
-        self.text(_add(m, _mul(n, gap + 0.5 * abs(n[0]) * w + 0.5 * abs(n[1]) * h)), s)
-
-    def angle_label(self, v, p, q, s: str, arcs: int = 1, r: float = 17.0) -> None:
-        """Arc inside the angle p-v-q and the label on its bisector, clear of both rays."""
-        self.arc(v, p, q, r, arcs)
-        u1, u2 = _norm(_sub(p, v)), _norm(_sub(q, v))
-        bis = _norm(_add(u1, u2))
-        half = math.acos(max(-1.0, min(1.0, u1[0] * u2[0] + u1[1] * u2[1]))) / 2
-        w, h = self.text_size(s)
-        radius = 0.5 * math.hypot(w, h) + 3
-        dist = max(r + 4 * (arcs - 1) + radius + 2, radius / max(math.sin(half), 0.05))
-        self.text(_add(v, _mul(bis, min(dist, 80.0))), s)
-
-    def finish(self) -> Image.Image:
-        for (cx, cy), s in self._texts:
-            l, t, r, b = self.draw.textbbox((0, 0), s, font=self.font)
-            w, h = r - l, b - t
-            # the ink box [x, x+w] x [y, y+h] is centred on (cx, cy) and kept on the canvas
-            x = min(max(cx - w / 2, 3), SIZE - 3 - w)
-            y = min(max(cy - h / 2, 3), SIZE - 3 - h)
-            self.draw.rectangle([x - 2, y - 2, x + w + 2, y + h + 2], fill=_PAPER)
-            self.draw.text((x - l, y - t), s, fill=_INK, font=self.font)
-        return self.img
-
-
-def _save_png(img: Image.Image, path: Path) -> None:
-    # 8 grey levels in a palette image: sharp lines, smooth enough text, a few KB per figure.
-    small = img.quantize(colors=8, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-    small.save(path, format="PNG", optimize=True)
-
-
 # --------------------------------------------------------------------------- templates
 # Each takes (rng, canvas) and returns (question, answer_latex, geometry) with geometry in pixels.
 
 
-def _geometry(fit: _Fit, pts: dict, labels: list, target: dict, **extra) -> dict:
+def _geometry(fit: Fit, pts: dict, labels: list, target: dict, **extra) -> dict:
     return {"scale": round(fit.scale, 6), "points": {k: [round(v[0], 3), round(v[1], 3)] for k, v in pts.items()},
             "labels": labels, "target": target, **extra}
 
@@ -267,17 +94,17 @@ def _geometry(fit: _Fit, pts: dict, labels: list, target: dict, **extra) -> dict
 _TRIPLES = [(3, 4, 5), (5, 12, 13), (8, 15, 17), (7, 24, 25), (20, 21, 29)]
 
 
-def _right_triangle(rng: random.Random, cv: _Canvas, ask_hyp: bool):
+def _right_triangle(rng: random.Random, cv: Canvas, ask_hyp: bool):
     base = rng.choice(_TRIPLES)
     k = rng.randint(1, max(1, 45 // base[2]))
     a, b, c = (k * t for t in base)
     if rng.random() < 0.5:
         a, b = b, a
     u = {"C": (0.0, 0.0), "B": (a, 0.0), "A": (0.0, b)}
-    fit = _Fit(list(u.values()), rng)
+    fit = Fit(list(u.values()), rng)
     P = {n: fit(p) for n, p in u.items()}
     A, B, C = P["A"], P["B"], P["C"]
-    g = _centroid([A, B, C])
+    g = centroid([A, B, C])
     cv.polygon([A, B, C])
     cv.right_angle(C, A, B)
     for n in "ABC":
@@ -313,20 +140,20 @@ def _triangle_from_angles(alpha: float, beta: float, base: float = 1.0):
     """A=(0,0), B=(base,0), C above with angle alpha at A and beta at B."""
     gamma = 180.0 - alpha - beta
     ac = base * math.sin(math.radians(beta)) / math.sin(math.radians(gamma))
-    return (0.0, 0.0), (base, 0.0), _polar(ac, alpha)
+    return (0.0, 0.0), (base, 0.0), polar(ac, alpha)
 
 
-def _angle_sum(rng: random.Random, cv: _Canvas):
+def _angle_sum(rng: random.Random, cv: Canvas):
     while True:
         alpha, beta = rng.randint(30, 100), rng.randint(30, 100)
         gamma = 180 - alpha - beta
         if gamma >= 30:
             break
     a, b, c = _triangle_from_angles(alpha, beta)
-    fit = _Fit([a, b, c], rng)
+    fit = Fit([a, b, c], rng)
     P = {"A": fit(a), "B": fit(b), "C": fit(c)}
     A, B, C = P["A"], P["B"], P["C"]
-    g = _centroid([A, B, C])
+    g = centroid([A, B, C])
     cv.polygon([A, B, C])
     for n in "ABC":
         cv.vertex_label(P[n], n, g)
@@ -339,7 +166,7 @@ def _angle_sum(rng: random.Random, cv: _Canvas):
     return q, str(gamma), _geometry(fit, P, labels, {"type": "angle", "points": ["A", "C", "B"]})
 
 
-def _isosceles(rng: random.Random, cv: _Canvas):
+def _isosceles(rng: random.Random, cv: Canvas):
     ask_base = rng.random() < 0.5
     if ask_base:
         apex = 2 * rng.randint(15, 70)  # even, so the base angles are integers
@@ -348,10 +175,10 @@ def _isosceles(rng: random.Random, cv: _Canvas):
         base_angle = rng.randint(25, 75)
         apex = 180 - 2 * base_angle
     b, c, a = _triangle_from_angles(base_angle, base_angle)  # B, C at the base, A the apex
-    fit = _Fit([a, b, c], rng)
+    fit = Fit([a, b, c], rng)
     P = {"A": fit(a), "B": fit(b), "C": fit(c)}
     A, B, C = P["A"], P["B"], P["C"]
-    g = _centroid([A, B, C])
+    g = centroid([A, B, C])
     cv.polygon([A, B, C])
     cv.ticks(A, B)
     cv.ticks(A, C)
@@ -372,16 +199,16 @@ def _isosceles(rng: random.Random, cv: _Canvas):
     return q, str(answer), _geometry(fit, P, labels, target)
 
 
-def _area_triangle(rng: random.Random, cv: _Canvas):
+def _area_triangle(rng: random.Random, cv: Canvas):
     b, h = rng.randint(4, 20), rng.randint(3, 16)
     while not 0.45 <= h / b <= 1.6:
         b, h = rng.randint(4, 20), rng.randint(3, 16)
     foot = b * rng.uniform(0.2, 0.8)
     u = {"A": (0.0, 0.0), "B": (float(b), 0.0), "C": (foot, float(h)), "H": (foot, 0.0)}
-    fit = _Fit(list(u.values()), rng)
+    fit = Fit(list(u.values()), rng)
     P = {n: fit(p) for n, p in u.items()}
     A, B, C, H = P["A"], P["B"], P["C"], P["H"]
-    g = _centroid([A, B, C])
+    g = centroid([A, B, C])
     cv.polygon([A, B, C])
     cv.line(C, H, dashed=True)
     cv.right_angle(H, C, B)
@@ -397,14 +224,14 @@ def _area_triangle(rng: random.Random, cv: _Canvas):
     return q, latex_value(Fraction(b * h, 2)), _geometry(fit, P, labels, {"type": "area", "points": ["A", "B", "C"]})
 
 
-def _area_rectangle(rng: random.Random, cv: _Canvas):
+def _area_rectangle(rng: random.Random, cv: Canvas):
     w, h = rng.randint(3, 20), rng.randint(3, 20)
     while w == h or not 0.35 <= h / w <= 2.8:
         w, h = rng.randint(3, 20), rng.randint(3, 20)
     u = {"A": (0.0, 0.0), "B": (float(w), 0.0), "C": (float(w), float(h)), "D": (0.0, float(h))}
-    fit = _Fit(list(u.values()), rng)
+    fit = Fit(list(u.values()), rng)
     P = {n: fit(p) for n, p in u.items()}
-    g = _centroid(list(P.values()))
+    g = centroid(list(P.values()))
     cv.polygon([P[n] for n in "ABCD"])
     cv.right_angle(P["A"], P["B"], P["D"])
     for n in "ABCD":
@@ -417,7 +244,7 @@ def _area_rectangle(rng: random.Random, cv: _Canvas):
     return q, str(w * h), _geometry(fit, P, labels, {"type": "area", "points": ["A", "B", "C", "D"]})
 
 
-def _area_trapezoid(rng: random.Random, cv: _Canvas):
+def _area_trapezoid(rng: random.Random, cv: Canvas):
     while True:
         a, h = rng.randint(8, 20), rng.randint(3, 12)
         b = rng.randint(3, a - 3)
@@ -427,9 +254,9 @@ def _area_trapezoid(rng: random.Random, cv: _Canvas):
     hx = off + b * rng.uniform(0.35, 0.65)  # the dashed height hangs from inside the top base
     u = {"A": (0.0, 0.0), "B": (float(a), 0.0), "C": (off + b, float(h)), "D": (off, float(h)),
          "H": (hx, 0.0), "K": (hx, float(h))}
-    fit = _Fit(list(u.values()), rng)
+    fit = Fit(list(u.values()), rng)
     P = {n: fit(p) for n, p in u.items()}
-    g = _centroid([P[n] for n in "ABCD"])
+    g = centroid([P[n] for n in "ABCD"])
     cv.polygon([P[n] for n in "ABCD"])
     cv.line(P["K"], P["H"], dashed=True)
     cv.right_angle(P["H"], P["K"], P["B"])
@@ -450,7 +277,7 @@ def _area_trapezoid(rng: random.Random, cv: _Canvas):
                                                                {"type": "area", "points": ["A", "B", "C", "D"]})
 
 
-def _circle(rng: random.Random, cv: _Canvas, area: bool):
+def _circle(rng: random.Random, cv: Canvas, area: bool):
     use_diameter = rng.random() < 0.4
     if use_diameter:
         d = rng.randint(3, 24)
@@ -458,8 +285,8 @@ def _circle(rng: random.Random, cv: _Canvas, area: bool):
     else:
         r = Fraction(rng.randint(2, 15))
     phi = rng.uniform(0, 360)
-    u = {"O": (0.0, 0.0), "P": _polar(float(r), phi), "Q": _polar(float(r), phi + 180)}
-    fit = _Fit([u["O"]], rng, circles=[(u["O"], float(r))], margin=MARGIN - 14)
+    u = {"O": (0.0, 0.0), "P": polar(float(r), phi), "Q": polar(float(r), phi + 180)}
+    fit = Fit([u["O"]], rng, circles=[(u["O"], float(r))], margin=MARGIN - 14)
     P = {n: fit(p) for n, p in u.items()}
     O = P["O"]
     cv.circle(O, float(r) * fit.scale)
@@ -469,17 +296,17 @@ def _circle(rng: random.Random, cv: _Canvas, area: bool):
         cv.dot(P["P"])
         cv.dot(P["Q"])
         # "O" sits off the diameter, the length on the other side
-        side = _norm((-(P["P"][1] - O[1]), P["P"][0] - O[0]))
-        cv.vertex_label(O, "O", _sub(O, side), dist=12)
-        cv.side_label(_lerp(O, P["P"], 0.2), P["P"], _num(2 * r), _add(O, side))
+        side = norm((-(P["P"][1] - O[1]), P["P"][0] - O[0]))
+        cv.vertex_label(O, "O", sub(O, side), dist=12)
+        cv.side_label(lerp(O, P["P"], 0.2), P["P"], _num(2 * r), add(O, side))
         labels = [{"type": "length", "points": ["P", "Q"], "value": _num(2 * r)}]
         given = "the diameter shown"
     else:
         cv.line(O, P["P"])
         cv.dot(P["P"])
         cv.vertex_label(O, "O", P["P"], dist=12)
-        side = _norm((-(P["P"][1] - O[1]), P["P"][0] - O[0]))
-        cv.side_label(O, P["P"], _num(r), _add(O, side))
+        side = norm((-(P["P"][1] - O[1]), P["P"][0] - O[0]))
+        cv.side_label(O, P["P"], _num(r), add(O, side))
         labels = [{"type": "length", "points": ["O", "P"], "value": _num(r)}]
         given = "the radius shown"
     if area:
@@ -501,7 +328,7 @@ def _circle_area(rng, cv):
     return _circle(rng, cv, True)
 
 
-def _inscribed_angle(rng: random.Random, cv: _Canvas):
+def _inscribed_angle(rng: random.Random, cv: Canvas):
     theta = rng.randint(20, 75)  # inscribed; the central angle is 2*theta < 180
     phi = rng.uniform(0, 360)
     # C on the major arc, kept >= 20 degrees from the antipodes of A and B so chords CA, CB stay clear of O
@@ -513,8 +340,8 @@ def _inscribed_angle(rng: random.Random, cv: _Canvas):
     else:
         d = major / 2  # theta >= 20 away from both
     c_at = phi + 2 * theta + d
-    u = {"O": (0.0, 0.0), "A": _polar(1.0, phi), "B": _polar(1.0, phi + 2 * theta), "C": _polar(1.0, c_at)}
-    fit = _Fit([u["O"]], rng, circles=[(u["O"], 1.0)], margin=MARGIN - 12)
+    u = {"O": (0.0, 0.0), "A": polar(1.0, phi), "B": polar(1.0, phi + 2 * theta), "C": polar(1.0, c_at)}
+    fit = Fit([u["O"]], rng, circles=[(u["O"], 1.0)], margin=MARGIN - 12)
     P = {n: fit(p) for n, p in u.items()}
     O, A, B, C = P["O"], P["A"], P["B"], P["C"]
     cv.circle(O, fit.scale)
@@ -527,7 +354,7 @@ def _inscribed_angle(rng: random.Random, cv: _Canvas):
     for n in "ABC":
         cv.vertex_label(P[n], n, O, dist=13)
     # "O" goes on the far side from the central angle
-    cv.vertex_label(O, "O", _lerp(A, B, 0.5), dist=12)
+    cv.vertex_label(O, "O", lerp(A, B, 0.5), dist=12)
     ask_inscribed = rng.random() < 0.5
     if ask_inscribed:
         cv.angle_label(O, A, B, f"{2 * theta}°", r=14)
@@ -556,22 +383,22 @@ _PAR_RELATIONS = {
 
 
 def _angle_deg(v, p, q) -> float:
-    a, b = _sub(p, v), _sub(q, v)
+    a, b = sub(p, v), sub(q, v)
     c = (a[0] * b[0] + a[1] * b[1]) / (math.hypot(*a) * math.hypot(*b))
     return math.degrees(math.acos(max(-1.0, min(1.0, c))))
 
 
-def _parallel_lines(rng: random.Random, cv: _Canvas):
+def _parallel_lines(rng: random.Random, cv: Canvas):
     t = rng.choice([x for x in range(35, 146) if not 80 <= x <= 100])
     cot = 1 / math.tan(math.radians(t))
     p, qx = -cot / 2, cot / 2
-    tdir = _polar(1.0, t)
+    tdir = polar(1.0, t)
     u = {"M1": (-1.7, 0.0), "M2": (1.7, 0.0), "N1": (-1.7, 1.0), "N2": (1.7, 1.0),
          "P": (p, 0.0), "Q": (qx, 1.0)}
-    u["T1"] = _sub(u["P"], _mul(tdir, 0.75))  # transversal beyond P (away from n)
-    u["T3"] = _add(u["Q"], _mul(tdir, 0.75))  # transversal beyond Q (away from m)
+    u["T1"] = sub(u["P"], mul(tdir, 0.75))  # transversal beyond P (away from n)
+    u["T3"] = add(u["Q"], mul(tdir, 0.75))  # transversal beyond Q (away from m)
     u["T2"] = u["Q"]  # at P the ray towards n passes through Q
-    fit = _Fit(list(u.values()), rng, rotate=30.0, margin=MARGIN - 16)
+    fit = Fit(list(u.values()), rng, rotate=30.0, margin=MARGIN - 16)
     P = {n: fit(pt) for n, pt in u.items()}
     cv.line(P["M1"], P["M2"])
     cv.line(P["N1"], P["N2"])
@@ -596,7 +423,7 @@ def _parallel_lines(rng: random.Random, cv: _Canvas):
     return q, str(x_val), _geometry(fit, P, labels, target, relation=relation)
 
 
-def _similar_triangles(rng: random.Random, cv: _Canvas):
+def _similar_triangles(rng: random.Random, cv: Canvas):
     ask_bc = rng.random() < 0.5
     while True:
         ad, db = rng.randint(2, 9), rng.randint(2, 9)
@@ -611,24 +438,24 @@ def _similar_triangles(rng: random.Random, cv: _Canvas):
             break
     beta = rng.uniform(50, 72)
     ab = ad + db
-    u = {"B": (0.0, 0.0), "C": (float(bc), 0.0), "A": _polar(float(ab), beta)}
-    u["D"] = _lerp(u["A"], u["B"], float(k))
-    u["E"] = _lerp(u["A"], u["C"], float(k))
-    fit = _Fit(list(u.values()), rng)
+    u = {"B": (0.0, 0.0), "C": (float(bc), 0.0), "A": polar(float(ab), beta)}
+    u["D"] = lerp(u["A"], u["B"], float(k))
+    u["E"] = lerp(u["A"], u["C"], float(k))
+    fit = Fit(list(u.values()), rng)
     P = {n: fit(p) for n, p in u.items()}
     A, B, C, D, E = (P[n] for n in "ABCDE")
-    g = _centroid([A, B, C])
+    g = centroid([A, B, C])
     cv.polygon([A, B, C])
     cv.line(D, E)
     for n in "ABC":
         cv.vertex_label(P[n], n, g)
     for n in "DE":  # outside the big triangle, perpendicular to the side they lie on
         other = B if n == "D" else C
-        d = _norm(_sub(other, A))
+        d = norm(sub(other, A))
         out = (-d[1], d[0])
         if (g[0] - P[n][0]) * out[0] + (g[1] - P[n][1]) * out[1] > 0:
             out = (-out[0], -out[1])
-        cv.vertex_label(P[n], n, _sub(P[n], out))
+        cv.vertex_label(P[n], n, sub(P[n], out))
     cv.side_label(A, D, str(ad), g)
     cv.side_label(D, B, str(db), g)
     if ask_bc:
@@ -650,7 +477,7 @@ def _similar_triangles(rng: random.Random, cv: _Canvas):
     return q, latex_value(answer), _geometry(fit, P, labels, target)
 
 
-TEMPLATES: dict[str, Callable[[random.Random, _Canvas], tuple[str, str, dict]]] = {
+TEMPLATES: dict[str, Callable[[random.Random, Canvas], tuple[str, str, dict]]] = {
     "right_triangle_hyp": _right_triangle_hyp,
     "right_triangle_leg": _right_triangle_leg,
     "angle_sum": _angle_sum,
@@ -687,10 +514,10 @@ def generate(n: int, seed: int = 0, out_dir: str | Path = FIXTURE_DIR, image_sub
     for i in range(n):
         kind = KINDS[i % len(KINDS)]
         rng = random.Random(seed * 1_000_003 + i)
-        canvas = _Canvas()
+        canvas = Canvas()
         question, answer, geometry = TEMPLATES[kind](rng, canvas)
         row_id = f"geo_{i:04d}_{kind}"
-        _save_png(canvas.finish(), image_dir / f"{row_id}.png")
+        save_png(canvas.finish(), image_dir / f"{row_id}.png")
         message = [{"role": "user", "content": [
             {"type": "image", "image": f"file://{image_subdir}/{row_id}.png"},
             {"type": "text", "text": question},
@@ -708,6 +535,27 @@ def write_fixture(n: int = 24, seed: int = 0, path: str | Path = FIXTURE_PATH) -
         for old in image_dir.glob("geo_*.png"):
             old.unlink()
     return write_jsonl(generate(n, seed, path.parent), path)
+
+
+def cached_jsonl(n: int, seed: int = 0, cache_dir: str | Path | None = None) -> Path:
+    """``<cache_dir>/synthetic_geo/v<GENERATOR_VERSION>_seed<seed>_n<n>/geo.jsonl`` (default cache ``$LMM_R1_CACHE``
+    or ``~/.cache/lmm_r1``), generated with its images on first use."""
+    folder = Path(cache_dir or DEFAULT_CACHE) / "synthetic_geo" / f"v{GENERATOR_VERSION}_seed{seed}_n{n}"
+    path = folder / "geo.jsonl"
+    if not path.is_file():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp_", dir=folder.parent))
+        try:
+            write_jsonl(generate(n, seed, tmp), tmp / "geo.jsonl")
+            try:
+                tmp.rename(folder)  # atomic: a half-written folder is never used
+            except OSError:
+                if not path.is_file():
+                    raise
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return path
 
 
 def main(argv: list[str] | None = None) -> None:

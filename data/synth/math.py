@@ -3,7 +3,7 @@
 Answers are exact LaTeX that ``math_verify.parse`` reads both bare and in ``$...$``: integers
 (``"42"``, ``"-7"``) or reduced fractions (``"\\frac{3}{4}"``, ``"-\\frac{7}{2}"``).
 
-    python -m data.synth_math            # rewrites data/fixtures/math_fixture.jsonl (64 rows, seed 0)
+    python -m data.synth.math            # rewrites data/fixtures/math_fixture.jsonl (64 rows, seed 0)
                                          # and data/fixtures/message_fixture.jsonl + images/
 """
 
@@ -17,7 +17,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
-FIXTURE_DIR = Path(__file__).resolve().parent / "fixtures"
+from ..io import FIXTURE_DIR, write_jsonl
 
 
 def latex_number(x: int | Fraction) -> str:
@@ -144,15 +144,6 @@ def generate(n: int, seed: int = 0) -> list[dict]:
         seen.add(problem)
         out.append({"problem": problem, "answer": latex_number(value)})
     return out
-
-
-def write_jsonl(rows: list[dict], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return path
 
 
 # --------------------------------------------------------------------------- multimodal fixture

@@ -1,0 +1,349 @@
+"""Plumbing every loader shares: errors, the rows reader, image references, the row loop, hub downloads.
+
+Rows
+----
+:func:`read_rows` is the one reader of data rows; each row comes with where it was read:
+
+* ``*.parquet`` -> one row per table row (``FILE:row N`` in errors);
+* ``*.jsonl`` -> JSON lines (:func:`iter_jsonl`): one object per non-blank line (``FILE:LINE``, 1-based; blank
+  lines are skipped but counted);
+* any other file (``*.json``): one JSON document, a list of objects, ``{"data": [...]}`` or a single object
+  (``FILE:row N``); a file that is not one JSON document (or is a bare number / string) is read as JSON lines;
+* anything else is a hub dataset id (``datasets.load_dataset(id, split=split)``; ``ID[split]:row N``).
+
+A row that is not a JSON object is a ``not_object`` error, a line that is not JSON a ``bad_json`` one.
+
+Image paths
+-----------
+Image references (``"image"`` entries of a ``message``, items of ``images``) may be
+
+* ``file:///abs/path.png`` or ``/abs/path.png`` - absolute;
+* ``file://images/x.png`` or ``images/x.png`` - **relative to the folder of the data file**
+  (not the working directory), so a data folder can be moved as a whole;
+* ``http(s)://...`` / ``data:...`` - passed through untouched (not checked).
+
+Local paths are resolved to absolute path strings and must exist (else a ``missing_image``
+error). Images stay paths in the Sample; open them with :func:`load_image` when processing.
+
+Errors
+------
+* a missing data file -> ``FileNotFoundError`` naming the path;
+* a bad row -> :class:`DataError` (a ``ValueError``) whose message starts with
+  ``FILE:LINE:`` (1-based line; ``FILE:row N`` for non-line sources) and says what is wrong.
+  ``DataError.reason`` is a short code: ``bad_json``, ``not_object``, ``bad_message``,
+  ``missing_question``, ``missing_answer``, ``bad_images``, ``missing_image``.
+
+Every loader takes ``on_error="raise"`` (default; first bad row raises) or ``"skip"`` (bad rows
+are dropped and one summary line ``skipped N rows of FILE: reason=count, ...`` is logged at WARNING
+level on the ``data.io`` logger), ``max_samples`` (stop after that many good samples) and
+``report`` (an optional ``collections.Counter`` that receives ``"loaded"`` and
+``"skipped/<reason>"`` counts). :func:`_collect` is that loop.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+import tarfile
+import zipfile
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import unquote
+
+from PIL import Image
+
+from .sample import Sample
+
+__all__ = [
+    "FIXTURE_DIR", "DEFAULT_CACHE", "HUB_ID_RE", "DataError", "check_file", "read_rows", "iter_jsonl", "write_jsonl",
+    "load_image", "resolve_image_path", "resolve_images", "find_data_file", "hub_download", "extract_once",
+]
+
+logger = logging.getLogger(__name__)
+
+FIXTURE_DIR = Path(__file__).resolve().parent / "fixtures"
+# Hub downloads and generated data sets go to <cache>/...
+DEFAULT_CACHE = Path(os.environ.get("LMM_R1_CACHE", Path.home() / ".cache" / "lmm_r1"))
+HUB_ID_RE = re.compile(r"^[\w.-]+/[\w.-]+$")
+_URL_RE = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*://|data:)")
+
+
+class DataError(ValueError):
+    """A malformed data row. ``str(err)`` is ``"FILE:LINE: what is wrong"``."""
+
+    def __init__(self, source: str, line: int | None, reason: str, detail: str, *, where: str | None = None):
+        self.source = source
+        self.line = line
+        self.reason = reason
+        self.detail = detail
+        self.where = where or (f"{source}:{line}" if line is not None else source)
+        super().__init__(f"{self.where}: {detail}")
+
+
+def _row_error(source: str, line: int, line_based: bool, reason: str, detail: str) -> DataError:
+    return DataError(source, line, reason, detail, where=None if line_based else f"{source}:row {line}")
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def check_file(path: str | os.PathLike) -> Path:
+    """``path`` as a Path; ``FileNotFoundError`` naming it if it is not a file."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(2, "data file not found", str(path))
+    return p
+
+
+def _object_or_error(source: str, line: int, line_based: bool, row: Any) -> Any:
+    if isinstance(row, dict):
+        return row
+    return _row_error(source, line, line_based, "not_object", f"row must be a JSON object, got {type(row).__name__}")
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line_no, row_dict | DataError)`` for each non-blank line."""
+    source = str(path)
+    with open(path, encoding="utf-8-sig") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                yield line_no, DataError(source, line_no, "bad_json", f"invalid JSON ({e.msg} at column {e.colno})")
+                continue
+            yield line_no, _object_or_error(source, line_no, True, row)
+
+
+def _json_document_rows(path: Path, source: str) -> Iterator[tuple[int, Any]] | None:
+    """Rows of a file holding one JSON list / ``{"data": [...]}`` / object; None if it holds something else."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError:
+        return None  # probably JSON lines with a .json name
+    if isinstance(data, dict) and isinstance(data.get("data"), list):
+        data = data["data"]
+    elif isinstance(data, dict):
+        data = [data]  # a single row
+    if not isinstance(data, list):
+        return None
+    return ((i, _object_or_error(source, i, False, r)) for i, r in enumerate(data, 1))
+
+
+def read_rows(path_or_id: str | os.PathLike, split: str = "train") -> tuple[str, bool, Iterator[tuple[int, Any]]]:
+    """``(source, line_based, rows)`` of a local file or a hub dataset (see the module doc).
+
+    ``rows`` yields ``(n, row_dict | DataError)``; ``n`` is the 1-based line when ``line_based``, else the row
+    number. ``source`` names the file (as given) or ``"ID[split]"`` for a hub dataset.
+    """
+    s = os.fspath(path_or_id)
+    p = Path(s)
+    suffix = p.suffix.lower()
+    if suffix in (".jsonl", ".json", ".parquet") or p.is_file():
+        p = check_file(p)
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            rows = pq.read_table(p).to_pylist()
+            return s, False, iter(enumerate(rows, 1))
+        if suffix != ".jsonl":
+            rows = _json_document_rows(p, s)
+            if rows is not None:
+                return s, False, rows
+        return s, True, iter_jsonl(p)
+    # A hub dataset id (or a local dataset folder / script understood by `datasets`).
+    import datasets
+
+    ds = datasets.load_dataset(s, split=split)
+    return f"{s}[{split}]", False, iter(enumerate(ds, 1))
+
+
+def write_jsonl(rows: list[dict], path: str | Path) -> Path:
+    """Write ``rows`` as JSON lines (UTF-8, non-ASCII kept), creating the folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
+
+
+# --------------------------------------------------------------------------- the row loop
+
+
+class _Collector:
+    """Applies on_error / max_samples / report for one source."""
+
+    def __init__(self, source: str, on_error: str, max_samples: int | None, report: Counter | None):
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        if max_samples is not None and max_samples < 0:
+            raise ValueError(f"max_samples must be >= 0 or None, got {max_samples}")
+        self.source = source
+        self.on_error = on_error
+        self.max_samples = max_samples
+        self.report = report
+        self.samples: list[Sample] = []
+        self.skipped: Counter = Counter()
+
+    @property
+    def full(self) -> bool:
+        return self.max_samples is not None and len(self.samples) >= self.max_samples
+
+    def add(self, sample: Sample) -> None:
+        self.samples.append(sample)
+
+    def bad(self, err: DataError) -> None:
+        if self.on_error == "raise":
+            raise err
+        self.skipped[err.reason] += 1
+
+    def finish(self) -> list[Sample]:
+        if self.report is not None:
+            self.report["loaded"] += len(self.samples)
+            for reason, n in self.skipped.items():
+                self.report[f"skipped/{reason}"] += n
+        if self.skipped:
+            counts = ", ".join(f"{r}={n}" for r, n in sorted(self.skipped.items()))
+            logger.warning("skipped %d rows of %s: %s", sum(self.skipped.values()), self.source, counts)
+        return self.samples
+
+
+def _collect(source: str, rows, build, *, on_error: str, max_samples: int | None, report: Counter | None,
+             line_based: bool = True) -> list[Sample]:
+    """The loop every loader shares: `build(row, line, err)` makes one Sample; a bad row (a DataError, from the
+    reader or raised through `err(reason, detail)`) stops the load or is counted, as `on_error` says."""
+    col = _Collector(source, on_error, max_samples, report)
+    for line, row in rows:
+        if col.full:
+            break
+
+        def err(reason, detail, _line=line):
+            return _row_error(source, _line, line_based, reason, detail)
+
+        try:
+            if isinstance(row, DataError):
+                raise row
+            col.add(build(row, line, err))
+        except DataError as e:
+            col.bad(e)
+    return col.finish()
+
+
+# --------------------------------------------------------------------------- images
+
+
+def load_image(image: Any) -> Image.Image:
+    """Open an image reference as an RGB ``PIL.Image``.
+
+    Accepts a PIL image, a path (``str`` / ``os.PathLike``, ``file://`` prefix allowed), raw
+    ``bytes`` or a ``{"bytes": ..., "path": ...}`` dict (the HF ``datasets`` Image encoding).
+    ``http(s)://`` and ``data:`` URLs are delegated to ``transformers.image_utils.load_image``.
+    """
+    if isinstance(image, Image.Image):
+        return image if image.mode == "RGB" else image.convert("RGB")
+    if isinstance(image, (bytes, bytearray)):
+        with Image.open(io.BytesIO(image)) as im:
+            return im.convert("RGB")
+    if isinstance(image, dict):
+        if image.get("bytes"):
+            return load_image(image["bytes"])
+        if image.get("path"):
+            return load_image(image["path"])
+        raise ValueError(f"image dict has neither 'bytes' nor 'path': {sorted(image)}")
+    if isinstance(image, (str, os.PathLike)):
+        ref = os.fspath(image)
+        if ref.startswith("file://"):
+            ref = ref[len("file://"):]
+        elif _URL_RE.match(ref):
+            from transformers.image_utils import load_image as hf_load_image
+
+            return hf_load_image(ref).convert("RGB")
+        with Image.open(ref) as im:
+            return im.convert("RGB")
+    raise TypeError(f"cannot load an image from {type(image).__name__}")
+
+
+def resolve_image_path(ref: str, base_dir: str | os.PathLike) -> str | None:
+    """Resolve an image reference (see module doc) to an absolute path string.
+
+    URLs other than ``file://`` are returned unchanged. Returns ``None`` if a local file does not
+    exist.
+    """
+    if ref.startswith("file://"):
+        raw = ref[len("file://"):]
+    elif _URL_RE.match(ref):
+        return ref
+    else:
+        raw = ref
+    for candidate in (raw, unquote(raw)):
+        p = Path(os.path.expanduser(candidate))
+        if not p.is_absolute():
+            p = Path(base_dir) / p
+        if p.is_file():
+            return str(p.resolve())
+    return None
+
+
+def resolve_images(refs: list[str], roots: list[Path], err) -> list[str]:
+    """Each reference resolved under the first root that has it; a missing one is a `missing_image` row error."""
+    images = []
+    for ref in refs:
+        resolved = next((r for r in (resolve_image_path(ref, root) for root in roots) if r), None)
+        if resolved is None:
+            raise err("missing_image", f"image not found: {ref} (looked under {', '.join(map(str, roots))})")
+        images.append(resolved)
+    return images
+
+
+# --------------------------------------------------------------------------- hub data sets
+
+
+def find_data_file(path_or_dir: str | os.PathLike, filename: str, missing: str) -> Path | None:
+    """The data file a user named: the file itself, or ``filename`` in a folder (``FileNotFoundError`` with the
+    message ``missing`` when it is not there). None when ``path_or_dir`` is a hub id to download; any other
+    name that is not on disk is a ``FileNotFoundError``."""
+    s = os.fspath(path_or_dir)
+    p = Path(s).expanduser()
+    if p.is_file():
+        return p
+    if p.is_dir():
+        f = p / filename
+        if not f.is_file():
+            raise FileNotFoundError(2, missing, str(p))
+        return f
+    if p.suffix.lower() in (".jsonl", ".json") or not HUB_ID_RE.match(s):
+        raise FileNotFoundError(2, "data file not found", s)
+    return None
+
+
+def hub_download(repo_id: str, files: list[str], cache_dir: str | os.PathLike | None) -> Path:
+    """Download dataset files into ``<cache>/<org>__<name>/`` (real files, not cache symlinks)."""
+    from huggingface_hub import snapshot_download
+
+    local = Path(cache_dir or DEFAULT_CACHE) / repo_id.replace("/", "__")
+    snapshot_download(repo_id, repo_type="dataset", allow_patterns=files, local_dir=str(local))
+    return local
+
+
+def extract_once(archive: Path, dest: Path) -> None:
+    """Extract a .tar.gz / .zip into ``dest`` unless a marker says it was done."""
+    marker = dest / f".extracted_{archive.name}"
+    if marker.exists() or not archive.is_file():
+        return
+    logger.info("extracting %s into %s", archive, dest)
+    if archive.suffix == ".zip":
+        with zipfile.ZipFile(archive) as zf:
+            zf.extractall(dest)
+    else:
+        with tarfile.open(archive) as tf:
+            if hasattr(tarfile, "data_filter"):
+                tf.extractall(dest, filter="data")
+            else:  # pragma: no cover - Python < 3.11.4
+                tf.extractall(dest)
+    marker.touch()
