@@ -140,6 +140,22 @@ def test_deepscaler_json_and_parquet(tmp_path):
     assert [s.question for s in load_dataset_by_name(pp)] == ["P1", "P2"]
 
 
+def test_one_rows_reader_json_documents_and_lines(tmp_path):
+    """A JSON document (a list, {"data": [...]}, one object) is read by row number, JSON lines by line number."""
+    rows = [{"problem": "P1", "answer": "1"}, {"problem": "P2"}]
+    (tmp_path / "d.json").write_text(json.dumps({"data": rows}))
+    with pytest.raises(DataError, match=r"d\.json:row 2: missing answer"):
+        load_deepscaler(tmp_path / "d.json")
+    (tmp_path / "one.json").write_text(json.dumps(rows[0], indent=2))
+    assert [(s.answer, s.meta["line"]) for s in load_deepscaler(tmp_path / "one.json")] == [("1", 1)]
+    (tmp_path / "lines.json").write_text("\n".join(json.dumps(r) for r in rows) + "\n")  # JSON lines named .json
+    with pytest.raises(DataError, match=r"lines\.json:2: missing answer"):
+        load_deepscaler(tmp_path / "lines.json")
+    (tmp_path / "list.jsonl").write_text(json.dumps(rows) + "\n")  # .jsonl is always JSON lines
+    with pytest.raises(DataError, match=r"list\.jsonl:1: row must be a JSON object, got list"):
+        load_deepscaler(tmp_path / "list.jsonl")
+
+
 def test_deepscaler_hub_path_uses_datasets(monkeypatch):
     """The hub branch calls datasets.load_dataset(id, split=...); faked here (no network)."""
     calls = []

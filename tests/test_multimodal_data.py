@@ -11,7 +11,7 @@ from PIL import Image
 
 from data import load_dataset_by_name
 from data.geo_detect import extract_geometry, is_geometry
-from data.gold import verifiability_filter
+from data.gold import extract_final_answer, gold_status, verifiability_filter
 from data.io import DataError, load_image
 from data.loaders import GEO_FIXTURE, load_geo_fixture, load_message_jsonl
 from data.mathv360k import load_mathv360k
@@ -229,6 +229,21 @@ def test_mathv360k_bad_rows_name_file_and_row(tmp_path):
         load_mathv360k(tmp_path / "nope.json")
 
 
+def test_mathv360k_json_lines_name_file_and_line(tmp_path):
+    """Records as JSON lines go through the same reader as every loader: errors name FILE:LINE."""
+    _png(tmp_path / "data_images" / "A" / "0.png")
+    path = tmp_path / "records.jsonl"
+    path.write_text("\n".join([json.dumps(_record(0, "A/0.png", "What is 2 + 3?", "The answer is 5")), "",
+                                json.dumps(_record(1, "A/missing.png", "What is 1 + 1?", "2")), "[1]"]) + "\n")
+    with pytest.raises(DataError) as e:
+        load_mathv360k(path)
+    assert str(e.value).startswith(f"{path}:3:") and e.value.reason == "missing_image"
+    report = Counter()
+    samples = load_mathv360k(path, on_error="skip", report=report)
+    assert [(s.answer, s.meta["line"]) for s in samples] == [("5", 1)]
+    assert report == Counter({"loaded": 1, "skipped/missing_image": 1, "skipped/not_object": 1})
+
+
 # --------------------------------------------------------------------------- VerMulti
 
 
@@ -341,6 +356,24 @@ def test_verifiability_filter_reasons():
     # a letter outside the listed options
     _, rep = verifiability_filter([_sample("E", "Choices:\n(A) 1\n(B) 2", "choice")])
     assert rep["dropped/bad_choice"] == 1
+
+
+def test_choice_golds_are_read_by_the_choice_reward():
+    """Option letters are read by the reward's own parser (rewards.choice.gold_letter): a choice row is kept
+    exactly when the reward can read its gold, and golds extracted from replies are the letter it reads."""
+    from rewards.choice import gold_letter
+
+    q = "Pick one.\nChoices:\n(A) 1\n(B) 2\n(C) 3\n(D) 4"
+    golds = ["B", "(b)", "b", "(B", "B.", "B: 2", "(B) 2", "$\\boxed{B}$", "The answer is B", "\\boxed{B}, 2", "**B**",
+             "B.\n2", "F", "E", "cat", "A triangle"]
+    for g in golds:
+        want = "ok" if gold_letter(g) in ("A", "B", "C", "D") else "bad_choice"
+        assert gold_status(_sample(g, q, "choice")) == want, g
+    # where the reward's parser differs from the one data/ had before: lower case and phrases are read, a letter
+    # line followed by more text is not
+    assert [gold_status(_sample(g, q, "choice")) for g in ("b", "The answer is B", "B.\n2")] == ["ok", "ok", "bad_choice"]
+    assert extract_final_answer("Answer: b", q) == "B" and extract_final_answer("I pick (C) here", q) == "C"
+    assert extract_final_answer("The answer is B", MC_Q) == "B" and extract_final_answer("cone", MC_Q) == "C"
 
 
 GEOMETRY = [
