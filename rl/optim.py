@@ -7,7 +7,7 @@ from typing import Iterable, Union
 
 import torch
 
-__all__ = ["OPTIMIZERS", "lr_at", "make_optimizer", "clip_grad_norm", "set_lr"]
+__all__ = ["OPTIMIZERS", "lr_at", "make_optimizer", "clip_grad_norm", "set_lr", "optimizer_step"]
 
 OPTIMIZERS = ("adamw_8bit", "adamw")
 
@@ -75,3 +75,12 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     # Manual per-step schedule (lr_at) instead of a stateful torch LR scheduler.
     for group in optimizer.param_groups:
         group["lr"] = lr
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, params: list, lr: float, max_norm: float) -> float:
+    """One update of the actor or the critic: set the lr, clip the gradients, step, zero them; the pre-clip norm."""
+    set_lr(optimizer, lr)
+    norm = clip_grad_norm(params, max_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return norm

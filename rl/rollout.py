@@ -8,7 +8,8 @@ is replaced, because PPO's importance ratio assumes the samples came from exactl
 import torch
 from transformers import GenerationConfig
 
-from rl.policy import collate, pad_token_id, stop_token_ids, tokenizer_of
+from rl.batch import Rollout, collate
+from rl.policy import pad_token_id, stop_token_ids, tokenizer_of
 
 
 def sampling_config(processor, n: int, temperature: float, top_p: float, max_new_tokens: int) -> GenerationConfig:
@@ -41,17 +42,16 @@ def vision_token_ids(processor) -> list[int]:
 
 @torch.no_grad()
 def generate(model, processor, prompt_rows: list[dict], n: int, temperature: float = 1.0, top_p: float = 1.0,
-             max_new_tokens: int = 1024, batch_size: int = 8) -> list[dict]:
-    """n samples for each prompt row, in groups: output rows [i*n:(i+1)*n] answer prompt i.
-
-    Each output row is the prompt row plus `response_ids` (ending with the stop token when `finished`)."""
+             max_new_tokens: int = 1024, batch_size: int = 8) -> Rollout:
+    """n samples for each prompt row: responses [i*n:(i+1)*n] answer prompt i (each ending with the stop token
+    when it finished)."""
     was_training = model.training
     model.eval()
     config = sampling_config(processor, n, temperature, top_p, max_new_tokens)
     pad = pad_token_id(processor)
     forbidden = vision_token_ids(processor)
     device = model.device
-    out = []
+    responses, finished = [], []
     for start in range(0, len(prompt_rows), batch_size):
         chunk = prompt_rows[start:start + batch_size]
         batch = collate(chunk, pad)
@@ -63,9 +63,9 @@ def generate(model, processor, prompt_rows: list[dict], n: int, temperature: flo
             inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
         inputs = {k: v.to(device) for k, v in inputs.items()}
         sequences = model.generate(**inputs, generation_config=config)
-        responses = sequences[:, batch["prompt_len"]:].cpu()
-        for j, ids in enumerate(responses):
-            ids, finished = cut_at_stop(ids, config.eos_token_id, forbidden)
-            out.append({**chunk[j // n], "response_ids": ids, "finished": finished})
+        for ids in sequences[:, batch["prompt_len"]:].cpu():
+            ids, done = cut_at_stop(ids, config.eos_token_id, forbidden)
+            responses.append(ids)
+            finished.append(done)
     model.train(was_training)
-    return out
+    return Rollout(prompt_rows, n, responses, finished)

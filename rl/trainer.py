@@ -23,14 +23,11 @@ from tqdm.auto import tqdm
 import kernels
 from rl import algos
 from rl.config import Config
-from rl.optim import clip_grad_norm, lr_at, make_optimizer, set_lr
-from rl.policy import (Critic, collate, encode_prompts, is_vision_model, load_policy, pad_token_id,
-                       response_logprobs, set_image_pixels, tokenizer_of)
+from rl.batch import Rollout, encode_prompts, is_vision_model
+from rl.optim import lr_at, make_optimizer, optimizer_step
+from rl.policy import Critic, load_policy, pad_token_id, response_logprobs, set_image_pixels, tokenizer_of
 from rl.rollout import generate
 from rl.tiny_model import build_tiny_checkpoint
-
-TOKEN_KEYS = ("old_logp", "ref_logp", "old_values", "advantages", "returns")
-
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":
@@ -107,13 +104,14 @@ class Trainer:
         if cfg.max_steps:
             self.total_steps = min(self.total_steps, cfg.max_steps) if cfg.episodes else cfg.max_steps
         self.total_updates = self.total_steps * self.updates_per_step
-        trainable = [p for p in self.policy.parameters() if p.requires_grad]
-        self.optimizer = make_optimizer(trainable, cfg.actor_lr, tuple(cfg.adam_betas), cfg.weight_decay, cfg.optim)
-        self.critic_optimizer = None
+        self.actor_params = [p for p in self.policy.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(self.actor_params, cfg.actor_lr, tuple(cfg.adam_betas), cfg.weight_decay,
+                                        cfg.optim)
+        self.critic_params, self.critic_optimizer = [], None
         if self.critic is not None:
-            params = [p for p in self.critic.parameters() if p.requires_grad]
-            self.critic_optimizer = make_optimizer(params, cfg.critic_lr, tuple(cfg.adam_betas), cfg.weight_decay,
-                                                   cfg.optim)
+            self.critic_params = [p for p in self.critic.parameters() if p.requires_grad]
+            self.critic_optimizer = make_optimizer(self.critic_params, cfg.critic_lr, tuple(cfg.adam_betas),
+                                                   cfg.weight_decay, cfg.optim)
         self.step = 0
         self.update_step = 0
         self.counts = Counter()  # data problems seen so far (skipped prompts, unparseable gold answers, ...)
@@ -136,25 +134,26 @@ class Trainer:
         return [self.samples[i] for i in idx]
 
     # -- one RL step ---------------------------------------------------------------------------------------------
-    def make_experience(self, samples: list) -> tuple[list[dict], dict]:
+    def make_experience(self, samples: list) -> tuple[Rollout, dict]:
+        """Rollout -> rewards -> old / reference log-probs (+ critic values) -> advantages, held in one Rollout."""
         cfg, times = self.cfg, {}
         t = time.perf_counter()
-        prompt_rows, kept = [], []
+        prompts, kept = [], []
         for s, row in zip(samples, encode_prompts(self.processor, samples)):
             if row["prompt_ids"].numel() > cfg.max_prompt_len:
                 self.counts["data/prompt_too_long"] += 1
                 continue
-            prompt_rows.append(row)
+            prompts.append(row)
             kept.append(s)
-        if not prompt_rows:
+        if not prompts:
             raise RuntimeError(f"every prompt of step {self.step} is longer than --max-prompt-len {cfg.max_prompt_len}")
         with self.autocast():
-            rows = generate(self.policy, self.processor, prompt_rows, cfg.n_samples, cfg.temperature, cfg.top_p,
-                            cfg.max_new_tokens, cfg.gen_batch_size)
+            rollout = generate(self.policy, self.processor, prompts, cfg.n_samples, cfg.temperature, cfg.top_p,
+                               cfg.max_new_tokens, cfg.gen_batch_size)
         times["time/generate"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        texts = self.tokenizer.batch_decode([r["response_ids"] for r in rows], skip_special_tokens=True)
+        texts = self.tokenizer.batch_decode(rollout.responses, skip_special_tokens=True)
         group = [s for s in kept for _ in range(cfg.n_samples)]
         scored = self.reward_fn(texts, [s.answer for s in group], [{**s.meta, "domain": s.domain} for s in group])
         self.counts.update(scored.counts)
@@ -163,32 +162,26 @@ class Trainer:
 
         t = time.perf_counter()
         self.policy.eval()
-        entropies = []
         with torch.no_grad(), self.autocast():
-            for mb in chunks(rows, cfg.micro_batch_size):
-                batch = collate(mb, self.pad_id)
-                logp, ent = self.logprobs(self.policy, batch, with_entropy=True)
-                ref_logp = self.logprobs(self.ref, batch)[0] if self.ref is not None else None
-                values = self.critic(batch) if self.critic is not None else None
-                for i, r in enumerate(mb):
-                    n = r["response_ids"].numel()
-                    r["old_logp"] = logp[i, :n].float().cpu()
-                    r["ref_logp"] = ref_logp[i, :n].float().cpu() if ref_logp is not None else r["old_logp"]
-                    r["old_values"] = values[i, :n].cpu() if values is not None else torch.zeros(n)
-                    entropies.append(ent[i, :n].cpu())
+            for idx in chunks(range(len(rollout)), cfg.micro_batch_size):
+                batch = rollout.batch(idx, self.pad_id)
+                logp, entropy = self.logprobs(self.policy, batch, with_entropy=True)
+                rollout.store(idx, "old_logp", logp)
+                rollout.store(idx, "entropy", entropy)
+                rollout.store(idx, "ref_logp", self.logprobs(self.ref, batch)[0] if self.ref is not None else logp)
+                if self.critic is not None:
+                    rollout.store(idx, "old_values", self.critic(batch))
         times["time/logprob"] = time.perf_counter() - t
 
-        full = collate(rows, self.pad_id, token_keys=("old_logp", "ref_logp", "old_values"))
-        mask = full["action_mask"]
-        kl = algos.kl_estimate(full["old_logp"], full["ref_logp"], cfg.kl_estimator)
+        mask = rollout.mask
+        k1 = algos.kl_estimate(rollout.old_logp, rollout.ref_logp, "k1")
+        kl = k1 if cfg.kl_estimator == "k1" else algos.kl_estimate(rollout.old_logp, rollout.ref_logp,
+                                                                   cfg.kl_estimator)
         whiten = {"auto": None, "on": True, "off": False}[cfg.whiten]
         beta = cfg.kl if (self.ref is not None and cfg.kl_in == "reward") else 0.0
-        adv, ret = algos.compute_advantages(cfg.estimator, rewards, mask, cfg.n_samples, kl=kl, beta=beta,
-                                            values=full["old_values"], gamma=cfg.gamma, lam=cfg.lam,
-                                            whiten_advantages=whiten)
-        for i, r in enumerate(rows):
-            n = r["response_ids"].numel()
-            r["advantages"], r["returns"] = adv[i, :n], ret[i, :n]
+        rollout.advantages, rollout.returns = algos.compute_advantages(
+            cfg.estimator, rewards, mask, cfg.n_samples, kl=kl, beta=beta, values=rollout.old_values,
+            gamma=cfg.gamma, lam=cfg.lam, whiten_advantages=whiten)
 
         lengths = mask.sum(1).float()
         metrics = {f"reward/{k}": sum(v) / len(v) for k, v in scored.components.items() if k != "total"}
@@ -196,16 +189,16 @@ class Trainer:
             "reward/mean": rewards.mean().item(),
             "response_len/mean": lengths.mean().item(),
             "response_len/max": lengths.max().item(),
-            "response/truncated_frac": sum(not r["finished"] for r in rows) / len(rows),
-            "kl": algos.masked_mean(algos.kl_estimate(full["old_logp"], full["ref_logp"], "k1"), mask).item(),
-            "entropy": torch.cat(entropies).mean().item() if entropies else 0.0,
-            "prompt_len/mean": sum(r["prompt_ids"].numel() for r in rows) / len(rows),
+            "response/truncated_frac": sum(not f for f in rollout.finished) / len(rollout),
+            "kl": algos.masked_mean(k1, mask).item(),
+            "entropy": algos.masked_mean(rollout.entropy, mask).item(),
+            "prompt_len/mean": sum(p["prompt_ids"].numel() for p in prompts) / len(prompts),
             **times,
         })
-        return rows, metrics
+        return rollout, metrics
 
-    def train_on(self, rows: list[dict]) -> dict:
-        """PPO epochs over the rollout batch; one optimizer step per train batch, micro-batches accumulate."""
+    def train_on(self, rollout: Rollout) -> dict:
+        """PPO epochs over the rollout; one optimizer step per train batch, micro-batches accumulate."""
         cfg = self.cfg
         self.policy.train()
         if self.critic is not None:
@@ -214,17 +207,12 @@ class Trainer:
                  "critic_grad_norm": [], "kernel/max_abs_diff": []}
         gen = torch.Generator().manual_seed(cfg.seed * 100003 + self.step)
         for _ in range(cfg.ppo_epochs):
-            order = torch.randperm(len(rows), generator=gen).tolist()
-            for train_batch in chunks([rows[i] for i in order], cfg.train_batch_size):
-                # Weights that make the accumulated micro-batch losses equal the loss of the whole train batch.
-                total = (sum(r["response_ids"].numel() for r in train_batch) if cfg.loss_agg == "token-mean"
-                         else sum(r["response_ids"].numel() > 0 for r in train_batch))
-                for k, mb in enumerate(chunks(train_batch, cfg.micro_batch_size)):
-                    part = (sum(r["response_ids"].numel() for r in mb) if cfg.loss_agg == "token-mean"
-                            else sum(r["response_ids"].numel() > 0 for r in mb))
-                    weight = part / max(total, 1)
-                    batch = collate(mb, self.pad_id, token_keys=TOKEN_KEYS)
-                    mask = batch["action_mask"]
+            order = torch.randperm(len(rollout), generator=gen).tolist()
+            for train_idx in chunks(order, cfg.train_batch_size):
+                for k, idx in enumerate(chunks(train_idx, cfg.micro_batch_size)):
+                    # The accumulated micro-batch losses add up to the loss of the whole train batch.
+                    weight = algos.aggregate_weight(rollout.mask[idx], rollout.mask[train_idx], cfg.loss_agg)
+                    batch = rollout.batch(idx, self.pad_id)
                     with self.autocast():
                         logp, _ = self.logprobs(self.policy, batch)
                     loss, st = self.policy_objective(logp, batch)
@@ -237,27 +225,22 @@ class Trainer:
                     if self.critic is not None:
                         with self.autocast():
                             values = self.critic(batch)
-                        vloss = algos.value_loss(values, batch["old_values"], batch["returns"], mask,
+                        vloss = algos.value_loss(values, batch["old_values"], batch["returns"], batch["action_mask"],
                                                  cfg.value_clip, cfg.loss_agg)
                         (vloss * weight).backward()
                         stats["loss/value"].append(vloss.item())
-                lr = lr_at(self.update_step, self.total_updates, cfg.actor_lr, cfg.warmup_ratio, cfg.min_lr_ratio)
-                set_lr(self.optimizer, lr)
-                stats["grad_norm"].append(clip_grad_norm(
-                    [p for p in self.policy.parameters() if p.requires_grad], cfg.grad_clip))
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
+                lr = self.lr_at(cfg.actor_lr)
+                stats["grad_norm"].append(optimizer_step(self.optimizer, self.actor_params, lr, cfg.grad_clip))
                 if self.critic is not None:
-                    set_lr(self.critic_optimizer, lr_at(self.update_step, self.total_updates, cfg.critic_lr,
-                                                        cfg.warmup_ratio, cfg.min_lr_ratio))
-                    stats["critic_grad_norm"].append(clip_grad_norm(
-                        [p for p in self.critic.parameters() if p.requires_grad], cfg.grad_clip))
-                    self.critic_optimizer.step()
-                    self.critic_optimizer.zero_grad(set_to_none=True)
+                    stats["critic_grad_norm"].append(optimizer_step(
+                        self.critic_optimizer, self.critic_params, self.lr_at(cfg.critic_lr), cfg.grad_clip))
                 self.update_step += 1
         out = {k: sum(v) / len(v) for k, v in stats.items() if v}
         out["lr"] = lr
         return out
+
+    def lr_at(self, base_lr: float) -> float:
+        return lr_at(self.update_step, self.total_updates, base_lr, self.cfg.warmup_ratio, self.cfg.min_lr_ratio)
 
     def logprobs(self, model, batch, with_entropy=False):
         return response_logprobs(model, batch, self.cfg.temperature, with_entropy, self.cfg.logprob_chunk,
@@ -328,13 +311,12 @@ class Trainer:
         try:
             while self.step < self.total_steps:
                 t0 = time.perf_counter()
-                rows, metrics = self.make_experience(self.prompts_for_step(self.step))
+                rollout, metrics = self.make_experience(self.prompts_for_step(self.step))
                 t = time.perf_counter()
-                metrics.update(self.train_on(rows))
+                metrics.update(self.train_on(rollout))
                 metrics["time/update"] = time.perf_counter() - t
                 metrics["time/step"] = time.perf_counter() - t0
-                n_tokens = sum(r["response_ids"].numel() for r in rows)
-                metrics["tokens_per_s"] = n_tokens / metrics["time/step"]
+                metrics["tokens_per_s"] = rollout.mask.sum().item() / metrics["time/step"]
                 metrics["mem/peak_gb"] = peak_memory_gb(self.device)
                 metrics.update(self.counts)
                 self.step += 1

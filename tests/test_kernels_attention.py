@@ -263,7 +263,8 @@ def routed(tiny_checkpoint):
     from transformers import AttentionInterface
 
     from data.sample import Sample, make_messages
-    from rl.policy import collate, encode_prompts, load_policy, pad_token_id
+    from rl.batch import collate, encode_prompts
+    from rl.policy import load_policy, pad_token_id
 
     register()
     calls = Counter()

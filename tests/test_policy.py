@@ -9,8 +9,8 @@ from PIL import Image
 
 from data.sample import Sample, make_messages
 from kernels.logprob import logprobs_from_hidden
-from rl.policy import (collate, encode_prompts, load_policy, pad_token_id, position_ids, response_logprobs,
-                       stop_token_ids)
+from rl.batch import collate, encode_prompts, position_ids
+from rl.policy import load_policy, pad_token_id, response_logprobs, stop_token_ids
 from rl.rollout import cut_at_stop, generate, sampling_config
 
 
@@ -94,11 +94,11 @@ def test_padding_does_not_change_logprobs(policy):
     model, processor = policy
     rows = encode_prompts(processor, _samples())
     torch.manual_seed(1)
-    gen = generate(model, processor, rows, n=2, max_new_tokens=6)
-    together, _ = response_logprobs(model, collate(gen, pad_token_id(processor)))
-    for i, row in enumerate(gen):
-        alone, _ = response_logprobs(model, collate([row], pad_token_id(processor)))
-        n = row["response_ids"].numel()
+    rollout = generate(model, processor, rows, n=2, max_new_tokens=6)
+    together, _ = response_logprobs(model, rollout.batch(range(len(rollout)), pad_token_id(processor)))
+    for i in range(len(rollout)):
+        alone, _ = response_logprobs(model, rollout.batch([i], pad_token_id(processor)))
+        n = rollout.responses[i].numel()
         torch.testing.assert_close(together[i, :n], alone[0, :n], atol=1e-5, rtol=1e-5)
 
 
@@ -127,8 +127,8 @@ def test_text_only_qwen2_checkpoint(tmp_path):
     rows = encode_prompts(tokenizer, [_samples()[1]])
     assert tokenizer.decode(rows[0]["prompt_ids"]).endswith("<|im_end|>\n<|im_start|>assistant\n")
     torch.manual_seed(0)
-    gen = generate(model, tokenizer, rows, n=3, max_new_tokens=5)
-    batch = collate(gen, pad_token_id(tokenizer))
+    rollout = generate(model, tokenizer, rows, n=3, max_new_tokens=5)
+    batch = rollout.batch(range(3), pad_token_id(tokenizer))
     logp, _ = response_logprobs(model, batch)
     full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                  position_ids=position_ids(model.model, batch)).logits

@@ -1,0 +1,164 @@
+"""One step's data: prompts encoded once, padded batches built in one place, and the `Rollout` that holds them.
+
+A prompt row is a dict of CPU tensors: `prompt_ids`, `mm_token_type_ids` and, with images, `pixel_values` and
+`image_grid_thw` (as the processor made them). `collate` pads rows into one batch: prompts left-padded to P,
+responses right-padded to R, so that response token j of every row sits at column P + j.
+
+`Rollout` holds the step: the prompt rows, n responses per prompt, and preallocated per-token tensors [N, R] that the
+log-prob pass writes into and the PPO micro-batches slice by index (nothing is copied back into rows).
+"""
+
+from dataclasses import dataclass, field
+
+import torch
+from transformers.processing_utils import ProcessorMixin
+
+from data import load_image
+
+TOKEN_KEYS = ("old_logp", "ref_logp", "old_values", "advantages", "returns", "entropy")
+
+
+def is_vision_model(model) -> bool:
+    return hasattr(model.config, "vision_config")
+
+
+
+def _text_only(messages: list[dict]) -> list[dict]:
+    out = []
+    for m in messages:
+        content = m["content"]
+        if not isinstance(content, str):
+            if any(part.get("type") == "image" or "image" in part for part in content):
+                raise ValueError("this checkpoint has no vision tower but the prompt has an image")
+            content = "".join(part.get("text", "") for part in content)
+        out.append({"role": m["role"], "content": content})
+    return out
+
+
+def encode_prompts(processor, samples, max_prompt_len: int | None = None) -> list[dict]:
+    """Per-sample prompt rows: `prompt_ids`, `mm_token_type_ids`, `pixel_values`, `image_grid_thw` (CPU tensors)."""
+    rows = []
+    vision = isinstance(processor, ProcessorMixin)
+    for s in samples:
+        messages = s.messages if vision else _text_only(s.messages)
+        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        images = list(s.images) if vision else []
+        if images:
+            enc = processor(text=[text], images=[load_image(im) for im in images], return_tensors="pt")
+        else:
+            enc = processor(text=[text], return_tensors="pt")
+        ids = enc["input_ids"][0]
+        if max_prompt_len is not None and ids.numel() > max_prompt_len:
+            raise ValueError(f"prompt of {ids.numel()} tokens exceeds --max-prompt-len {max_prompt_len} "
+                             f"({s.meta.get('source', '?')} row {s.meta.get('row', '?')})")
+        row = {"prompt_ids": ids}
+        if "mm_token_type_ids" in enc:
+            row["mm_token_type_ids"] = enc["mm_token_type_ids"][0]
+        if images:
+            row["pixel_values"] = enc["pixel_values"]
+            row["image_grid_thw"] = enc["image_grid_thw"]
+        rows.append(row)
+    return rows
+
+
+def collate(rows: list[dict], pad_id: int) -> dict:
+    """Pad rows into one batch. Prompts are left-padded to P, responses right-padded to R.
+
+    Returns input_ids/attention_mask [B, P+R], mm_token_type_ids, pixel_values/image_grid_thw (concatenated),
+    action_mask [B, R] and prompt_len P."""
+    P = max(r["prompt_ids"].numel() for r in rows)
+    R = max((r["response_ids"].numel() for r in rows if "response_ids" in r), default=0)
+    B = len(rows)
+    input_ids = torch.full((B, P + R), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros(B, P + R, dtype=torch.long)
+    mm_types = torch.zeros(B, P + R, dtype=torch.long)
+    action_mask = torch.zeros(B, R, dtype=torch.bool)
+    for i, r in enumerate(rows):
+        p = r["prompt_ids"].numel()
+        input_ids[i, P - p:P] = r["prompt_ids"]
+        attention_mask[i, P - p:P] = 1
+        if "mm_token_type_ids" in r:
+            mm_types[i, P - p:P] = r["mm_token_type_ids"]
+        if "response_ids" in r:
+            n = r["response_ids"].numel()
+            input_ids[i, P:P + n] = r["response_ids"]
+            attention_mask[i, P:P + n] = 1
+            action_mask[i, :n] = True
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "action_mask": action_mask,
+             "prompt_len": P}
+    if any("mm_token_type_ids" in r for r in rows):
+        batch["mm_token_type_ids"] = mm_types
+    if any("pixel_values" in r for r in rows):
+        batch["pixel_values"] = torch.cat([r["pixel_values"] for r in rows if "pixel_values" in r])
+        batch["image_grid_thw"] = torch.cat([r["image_grid_thw"] for r in rows if "image_grid_thw" in r])
+    return batch
+
+
+def position_ids(backbone, batch: dict) -> torch.Tensor:
+    """Positions exactly as `generate` computes them: 1-D positions that skip left padding, and Qwen2.5-VL's 3-D
+    M-RoPE positions when images are present (which needs `mm_token_type_ids`; without it transformers 5 silently
+    falls back to 1-D positions)."""
+    mask = batch["attention_mask"]
+    text = (mask.cumsum(-1) - 1).clamp(min=0)
+    if not is_vision_model(backbone):
+        return text
+    if batch.get("image_grid_thw") is not None:
+        pos, _ = backbone.get_rope_index(batch["input_ids"], batch["mm_token_type_ids"],
+                                            image_grid_thw=batch["image_grid_thw"], attention_mask=mask)
+        return pos
+    return text[None].expand(3, -1, -1)
+
+
+def model_inputs(backbone, batch: dict) -> dict:
+    """Keyword arguments of the backbone's forward, on its device."""
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
+              "position_ids": position_ids(backbone, batch)}
+    if is_vision_model(backbone) and batch.get("pixel_values") is not None:
+        inputs["pixel_values"] = batch["pixel_values"].to(dtype=backbone.dtype)
+        inputs["image_grid_thw"] = batch["image_grid_thw"]
+        inputs["mm_token_type_ids"] = batch["mm_token_type_ids"]
+    return {k: v.to(backbone.device) for k, v in inputs.items()}
+
+
+@dataclass
+class Rollout:
+    """The step's samples: response i answers prompt i // n. Per-token tensors are [N, R] fp32 on the CPU, R the
+    longest response, 0 on padding; `mask` is True on response tokens."""
+    prompts: list[dict]
+    n: int
+    responses: list[torch.Tensor]
+    finished: list[bool]
+    mask: torch.Tensor = field(init=False)
+    old_logp: torch.Tensor = field(init=False)
+    ref_logp: torch.Tensor = field(init=False)
+    old_values: torch.Tensor = field(init=False)
+    advantages: torch.Tensor = field(init=False)
+    returns: torch.Tensor = field(init=False)
+    entropy: torch.Tensor = field(init=False)
+
+    def __post_init__(self):
+        lengths = torch.tensor([r.numel() for r in self.responses], dtype=torch.long)
+        R = int(lengths.max()) if len(lengths) else 0
+        self.mask = torch.arange(R)[None, :] < lengths[:, None]
+        for key in TOKEN_KEYS:
+            setattr(self, key, torch.zeros(len(self.responses), R))
+
+    def __len__(self) -> int:
+        return len(self.responses)
+
+    def rows(self, idx) -> list[dict]:
+        return [{**self.prompts[i // self.n], "response_ids": self.responses[i]} for i in idx]
+
+    def batch(self, idx, pad_id: int) -> dict:
+        """The padded model batch of samples `idx`, with their per-token tensors sliced to its width."""
+        idx = list(idx)
+        batch = collate(self.rows(idx), pad_id)
+        R = batch["action_mask"].shape[1]
+        batch.update({key: getattr(self, key)[idx, :R] for key in TOKEN_KEYS})
+        return batch
+
+    def store(self, idx, key: str, values: torch.Tensor):
+        """Write per-token values [B, R_b] of the samples `idx` (a batch of them) into `key`; 0 on padding."""
+        idx = list(idx)
+        R = values.shape[1]
+        getattr(self, key)[idx, :R] = torch.where(self.mask[idx, :R], values.detach().float().cpu(), 0.0)
