@@ -22,12 +22,13 @@ from tqdm.auto import tqdm
 
 import kernels
 from rl import algos
-from rl.config import Config
 from rl.batch import Rollout, encode_prompts, is_vision_model
+from rl.config import Config
 from rl.optim import lr_at, make_optimizer, optimizer_step
 from rl.policy import Critic, load_policy, pad_token_id, response_logprobs, set_image_pixels, tokenizer_of
 from rl.rollout import generate
 from rl.tiny_model import build_tiny_checkpoint
+
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":
