@@ -264,6 +264,15 @@ def aggregate_weight(part_mask: Tensor, whole_mask: Tensor, agg: str = "seq-mean
     return int(part) / max(int(whole), 1)
 
 
+def _surrogates(logp: Tensor, old_logp: Tensor, adv: Tensor, valid: Tensor, clip_lo: float, clip_hi: float):
+    """(log rho, rho * A, clip(rho) * A), fp32, with the log-ratio and A zeroed on padding before exp() so that
+    garbage there (NaN/Inf) can neither overflow nor leak NaN into the gradient."""
+    log_ratio = _zero_pad(logp.float() - old_logp.float(), valid)
+    a = _zero_pad(adv.float().expand(logp.shape), valid)
+    ratio = torch.exp(log_ratio)
+    return log_ratio, ratio * a, ratio.clamp(1.0 - clip_lo, 1.0 + clip_hi) * a
+
+
 def policy_loss_tokens(
     logp: Tensor,
     old_logp: Tensor,
@@ -280,24 +289,19 @@ def policy_loss_tokens(
     The one torch reference of the policy loss: `--kernels torch` runs it, and the fused Triton kernel
     (kernels/policy_loss_triton.py) has its signature, values and gradient. `adv` broadcasts to logp's shape
     ([N, T] or [N, 1]); `clip_eps_high` (DAPO clip-higher) defaults to clip_eps; gradients flow to logp only."""
-    # PPO-clip (Schulman et al. 2017, eq. 7): L = -min(rho*A, clip(rho, 1-eps, 1+eps)*A),
-    # rho = exp(logp - old_logp). Inputs zeroed on padding so exp() cannot overflow there and
-    # garbage (NaN/Inf) on padding cannot turn the masked-out gradient into NaN.
+    # PPO-clip (Schulman et al. 2017, eq. 7): L = -min(rho*A, clip(rho, 1-eps, 1+eps)*A), rho = exp(logp - old_logp).
     if kl_kind is not None and kl_kind not in KL_KINDS:
         raise ValueError(f"unknown KL estimator {kl_kind!r}; expected one of {KL_KINDS} or None")
     if beta != 0.0 and kl_kind is not None and ref_logp is None:
         raise ValueError("beta != 0 needs ref_logp")
     valid = _valid(mask).expand(logp.shape)
-    lp = logp.float()
-    log_ratio = _zero_pad(lp - old_logp.float(), valid)
-    a = _zero_pad(adv.float().expand(logp.shape), valid)
-    ratio = torch.exp(log_ratio)
-    hi = clip_eps if clip_eps_high is None else clip_eps_high
-    loss = -torch.min(ratio * a, ratio.clamp(1.0 - clip_eps, 1.0 + hi) * a)
+    _, surr1, surr2 = _surrogates(logp, old_logp, adv, valid, clip_eps,
+                                  clip_eps if clip_eps_high is None else clip_eps_high)
+    loss = -torch.min(surr1, surr2)
     if beta != 0.0 and kl_kind is not None:
         # GRPO (DeepSeekMath eq. 3-4): beta * KL as a loss term; masked like everything else.
         # The log-ratio is zeroed on padding before any exp(), as for rho: kl_estimate(d, 0) == kl_k(d).
-        d = _zero_pad(lp - ref_logp.float(), valid)
+        d = _zero_pad(logp.float() - ref_logp.float(), valid)
         loss = loss + beta * kl_estimate(d, torch.zeros_like(d), kl_kind)
     return _zero_pad(loss, valid)
 
@@ -306,12 +310,9 @@ def policy_loss_tokens(
 def policy_stats(logp: Tensor, old_logp: Tensor, adv: Tensor, mask: Tensor, clip_eps: float = 0.2) -> dict[str, float]:
     """{"clip_frac", "approx_kl"}: share of valid tokens where the clipped branch is active (surr2 < surr1), and
     the k3 estimate of KL(old || new), (rho - 1) - log rho, token-mean."""
-    log_ratio = _zero_pad(logp.float() - old_logp.float(), mask)
-    a = _zero_pad(adv.float().expand(logp.shape), mask)
-    ratio = torch.exp(log_ratio)
-    clipped = (ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * a < ratio * a).float()
-    return {"clip_frac": float(masked_mean(clipped, mask)),
-            "approx_kl": float(masked_mean((ratio - 1.0) - log_ratio, mask))}
+    log_ratio, surr1, surr2 = _surrogates(logp, old_logp, adv, mask, clip_eps, clip_eps)
+    return {"clip_frac": float(masked_mean((surr2 < surr1).float(), mask)),
+            "approx_kl": float(masked_mean(torch.exp(log_ratio) - 1.0 - log_ratio, mask))}
 
 
 def policy_loss(
