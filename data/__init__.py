@@ -30,7 +30,7 @@ from .vermulti import VERMULTI_ID, load_vermulti
 
 __all__ = [
     "DataError", "FIXTURE_DIR", "load_image", "resolve_image_path", "R1_SYSTEM_PROMPT", "Sample", "make_messages",
-    "load_dataset_by_name", "DEEPSCALER_ID", "VERMULTI_ID", "MATHV360K_ID",
+    "load_dataset_by_name", "data_name_problem", "DEEPSCALER_ID", "VERMULTI_ID", "MATHV360K_ID",
     "load_deepscaler", "load_message_jsonl", "load_jsonl", "load_fixture", "load_geo_fixture",
     "load_vermulti", "load_mathv360k", "gold_status", "verifiability_filter", "is_geometry", "extract_geometry",
 ]
@@ -120,6 +120,37 @@ def _is_message_jsonl(path: Path) -> bool:
         if isinstance(row, dict):
             return "message" in row
     return False
+
+
+def data_name_problem(name_or_path: str | os.PathLike) -> str | None:
+    """What is wrong with ``--data NAME`` before anything is loaded or generated (None when it looks loadable)."""
+    s = os.fspath(name_or_path).strip()
+    family, _, arg = s.partition(":")
+    family = family.lower()
+    if not s:
+        return "empty; expected a data set name or a file"
+    if s.lower() in _HUB_ALIASES:
+        return None
+    if family in ("sokoban", "football"):
+        return None if arg.isdigit() and int(arg) > 0 else f"expected '{family}:N' with N > 0 prompts to generate"
+    if family == "synthetic-geo":
+        bits = arg.split(":")
+        ok = 1 <= len(bits) <= 2 and all(b.isdigit() for b in bits) and int(bits[0]) > 0
+        return None if ok else "expected 'synthetic-geo:N' or 'synthetic-geo:N:SEED' with N > 0"
+    if family == "fixture":
+        return None if arg.lower() in ("", "math", "message") else "expected 'fixture', 'fixture:math' or 'fixture:message'"
+    if family in _FAMILIES:
+        return None
+    p = Path(s)
+    if p.suffix.lower() in (".jsonl", ".json", ".parquet"):
+        if p.is_dir() or not p.exists():
+            return f"no such file {p}"
+        return None
+    if p.exists() or HUB_ID_RE.match(s):
+        return None
+    names = ", ".join([*_HUB_ALIASES, *_FAMILIES])
+    return (f"unknown data set; expected a name ({names}), a .jsonl/.json/.parquet file, a folder or a hub id "
+            f"'org/name'")
 
 
 def load_dataset_by_name(name_or_path: str | os.PathLike, *, split: str = "train", seed: int = 0,

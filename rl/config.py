@@ -6,8 +6,11 @@ preset; any flag given on the command line overrides it.
 
 import argparse
 import dataclasses
+import importlib.util
 import json
+import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 def knob(default, help: str, **kw):
@@ -22,7 +25,9 @@ class Config:
                       "Qwen2.5-VL offline")
     data: str = knob("deepscaler", "'deepscaler', 'fixture', a hub id, or a .jsonl file (plain or LMM-R1 message)")
     out: str = knob("runs/fre-text", "output dir: metrics.jsonl, checkpoints/step_N, final/")
-    resume: str = knob("", "continue a run from one of its checkpoints (<out>/checkpoints/step_N)")
+    resume: str = knob("", "continue a run: its directory (the newest complete checkpoint, the run's own config; flags "
+                       "given now override where exact resume allows) or one <out>/checkpoints/step_N")
+    overwrite: bool = knob(False, "start anew in an --out that holds an earlier run (its files are deleted)")
     seed: int = knob(42, "random seed (data order, sampling, init of the value head)")
     max_samples: int = knob(0, "use only the first N samples of the data (0 = all)")
     on_bad_row: str = knob("raise", "a malformed data row: 'raise' (error naming file and line) or 'skip' (counted)",
@@ -87,6 +92,15 @@ class Config:
     reward_timeout: float = knob(5.0, "seconds per answer check before it counts as wrong")
     # output
     save_every: int = knob(50, "checkpoint every N rollout steps (0 = only final)")
+    keep_last: int = knob(3, "keep the newest K checkpoints (0 = all)")
+    # reliability
+    max_bad_steps: int = knob(3, "a step with a non-finite loss, gradient or reward is skipped (counted in "
+                              "guard/skipped_steps); this many in a row stop the run")
+    stall_timeout: float = knob(3600.0, "a phase running longer than this many seconds logs every thread's stack "
+                                "(0 = off)")
+    check_data: bool = knob(False, "check the data set (gold answers parse, images open, nothing empty), print the "
+                            "report and exit, before any model is loaded")
+    check_data_max_bad: float = knob(0.01, "--check-data exits non-zero when more than this fraction of rows is bad")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -126,14 +140,19 @@ def preset(name: str, **overrides) -> Config:
     return dataclasses.replace(Config(), **{"preset": name, **PRESETS[name], **overrides})
 
 
-def build_parser(base: Config, description: str, aliases: dict | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def build_parser(base: Config, description: str, aliases: dict | None = None,
+                 suppress_defaults: bool = False) -> argparse.ArgumentParser:
+    """One flag per Config field, its default from `base` (or absent when `suppress_defaults`: then the parsed
+    namespace holds exactly the flags that were given)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                     argument_default=argparse.SUPPRESS if suppress_defaults else None)
     parser.add_argument("--list-presets", action="store_true", help="print the presets and exit")
     aliases = aliases or {}
     for f in dataclasses.fields(Config):
         meta = dict(f.metadata)
-        kw = {"default": getattr(base, f.name), "help": meta.pop("help")}
+        kw = {"help": meta.pop("help")}
+        if not suppress_defaults:
+            kw["default"] = getattr(base, f.name)
         if f.type is bool or f.type == "bool":
             kw["action"] = argparse.BooleanOptionalAction
         else:
@@ -143,8 +162,36 @@ def build_parser(base: Config, description: str, aliases: dict | None = None) ->
     return parser
 
 
+# Flags that may differ from the run's own config when it is resumed: they do not change what is computed.
+RESUME_MAY_CHANGE = {"resume", "out", "overwrite", "save_every", "keep_last", "reward_workers", "reward_timeout",
+                     "kernel_check_every", "kernel_check_tol", "stall_timeout", "max_bad_steps", "check_data",
+                     "check_data_max_bad"}
+
+
+def _restore_run(values: dict, given: dict) -> dict:
+    """--resume: the run's saved config, then the flags given now, refusing changes that break exact resume."""
+    from rl.checkpoint import CheckpointError, resolve_resume, run_config
+    try:
+        run_dir, ckpt = resolve_resume(values["resume"])
+    except CheckpointError as e:
+        raise SystemExit(f"error: {e}") from None
+    names = {f.name for f in dataclasses.fields(Config)}
+    saved = {k: v for k, v in run_config(run_dir).items() if k in names}
+    saved["adam_betas"] = tuple(saved.get("adam_betas", values["adam_betas"]))
+    if "out" in given and Path(given["out"]).resolve() != run_dir.resolve():
+        raise SystemExit(f"error: --out {given['out']}: a resumed run writes into its own directory {run_dir}; "
+                         f"drop --out")
+    for k, v in given.items():
+        if k not in RESUME_MAY_CHANGE and k in saved and saved[k] != v:
+            raise SystemExit(f"error: --{k.replace('_', '-')} {v}: the run was started with {saved[k]}, and resuming "
+                             f"with another value would not continue it exactly; start a new run with --out to change "
+                             f"it")
+    return {**values, **saved, **given, "resume": str(ckpt), "out": str(run_dir)}
+
+
 def parse_config(argv=None, default_preset: str = "fre-text", description: str = "", aliases=None) -> Config:
-    """Flags -> Config: the preset first, then every flag given explicitly on top.
+    """Flags -> Config: the preset first, then every flag given explicitly on top (with --resume: the run's own
+    config, then the flags given). Values are checked here, before anything is loaded.
 
     `aliases` adds other flag names for a field, e.g. {"model": ["--init"]}."""
     pre = argparse.ArgumentParser(add_help=False)
@@ -156,6 +203,75 @@ def parse_config(argv=None, default_preset: str = "fre-text", description: str =
         for name, values in PRESETS.items():
             print(f"{name}: {json.dumps(values)}")
         raise SystemExit(0)
+    given = vars(build_parser(base, description, aliases, suppress_defaults=True).parse_args(argv))
+    given.pop("list_presets", None)
+    if "adam_betas" in given:
+        given["adam_betas"] = tuple(given["adam_betas"])
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)}
     values["adam_betas"] = tuple(values["adam_betas"])
-    return Config(**values)
+    if values["resume"]:
+        values = _restore_run(values, given)
+    cfg = Config(**values)
+    problem = invalid(cfg)
+    if problem:
+        raise SystemExit(f"error: {problem}")
+    return cfg
+
+
+ATTENTION = ("sdpa", "eager", "flash_attention_2", "flash_attention_3")
+
+
+def invalid(cfg: Config) -> str | None:
+    """What is wrong with the values of a config, as one line naming the flag, the value and what is allowed."""
+    def flag(name):
+        return f"--{name.replace('_', '-')} {getattr(cfg, name)}"
+
+    at_least = {"prompts_per_step": 1, "n_samples": 1, "max_new_tokens": 1, "max_prompt_len": 1, "gen_batch_size": 1,
+                "train_batch_size": 1, "micro_batch_size": 1, "ppo_epochs": 1, "logprob_chunk": 1, "min_pixels": 1,
+                "reward_workers": 1, "episodes": 0, "max_steps": 0, "max_samples": 0, "save_every": 0,
+                "keep_last": 0, "kernel_check_every": 0, "max_bad_steps": 1}
+    for name, low in at_least.items():
+        if getattr(cfg, name) < low:
+            return f"{flag(name)}: must be at least {low}"
+    positive = ("temperature", "actor_lr", "critic_lr", "eps_clip", "value_clip", "grad_clip", "reward_timeout")
+    for name in positive:
+        v = getattr(cfg, name)
+        if not (math.isfinite(v) and v > 0):
+            return f"{flag(name)}: must be a positive number"
+    unit = {"top_p": (0.0, 1.0, False), "gamma": (0.0, 1.0, True), "lam": (0.0, 1.0, True),
+            "warmup_ratio": (0.0, 1.0, True), "min_lr_ratio": (0.0, 1.0, True), "check_data_max_bad": (0.0, 1.0, True)}
+    for name, (lo, hi, lo_ok) in unit.items():
+        v = getattr(cfg, name)
+        if not (math.isfinite(v) and (lo <= v if lo_ok else lo < v) and v <= hi):
+            return f"{flag(name)}: must lie in {'[' if lo_ok else '('}{lo:g}, {hi:g}]"
+    for name in ("kl", "weight_decay", "kernel_check_tol", "stall_timeout"):
+        v = getattr(cfg, name)
+        if not (math.isfinite(v) and v >= 0):
+            return f"{flag(name)}: must be a number >= 0"
+    if not all(0 <= b < 1 for b in cfg.adam_betas):
+        return f"--adam-betas {' '.join(map(str, cfg.adam_betas))}: both must lie in [0, 1)"
+    if cfg.estimator in ("grpo", "rloo") and cfg.n_samples < 2:
+        return f"--n-samples {cfg.n_samples}: {cfg.estimator} compares samples of one prompt, it needs at least 2"
+    if cfg.max_pixels < cfg.min_pixels:
+        return f"--max-pixels {cfg.max_pixels}: must be at least --min-pixels {cfg.min_pixels}"
+    if cfg.episodes == 0 and cfg.max_steps == 0:
+        return "--episodes 0 --max-steps 0: nothing to train; give one of them"
+    if cfg.attn not in ATTENTION:
+        return f"{flag('attn')}: expected one of {', '.join(ATTENTION)}"
+    if cfg.attn.startswith("flash_attention") and importlib.util.find_spec("flash_attn") is None:
+        return f"{flag('attn')}: flash-attn is not installed (pip install flash-attn --no-build-isolation)"
+    device = cfg.device.split(":")[0]
+    if device not in ("auto", "cpu", "cuda") or (cfg.device.count(":") and not cfg.device.split(":", 1)[1].isdigit()):
+        return f"{flag('device')}: expected auto, cpu, cuda or cuda:N"
+    if device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            return f"{flag('device')}: no CUDA device is available here (use --device cpu)"
+    from rewards import REWARDS
+    if cfg.reward not in REWARDS:
+        return f"{flag('reward')}: expected one of {', '.join(REWARDS)}"
+    from data import data_name_problem
+    problem = data_name_problem(cfg.data)
+    if problem:
+        return f"--data {cfg.data}: {problem}"
+    return None

@@ -77,10 +77,8 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def optimizer_step(optimizer: torch.optim.Optimizer, params: list, lr: float, max_norm: float) -> float:
-    """One update of the actor or the critic: set the lr, clip the gradients, step, zero them; the pre-clip norm."""
+def optimizer_step(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """One update of the actor or the critic (gradients already clipped): set the lr, step, zero the gradients."""
     set_lr(optimizer, lr)
-    norm = clip_grad_norm(params, max_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return norm

@@ -16,7 +16,7 @@ from transformers.processing_utils import ProcessorMixin
 from transformers.utils import is_torchvision_available
 
 from kernels.logprob import logprobs_from_hidden
-from rl.batch import is_vision_model, model_inputs
+from rl.batch import model_inputs
 
 
 class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):

@@ -8,11 +8,14 @@ Parameters stay in fp32 (master weights) and the forward passes run under bf16 a
 learning rate of 4e-7, an Adam update is far below the resolution of a bf16 weight and would simply be lost.
 """
 
+import contextlib
 import copy
 import json
 import math
+import os
 import random
 import resource
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -23,8 +26,10 @@ from tqdm.auto import tqdm
 import kernels
 from rl import algos
 from rl.batch import Rollout, encode_prompts, is_vision_model
+from rl.checkpoint import CheckpointError, prune, write_atomic
 from rl.config import Config
-from rl.optim import lr_at, make_optimizer, optimizer_step
+from rl.guards import NonFinite, NonFiniteGuard, StopRequest, watchdog
+from rl.optim import clip_grad_norm, lr_at, make_optimizer, optimizer_step
 from rl.policy import Critic, load_policy, pad_token_id, response_logprobs, set_image_pixels, tokenizer_of
 from rl.rollout import generate
 from rl.tiny_model import build_tiny_checkpoint
@@ -116,6 +121,7 @@ class Trainer:
         self.step = 0
         self.update_step = 0
         self.counts = Counter()  # data problems seen so far (skipped prompts, unparseable gold answers, ...)
+        self.guard = NonFiniteGuard(cfg.max_bad_steps)
         if cfg.resume:
             self.load_state(Path(cfg.resume))
 
@@ -124,6 +130,14 @@ class Trainer:
         if self.autocast_dtype is None:
             return torch.autocast(self.device.type, enabled=False)
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    @contextlib.contextmanager
+    def phase(self, name: str, times: dict):
+        """Time a phase of the step into times["time/<name>"]; the watchdog logs stacks if it stalls."""
+        t = time.perf_counter()
+        with watchdog(name, self.cfg.stall_timeout, self.log):
+            yield
+        times[f"time/{name}"] = time.perf_counter() - t
 
     def prompts_for_step(self, step: int) -> list:
         """Sample order: a fresh seeded permutation per episode; the last incomplete batch is dropped."""
@@ -135,10 +149,10 @@ class Trainer:
         return [self.samples[i] for i in idx]
 
     # -- one RL step ---------------------------------------------------------------------------------------------
-    def make_experience(self, samples: list) -> tuple[Rollout, dict]:
-        """Rollout -> rewards -> old / reference log-probs (+ critic values) -> advantages, held in one Rollout."""
+    def make_experience(self, samples: list) -> tuple[Rollout | None, dict]:
+        """Rollout -> rewards -> old / reference log-probs (+ critic values) -> advantages, held in one Rollout
+        (None when a reward is not finite: the step does not train)."""
         cfg, times = self.cfg, {}
-        t = time.perf_counter()
         prompts, kept = [], []
         for s, row in zip(samples, encode_prompts(self.processor, samples)):
             if row["prompt_ids"].numel() > cfg.max_prompt_len:
@@ -148,22 +162,25 @@ class Trainer:
             kept.append(s)
         if not prompts:
             raise RuntimeError(f"every prompt of step {self.step} is longer than --max-prompt-len {cfg.max_prompt_len}")
-        with self.autocast():
+        with self.phase("generate", times), self.autocast():
             rollout = generate(self.policy, self.processor, prompts, cfg.n_samples, cfg.temperature, cfg.top_p,
                                cfg.max_new_tokens, cfg.gen_batch_size)
-        times["time/generate"] = time.perf_counter() - t
 
-        t = time.perf_counter()
-        texts = self.tokenizer.batch_decode(rollout.responses, skip_special_tokens=True)
-        group = [s for s in kept for _ in range(cfg.n_samples)]
-        scored = self.reward_fn(texts, [s.answer for s in group], [{**s.meta, "domain": s.domain} for s in group])
+        with self.phase("reward", times):
+            texts = self.tokenizer.batch_decode(rollout.responses, skip_special_tokens=True)
+            group = [s for s in kept for _ in range(cfg.n_samples)]
+            scored = self.reward_fn(texts, [s.answer for s in group], [{**s.meta, "domain": s.domain} for s in group])
         self.counts.update(scored.counts)
         rewards = torch.tensor(scored.components["total"], dtype=torch.float32)
-        times["time/reward"] = time.perf_counter() - t
+        metrics = {f"reward/{k}": sum(v) / len(v) for k, v in scored.components.items() if k != "total"}
+        finite = torch.isfinite(rewards)
+        if not finite.all():  # a data error: counted, and the step does not train
+            self.counts["guard/nonfinite_rewards"] += int((~finite).sum())
+            self.guard.ok(False, "reward", f"step {self.step + 1}, phase 'reward'")
+            return None, {**metrics, "reward/mean": rewards[finite].mean().item() if finite.any() else 0.0, **times}
 
-        t = time.perf_counter()
         self.policy.eval()
-        with torch.no_grad(), self.autocast():
+        with self.phase("logprob", times), torch.no_grad(), self.autocast():
             for idx in chunks(range(len(rollout)), cfg.micro_batch_size):
                 batch = rollout.batch(idx, self.pad_id)
                 logp, entropy = self.logprobs(self.policy, batch, with_entropy=True)
@@ -172,7 +189,6 @@ class Trainer:
                 rollout.store(idx, "ref_logp", self.logprobs(self.ref, batch)[0] if self.ref is not None else logp)
                 if self.critic is not None:
                     rollout.store(idx, "old_values", self.critic(batch))
-        times["time/logprob"] = time.perf_counter() - t
 
         mask = rollout.mask
         k1 = algos.kl_estimate(rollout.old_logp, rollout.ref_logp, "k1")
@@ -185,7 +201,6 @@ class Trainer:
             gamma=cfg.gamma, lam=cfg.lam, whiten_advantages=whiten)
 
         lengths = mask.sum(1).float()
-        metrics = {f"reward/{k}": sum(v) / len(v) for k, v in scored.components.items() if k != "total"}
         metrics.update({
             "reward/mean": rewards.mean().item(),
             "response_len/mean": lengths.mean().item(),
@@ -210,6 +225,7 @@ class Trainer:
         for _ in range(cfg.ppo_epochs):
             order = torch.randperm(len(rollout), generator=gen).tolist()
             for train_idx in chunks(order, cfg.train_batch_size):
+                losses = []
                 for k, idx in enumerate(chunks(train_idx, cfg.micro_batch_size)):
                     # The accumulated micro-batch losses add up to the loss of the whole train batch.
                     weight = algos.aggregate_weight(rollout.mask[idx], rollout.mask[train_idx], cfg.loss_agg)
@@ -220,6 +236,7 @@ class Trainer:
                     if cfg.kernel_check_every and k == 0 and self.update_step % cfg.kernel_check_every == 0:
                         stats["kernel/max_abs_diff"].append(self.kernel_check(batch, logp))
                     (loss * weight).backward()
+                    losses.append(loss.item())
                     stats["loss/policy"].append(loss.item())
                     stats["clip_frac"].append(st["clip_frac"])
                     stats["approx_kl"].append(st["approx_kl"])
@@ -229,14 +246,28 @@ class Trainer:
                         vloss = algos.value_loss(values, batch["old_values"], batch["returns"], batch["action_mask"],
                                                  cfg.value_clip, cfg.loss_agg)
                         (vloss * weight).backward()
+                        losses.append(vloss.item())
                         stats["loss/value"].append(vloss.item())
                 lr = self.lr_at(cfg.actor_lr)
-                stats["grad_norm"].append(optimizer_step(self.optimizer, self.actor_params, lr, cfg.grad_clip))
+                norms = [clip_grad_norm(self.actor_params, cfg.grad_clip)]
                 if self.critic is not None:
-                    stats["critic_grad_norm"].append(optimizer_step(
-                        self.critic_optimizer, self.critic_params, self.lr_at(cfg.critic_lr), cfg.grad_clip))
+                    norms.append(clip_grad_norm(self.critic_params, cfg.grad_clip))
+                # A NaN or Inf never reaches the weights: the update is skipped (and counted) instead.
+                finite = all(map(math.isfinite, losses + norms))
+                where = f"step {self.step + 1}, update {self.update_step + 1}, phase 'update'"
+                if self.guard.ok(finite, "loss" if not all(map(math.isfinite, losses)) else "gradient norm", where):
+                    optimizer_step(self.optimizer, lr)
+                    stats["grad_norm"].append(norms[0])
+                    if self.critic is not None:
+                        optimizer_step(self.critic_optimizer, self.lr_at(cfg.critic_lr))
+                        stats["critic_grad_norm"].append(norms[1])
+                else:
+                    self.optimizer.zero_grad(set_to_none=True)
+                    if self.critic is not None:
+                        self.critic_optimizer.zero_grad(set_to_none=True)
                 self.update_step += 1
-        out = {k: sum(v) / len(v) for k, v in stats.items() if v}
+        finite = {k: [x for x in v if math.isfinite(x)] for k, v in stats.items()}
+        out = {k: sum(v) / len(v) for k, v in finite.items() if v}
         out["lr"] = lr
         return out
 
@@ -270,22 +301,31 @@ class Trainer:
         return diff
 
     # -- outputs -------------------------------------------------------------------------------------------------
-    def save(self, path: Path, resumable: bool = True):
-        """A Hugging Face checkpoint (model + processor) that from_pretrained loads; beside it the critic and,
-        to resume exactly, the optimizer states and random number generator states."""
-        path.mkdir(parents=True, exist_ok=True)
-        self.policy.save_pretrained(path)
-        self.processor.save_pretrained(path)
-        if self.critic is not None:
-            torch.save(self.critic.state_dict(), path / "critic.pt")
-        if resumable:
-            torch.save({"optimizer": self.optimizer.state_dict(),
-                        "critic_optimizer": self.critic_optimizer.state_dict() if self.critic_optimizer else None,
-                        "torch_rng": torch.get_rng_state(), "python_rng": random.getstate()},
-                       path / "trainer_state.pt")
-        (path / "trainer_state.json").write_text(json.dumps(
-            {"step": self.step, "update_step": self.update_step, "base_model": self.base_model,
-             "counts": dict(self.counts)}, indent=2))
+    def save(self, path: Path, resumable: bool = True) -> Path:
+        """A Hugging Face checkpoint (model + processor) that from_pretrained loads; beside it the critic and, to
+        resume exactly, the optimizer and random number generator states. Written whole or not at all."""
+        def write(tmp: Path):
+            self.policy.save_pretrained(tmp)
+            self.processor.save_pretrained(tmp)
+            if self.critic is not None:
+                torch.save(self.critic.state_dict(), tmp / "critic.pt")
+            if resumable:
+                torch.save({"optimizer": self.optimizer.state_dict(),
+                            "critic_optimizer": self.critic_optimizer.state_dict() if self.critic_optimizer else None,
+                            "torch_rng": torch.get_rng_state(), "python_rng": random.getstate()},
+                           tmp / "trainer_state.pt")
+            (tmp / "trainer_state.json").write_text(json.dumps(  # last: its presence marks a whole checkpoint
+                {"step": self.step, "update_step": self.update_step, "base_model": self.base_model,
+                 "counts": dict(self.counts)}, indent=2))
+
+        with watchdog("checkpoint", self.cfg.stall_timeout, self.log):
+            write_atomic(path, write)
+        return path
+
+    def save_checkpoint(self) -> Path:
+        path = self.save(self.out / "checkpoints" / f"step_{self.step}")
+        prune(self.out, self.cfg.keep_last)
+        return path
 
     def load_state(self, path: Path):
         info = json.loads((path / "trainer_state.json").read_text())
@@ -300,59 +340,143 @@ class Trainer:
         random.setstate(state["python_rng"])
         self.log(f"resumed from {path} at step {self.step}")
 
-    def train(self) -> Path:
+    def open_metrics(self):
+        """metrics.jsonl for appending; on resume, first cut (atomically) the lines of steps after the checkpoint."""
+        path = self.out / "metrics.jsonl"
+        if path.exists():
+            kept = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= self.step]
+            tmp = path.with_name(f".metrics.jsonl.tmp-{os.getpid()}")
+            tmp.write_text("".join(line + "\n" for line in kept))
+            os.replace(tmp, path)
+        return open(path, "a")
+
+    def train(self) -> Path | None:
+        """Steps until the end (returns final/) or a stop signal (checkpoints, returns None)."""
         cfg = self.cfg
-        metrics_path = self.out / "metrics.jsonl"
-        kept = []
-        if self.step and metrics_path.exists():  # resuming: drop lines of steps after the checkpoint
-            kept = [ln for ln in metrics_path.read_text().splitlines() if json.loads(ln)["step"] <= self.step]
-        metrics_file = open(metrics_path, "w")
-        metrics_file.writelines(line + "\n" for line in kept)
+        metrics_file = self.open_metrics()
         bar = tqdm(total=self.total_steps, initial=self.step, desc="rl", unit="step", dynamic_ncols=True)
         try:
-            while self.step < self.total_steps:
-                t0 = time.perf_counter()
-                rollout, metrics = self.make_experience(self.prompts_for_step(self.step))
-                t = time.perf_counter()
-                metrics.update(self.train_on(rollout))
-                metrics["time/update"] = time.perf_counter() - t
-                metrics["time/step"] = time.perf_counter() - t0
-                metrics["tokens_per_s"] = rollout.mask.sum().item() / metrics["time/step"]
-                metrics["mem/peak_gb"] = peak_memory_gb(self.device)
-                metrics.update(self.counts)
-                self.step += 1
-                metrics = {"step": self.step, "update_step": self.update_step, **metrics}
-                metrics_file.write(json.dumps(metrics) + "\n")
-                metrics_file.flush()
-                bar.update()
-                bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", len=f"{metrics['response_len/mean']:.0f}")
-                if cfg.save_every and self.step % cfg.save_every == 0:
-                    self.save(self.out / "checkpoints" / f"step_{self.step}")
-            final = self.out / "final"
-            self.save(final, resumable=False)
-            return final
+            with StopRequest(self.log) as stop:
+                while self.step < self.total_steps and not stop.requested:
+                    t0 = time.perf_counter()
+                    rollout, metrics = self.make_experience(self.prompts_for_step(self.step))
+                    if rollout is not None:
+                        with self.phase("update", metrics):
+                            metrics.update(self.train_on(rollout))
+                        metrics["tokens_per_s"] = rollout.mask.sum().item() / (time.perf_counter() - t0)
+                    metrics["time/step"] = time.perf_counter() - t0
+                    metrics["mem/peak_gb"] = peak_memory_gb(self.device)
+                    self.counts["guard/skipped_steps"] = self.guard.skipped
+                    metrics.update(self.counts)
+                    self.step += 1
+                    metrics = {"step": self.step, "update_step": self.update_step, **metrics}
+                    metrics_file.write(json.dumps(metrics) + "\n")
+                    metrics_file.flush()
+                    bar.update()
+                    bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}",
+                                    len=f"{metrics.get('response_len/mean', 0):.0f}")
+                    if cfg.save_every and self.step % cfg.save_every == 0:
+                        self.save_checkpoint()
+                if stop.requested and self.step < self.total_steps:
+                    path = self.save_checkpoint()
+                    script = Path(sys.argv[0]).name if sys.argv[0].endswith(".py") else "train_fre.py"
+                    self.log(f"stopped by {stop.signal_name} after step {self.step}: checkpoint {path}; continue "
+                             f"with: python {script} --resume {self.out}")
+                    return None
+            return self.save(self.out / "final", resumable=False)
         finally:
             bar.close()
             metrics_file.close()
 
 
-def run(cfg: Config) -> Path:
-    """Data + reward + trainer for one run; bad data is reported by file and line, not as a traceback."""
-    import sys
+def prepare_out(cfg: Config):
+    """--out must be a new or empty directory, the run being resumed, or an earlier run given --overwrite."""
+    from rl.checkpoint import run_config
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"error: --out {out}: is a file, not a directory")
+    if out.is_dir() and any(out.iterdir()) and not cfg.resume:
+        if run_config(out) is None:
+            raise SystemExit(f"error: --out {out}: the directory is not empty and holds no run; choose another --out")
+        started = any((out / name).exists() for name in ("metrics.jsonl", "checkpoints", "final"))
+        if started and not cfg.overwrite:
+            raise SystemExit(f"error: --out {out}: holds an earlier run; continue it with --resume {out}, or start "
+                             f"anew with --overwrite (deletes it)")
+        import shutil
+        shutil.rmtree(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise SystemExit(f"error: --out {out}: cannot write there ({e.strerror or e})") from None
 
+
+def check_model(name: str):
+    """--model / --init names a loadable checkpoint: 'tiny', a local directory with a config.json, or a hub id that
+    can be reached (a one-line error otherwise, naming the local alternative)."""
+    if name == "tiny":
+        return
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise SystemExit(f"error: --model/--init {name}: the directory has no config.json (not a checkpoint)")
+        return
+    if path.exists() or name.startswith((".", "/", "~")) or len(path.parts) != 2:
+        raise SystemExit(f"error: --model/--init {name}: no such checkpoint directory")
+    from transformers import AutoConfig
+    try:
+        AutoConfig.from_pretrained(name)
+    except Exception as e:  # noqa: BLE001 - offline, unknown repo, gated: one line, not a traceback
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SystemExit(f"error: --model/--init {name}: cannot be loaded from the hub ({first[:160]}); offline, "
+                         f"pass a local checkpoint directory: --model path/to/dir") from None
+
+
+def load_samples(cfg: Config) -> list:
     from data import DataError, load_dataset_by_name
-    from rewards import get_reward
-
     try:
         samples = load_dataset_by_name(cfg.data, on_error=cfg.on_bad_row, max_samples=cfg.max_samples or None,
                                        seed=cfg.seed)
-    except (FileNotFoundError, DataError) as e:
+    except (FileNotFoundError, DataError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
+    except Exception as e:  # noqa: BLE001 - a hub that cannot be reached: one line and the local alternative
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SystemExit(f"error: --data {cfg.data}: cannot be loaded ({type(e).__name__}: {first[:160]}); offline, "
+                         f"pass a local file: --data path/to/file.jsonl") from None
+    if not samples:
+        raise SystemExit(f"error: --data {cfg.data}: no usable rows (empty, or every row was skipped)")
+    return samples
+
+
+def run(cfg: Config) -> Path | None:
+    """Check the inputs, then data + reward + trainer for one run. Every user error is one line, not a traceback."""
+    from rewards import get_reward
+
+    if not cfg.check_data:
+        prepare_out(cfg)
+        check_model(cfg.model)
+    samples = load_samples(cfg)
     print(f"{len(samples)} prompts from {cfg.data}; model {cfg.model}; preset {cfg.preset}", file=sys.stderr)
+    if cfg.check_data:
+        from data.check import check_samples, format_report
+        report = check_samples(samples, needs_gold=cfg.reward not in ("sokoban", "football"))
+        print(format_report(report))
+        bad = report["bad_rows"] / report["rows"]
+        if bad > cfg.check_data_max_bad:
+            raise SystemExit(f"error: {bad:.2%} of the rows have problems, above --check-data-max-bad "
+                             f"{cfg.check_data_max_bad:g}")
+        return None
+    if len(samples) < cfg.prompts_per_step:
+        raise SystemExit(f"error: --prompts-per-step {cfg.prompts_per_step}: the data has only {len(samples)} prompts")
     reward_fn = get_reward(cfg.reward, workers=cfg.reward_workers, timeout=cfg.reward_timeout)
     try:
         final = Trainer(cfg, samples, reward_fn).train()
+    except (CheckpointError, NonFinite) as e:
+        raise SystemExit(f"error: {e}") from None
     finally:
         reward_fn.close()
-    print(f"final checkpoint: {final}", file=sys.stderr)
+    if final is not None:
+        print(f"final checkpoint: {final}", file=sys.stderr)
     return final

@@ -1,0 +1,64 @@
+"""`--check-data`: read every row as training would, before any model is loaded, and report what is wrong.
+
+Every gold answer is parsed as the reward parses it (`gold_status`), every image is opened, and empty questions or
+answers (NaN included) are counted, with a few examples of each problem naming the file and line.
+"""
+
+import math
+from collections import Counter
+
+from tqdm.auto import tqdm
+
+from .gold import gold_status
+from .io import load_image
+from .sample import Sample
+
+
+def _where(sample: Sample) -> str:
+    meta = sample.meta
+    return f"{meta.get('file') or meta.get('source', '?')}:{meta.get('line', meta.get('row', '?'))}"
+
+
+def row_problems(sample: Sample, needs_gold: bool = True) -> list[str]:
+    """The problems of one row: 'empty_question', 'empty_gold', a gold status other than ok, 'image_unreadable'."""
+    problems = []
+    if not sample.question.strip() and not sample.images:
+        problems.append("empty_question")
+    answer = sample.answer
+    if needs_gold:
+        if answer is None or (isinstance(answer, float) and math.isnan(answer)) or not str(answer).strip():
+            problems.append("empty_gold")
+        else:
+            status = gold_status(sample)
+            if status != "ok":
+                problems.append(f"gold_{status}")
+    for image in sample.images:
+        try:
+            load_image(image)
+        except Exception:  # noqa: BLE001 - any failure to open is the finding
+            problems.append("image_unreadable")
+            break
+    return problems
+
+
+def check_samples(samples: list[Sample], needs_gold: bool = True, examples: int = 3) -> dict:
+    """{"rows", "bad_rows", "problems": {kind: count}, "examples": {kind: ["file:line: gold or image"]}}."""
+    counts, shown, bad = Counter(), {}, 0
+    for sample in tqdm(samples, desc="check data", unit="row", dynamic_ncols=True):
+        problems = row_problems(sample, needs_gold)
+        bad += bool(problems)
+        for kind in problems:
+            counts[kind] += 1
+            if len(shown.setdefault(kind, [])) < examples:
+                what = sample.images[0] if kind == "image_unreadable" else repr(str(sample.answer))[:80]
+                shown[kind].append(f"{_where(sample)}: {what}")
+    return {"rows": len(samples), "bad_rows": bad, "problems": dict(counts), "examples": shown}
+
+
+def format_report(report: dict) -> str:
+    rows, bad = report["rows"], report["bad_rows"]
+    lines = [f"{rows} rows, {bad} with problems ({bad / max(rows, 1):.2%})"]
+    for kind, n in sorted(report["problems"].items(), key=lambda kv: -kv[1]):
+        lines.append(f"  {kind}: {n}")
+        lines.extend(f"      {example}" for example in report["examples"].get(kind, []))
+    return "\n".join(lines)

@@ -1,0 +1,123 @@
+"""Checkpoints that survive a crash, a kill or a full disk, and the run directory they live in.
+
+    <out>/config.json  metrics.jsonl  checkpoints/step_N/  final/
+
+A checkpoint is written into a hidden temporary directory beside its target and renamed into place only when every
+file is on disk (`write_atomic`), with `trainer_state.json` written last: a directory named `step_N` is whole, and
+the temporary leftovers of a killed write are never read. `--resume` accepts the run directory (its newest whole
+checkpoint is used) or one checkpoint of it.
+"""
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Callable
+
+COMPLETE = "trainer_state.json"  # the last file of a checkpoint: present in every whole one
+_STEP = re.compile(r"^step_(\d+)$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be written or read; the message is one line for the user."""
+
+
+def _fsync_tree(path: Path):
+    for root, _, files in os.walk(path):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                os.fsync(f.fileno())
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
+    """`write(tmp)` fills a temporary directory, which then replaces `path` in one rename. On any error (a full
+    disk, no permission) the temporary directory is removed, `path` is left as it was, and CheckpointError says why."""
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    old = path.parent / f".{path.name}.old-{os.getpid()}"
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        write(tmp)
+        _fsync_tree(tmp)
+        if path.exists():  # a directory cannot be renamed over a non-empty one: move the old one aside first
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not path.exists():
+            os.replace(old, path)
+        raise CheckpointError(f"could not write {path}: {e.strerror or e}"
+                              + (f" ({e.filename})" if getattr(e, "filename", None) else "")) from None
+    return path
+
+
+def step_of(path: Path) -> int:
+    m = _STEP.match(Path(path).name)
+    return int(m.group(1)) if m else -1
+
+
+def complete_checkpoints(run_dir: Path) -> list[Path]:
+    """The whole checkpoints of a run, oldest first."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if _STEP.match(p.name) and (p / COMPLETE).is_file()]
+    return sorted(found, key=step_of)
+
+
+def prune(run_dir: Path, keep_last: int):
+    """Keep the newest `keep_last` whole checkpoints (0 = all) and drop the leftovers of interrupted writes."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return
+    for p in root.iterdir():
+        if p.name.startswith(".step_") and (".tmp-" in p.name or ".old-" in p.name) and not _alive(p.name):
+            shutil.rmtree(p, ignore_errors=True)
+    if keep_last > 0:
+        for p in complete_checkpoints(run_dir)[:-keep_last]:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _alive(name: str) -> bool:
+    """Whether the process that owns a temporary directory (its pid is the name's suffix) is this one."""
+    return name.rsplit("-", 1)[-1] == str(os.getpid())
+
+
+def run_config(path: Path) -> dict | None:
+    """The saved run config of a run directory (None for anything else, e.g. a model's own config.json)."""
+    try:
+        cfg = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return cfg if isinstance(cfg, dict) and "preset" in cfg and "estimator" in cfg else None
+
+
+def resolve_resume(target: str) -> tuple[Path, Path]:
+    """(run directory, checkpoint directory) for `--resume TARGET`: a run directory (its newest whole checkpoint)
+    or one `checkpoints/step_N` of it. Anything else is a CheckpointError that says what to do instead."""
+    path = Path(target)
+    if not path.exists():
+        raise CheckpointError(f"--resume {target}: no such directory")
+    if (path / COMPLETE).is_file() and path.parent.name == "checkpoints":
+        return path.parent.parent, path
+    if run_config(path) is not None:
+        found = complete_checkpoints(path)
+        if not found:
+            raise CheckpointError(f"--resume {target}: the run has no complete checkpoint yet; start it again with "
+                                  f"--overwrite")
+        return path, found[-1]
+    if (path / "config.json").is_file():
+        raise CheckpointError(f"--resume {target}: this is a finished model, not a checkpoint of a run; to train on "
+                              f"from it start a new run with --model {target} (stage 1) or --init {target} (stage 2)")
+    if _STEP.match(path.name):
+        raise CheckpointError(f"--resume {target}: this checkpoint is incomplete (its write was interrupted); "
+                              f"resume from the run directory {path.parent.parent} to use its newest whole checkpoint")
+    raise CheckpointError(f"--resume {target}: not a run directory (no config.json) nor a checkpoint of one")
