@@ -4,8 +4,9 @@ In the spirit of MageBench's football rules: a shaped reward for one action from
 (`envs.football`). The sample's metadata holds the state (`meta["state"]`, a `GameState.to_dict()`).
 
 1. Format gate, the same as the other domains (`rewards.format.format_reward`): the stripped response is exactly
-   `<think>...</think><answer>...</answer>` with one of each tag. The answer must be exactly one action name
-   from `envs.football.ACTIONS`, case-insensitive, surrounding whitespace allowed (at most 64 characters).
+   `<think>...</think><answer>...</answer>` with one `<think>` and one `<answer>`. The answer must be exactly one
+   action name from `envs.football.ACTIONS`, case-insensitive, surrounding whitespace allowed (at most 64
+   characters).
    If either check fails, or the state is missing or malformed (fail closed, counted as
    `data/football_bad_state`), every component and the total are 0.
 2. Otherwise `simulate(state, action, frames=FRAMES_PER_ACTION)` (1 s of play, a kicked ball followed to its

@@ -1,4 +1,18 @@
-"""Math accuracy with math-verify, run in killable worker processes."""
+"""Math accuracy with math-verify, run in killable worker processes.
+
+Two readings of a response, by name (`READINGS`):
+
+* "released" (the default; `r1_math`): LMM-R1's released rule. The gold is wrapped in `$...$` and parsed with
+  math-verify's default LaTeX extraction; the prediction is parsed from the WHOLE response with LaTeX extraction
+  only (`\\boxed{}` first, no unanchored `$7$`, no bare numbers) and the normalisation of `_RELEASED_PRED`; the
+  first match of each; then `verify(prediction, gold)`, in that order (verify is not symmetric: an inequality
+  answer matches an interval gold, an interval answer does not match an inequality gold).
+* "answer" (`r1_math_answer`): this project's own reading. Only the last non-blank `<answer>` block (else the
+  whole response) is parsed, boxed first, then any LaTeX or plain expression ("42"); `verify(gold, prediction)`;
+  and golds that are prose ("see figure") or parse to no sympy object count as unparseable.
+
+Both fail closed on a gold that does not parse (reward 0, status "gold_unparseable"; the released code scored 1).
+"""
 import itertools
 import logging
 import math
@@ -9,16 +23,26 @@ from dataclasses import dataclass
 
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 from math_verify.errors import TimeoutException
+from math_verify.parser import NormalizationConfig
 from sympy import Basic, MatrixBase
 
 from ._pool import KillPool
 from .text import MAX_RESPONSE_CHARS, answer_text
 
 STATUSES = ("ok", "gold_unparseable", "timeout", "error")
+READINGS = ("released", "answer")
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_MEMORY_LIMIT_MB = 2048
 
-# Boxed answers win over "final answer is ..." and bare expressions.
+# The released rule's configurations, value for value (math-verify's defaults elsewhere).
+_RELEASED_GOLD = (LatexExtractionConfig(),)
+_RELEASED_PRED = (LatexExtractionConfig(
+    normalization_config=NormalizationConfig(nits=False, malformed_operators=False, basic_latex=True, boxed="all",
+                                             units=True),
+    boxed_match_priority=0,  # \boxed{} before "final answer is $...$"
+    try_extract_without_anchor=False,  # no bare "$7$" without an anchor
+),)
+# The project's reading: boxed answers win over "final answer is ..." and bare expressions.
 _PRED_CONFIG = (LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig())
 _TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mbox)\s*\{([^{}]*)\}")
 _LATEX_CMD = re.compile(r"\\[A-Za-z]+")
@@ -42,11 +66,12 @@ def _parse(text: str, timeout: int | None, **kw) -> list:
         return []
 
 
-def _verify(gold: list, pred: list, timeout: int | None) -> bool:
-    # Same as verify(gold, pred) (any pair matches), but lets MemoryError through.
-    for g, p in itertools.product(gold, pred):
+def _verify(first: list, second: list, timeout: int | None) -> bool:
+    # Same as verify(first, second) (any pair matches), but lets MemoryError through. verify's first argument is its
+    # "gold": the order matters (relations against sets, equations against numbers).
+    for a, b in itertools.product(first, second):
         try:
-            if verify(g, p, timeout_seconds=timeout, raise_on_error=True):
+            if verify(a, b, timeout_seconds=timeout, raise_on_error=True):
                 return True
         except MemoryError:
             raise
@@ -68,7 +93,8 @@ def _is_prose(gold: str, exprs: list) -> bool:
 
 
 def parse_gold(gold: str, timeout: int | None = None) -> list:
-    """Parsed gold (math-verify list), or [] when it is empty, prose or not math."""
+    """The "answer" reading's gold (math-verify list), or [] when it is empty, prose or not math (strict: also the
+    verifiability filter of the data loaders)."""
     gold = str(gold).strip()
     if not gold:
         return []
@@ -80,22 +106,38 @@ def parse_gold(gold: str, timeout: int | None = None) -> list:
     return parsed
 
 
-def check(response: str, gold: str, max_chars: int = MAX_RESPONSE_CHARS,
-          timeout: int | None = None) -> MathResult:
-    """One accuracy check, in the current process. `timeout` is math-verify's own (signal based)."""
-    gold_parsed = parse_gold(gold, timeout)
+def parse_gold_released(gold: str, timeout: int | None = None) -> list:
+    """The released rule's gold: `$gold$`, default LaTeX extraction, first match; [] = unparseable."""
+    return _parse(f"${gold}$", timeout, extraction_config=_RELEASED_GOLD, extraction_mode="first_match")
+
+
+def check(response: str, gold: str, max_chars: int | None = None, timeout: int | None = None,
+          reading: str = "released") -> MathResult:
+    """One accuracy check, in the current process. `timeout` is math-verify's own (signal based). `max_chars`: only
+    the response's last max_chars characters are read (None: the released reading reads all of it, the answer
+    reading its last MAX_RESPONSE_CHARS)."""
+    if reading == "released":
+        gold_parsed = parse_gold_released(gold, timeout)
+    elif reading == "answer":
+        gold_parsed = parse_gold(gold, timeout)
+    else:
+        raise ValueError(f"unknown reading {reading!r}; expected one of {READINGS}")
     if not gold_parsed:
-        return MathResult(0.0, "gold_unparseable")  # fail closed: open-r1 scored this 1.0
-    text = answer_text(response or "", max_chars)
+        return MathResult(0.0, "gold_unparseable")  # fail closed: the released code (and open-r1) scored this 1.0
+    text = response or ""
+    if max_chars is not None:
+        text = text[-max_chars:]
     if not text.strip():
-        return MathResult(0.0, "ok")
-    pred = _parse(text, timeout, extraction_config=_PRED_CONFIG)
-    if not pred:
-        return MathResult(0.0, "ok")
-    return MathResult(float(_verify(gold_parsed, pred, timeout)), "ok")
+        return MathResult(0.0, "ok")  # the released code read the prompt instead of an empty response
+    if reading == "released":
+        pred = _parse(text, timeout, extraction_config=_RELEASED_PRED, extraction_mode="first_match")
+        return MathResult(float(bool(pred) and _verify(pred, gold_parsed, timeout)), "ok")
+    pred = _parse(answer_text(text, max_chars or MAX_RESPONSE_CHARS), timeout, extraction_config=_PRED_CONFIG)
+    return MathResult(float(bool(pred) and _verify(gold_parsed, pred, timeout)), "ok")
 
 
-def math_accuracy(response: str, gold: str, timeout: float = DEFAULT_TIMEOUT) -> MathResult:
+def math_accuracy(response: str, gold: str, timeout: float = DEFAULT_TIMEOUT,
+                  reading: str = "released") -> MathResult:
     """In-process check for trusted text and quick use.
 
     No memory limit, and the timeout is best effort: math-verify's signal.alarm,
@@ -103,7 +145,7 @@ def math_accuracy(response: str, gold: str, timeout: float = DEFAULT_TIMEOUT) ->
     """
     on_main = threading.current_thread() is threading.main_thread()
     try:
-        return check(response, gold, timeout=math.ceil(timeout) if on_main else None)
+        return check(response, gold, timeout=math.ceil(timeout) if on_main else None, reading=reading)
     except TimeoutException:
         return MathResult(0.0, "timeout")
     except MemoryError:
@@ -122,9 +164,10 @@ def _worker_setup(memory_limit_mb: int) -> None:
     # Time limits are enforced from outside, so silence math-verify's "timeout disabled" notice.
     logging.getLogger("math_verify").setLevel(logging.ERROR)
     # Load sympy's lazily imported parts before any check's clock starts.
-    check(r"\boxed{\frac{1}{2}}", "0.5")
-    check(r"\boxed{(1, 2]}", "(1,2]")
-    check(r"\boxed{x=2}", "2")
+    for reading in READINGS:
+        check(r"\boxed{\frac{1}{2}}", "0.5", reading=reading)
+        check(r"\boxed{(1, 2]}", "(1,2]", reading=reading)
+        check(r"\boxed{x=2}", "2", reading=reading)
     # The cap is on top of the worker's size after start-up: spawn re-imports the
     # caller's __main__, which may pull in torch and hundreds of MB of address space.
     base_kb = _address_space_kb() or 0
@@ -147,12 +190,18 @@ class MathVerifier:
     Workers use the 'spawn' start method: they re-import the caller's script, so
     it needs an `if __name__ == "__main__":` guard. Start-up takes ~1 s; the first
     score() waits for it. Calls from several threads are serialized.
+
+    `reading` is one of READINGS; `max_chars` (None: the whole response for "released", its last
+    MAX_RESPONSE_CHARS characters for "answer") bounds what is read of each response.
     """
 
     def __init__(self, workers: int = 2, timeout: float = DEFAULT_TIMEOUT,
                  memory_limit_mb: int = DEFAULT_MEMORY_LIMIT_MB,
-                 max_chars: int = MAX_RESPONSE_CHARS, mp_context: str = "spawn"):
-        self.max_chars = max_chars
+                 max_chars: int | None = None, mp_context: str = "spawn", reading: str = "released"):
+        if reading not in READINGS:
+            raise ValueError(f"unknown reading {reading!r}; expected one of {READINGS}")
+        self.reading = reading
+        self.max_chars = max_chars if max_chars is not None or reading == "released" else MAX_RESPONSE_CHARS
         self._pool = KillPool(check, workers=workers, timeout=timeout, setup=_worker_setup,
                               setup_args=(memory_limit_mb,), mp_context=mp_context)
 
@@ -165,7 +214,9 @@ class MathVerifier:
         if len(responses) != len(golds):
             raise ValueError(f"{len(responses)} responses but {len(golds)} golds")
         # Cut before sending: no point piping megabytes the worker will drop.
-        tasks = [((r or "")[-self.max_chars:], str(g), self.max_chars) for r, g in zip(responses, golds)]
+        cut = self.max_chars
+        tasks = [((r or "") if cut is None else (r or "")[-cut:], str(g), cut, None, self.reading)
+                 for r, g in zip(responses, golds)]
         return [value if status == "ok" else _POOL_RESULTS[status]
                 for status, value in self._pool.map(tasks)]
 

@@ -1,10 +1,13 @@
-"""The R1 rewards: "format", "r1_choice", "r1_math" and "r1_auto" (format 0 / 0.5 plus accuracy 0 / 1)."""
+"""The R1 rewards (format 0 / 0.5 plus accuracy 0 / 1): "format"; "r1_math", the released LMM-R1 rule (the paper
+presets use it for every sample, multiple choice included); and this project's own readings, "r1_math_answer" (math
+read from the last answer block), "r1_choice" (option letters) and "r1_auto" (option letters for multiple-choice
+samples, the released math rule for the rest)."""
 from .base import COUNT_NAMES, RewardOutput, _check_lengths, _NoPool
 from .choice import choice_reward, gold_letter
 from .format import format_reward
 from .math import STATUSES, MathVerifier
 
-__all__ = ["FormatReward", "R1ChoiceReward", "R1MathReward", "R1AutoReward"]
+__all__ = ["FormatReward", "R1ChoiceReward", "R1MathReward", "R1MathAnswerReward", "R1AutoReward"]
 
 
 class FormatReward(_NoPool):
@@ -29,12 +32,16 @@ class R1ChoiceReward(_NoPool):
 
 
 class R1MathReward:
-    """Name "r1_math": format (0 / 0.5) + math-verify accuracy (0 / 1), checked in a worker pool.
+    """Name "r1_math": format (0 / 0.5) + math-verify accuracy (0 / 1) as the released code reads it (`rewards.math`,
+    reading "released"), checked in a worker pool.
 
     `counts` has every status in STATUSES under its metric name (COUNT_NAMES).
     """
 
+    reading = "released"
+
     def __init__(self, workers: int = 2, timeout: float = 5.0, **verifier_options):
+        verifier_options.setdefault("reading", self.reading)
         self.verifier = MathVerifier(workers=workers, timeout=timeout, **verifier_options)
 
     def __call__(self, responses, golds, metas=None) -> RewardOutput:
@@ -54,6 +61,13 @@ class R1MathReward:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class R1MathAnswerReward(R1MathReward):
+    """Name "r1_math_answer": this project's reading (`rewards.math`, reading "answer"): the last answer block,
+    bare numbers count, verify(gold, prediction), prose golds refused. Format as in "r1_math"."""
+
+    reading = "answer"
 
 
 class R1AutoReward(R1MathReward):

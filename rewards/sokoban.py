@@ -12,10 +12,10 @@
 * thinking_bonus: 0.001 per word longer than one character in the stripped `<think>` text, words being the pieces
   of a split on single spaces (as the verifier does: a newline does not separate words), at most 0.2.
 
-Two deliberate differences from the verifier, both only on inputs it handles by accident:
-* tag ORDER is checked (the verifier only counts the tags; its slicing then reads the wrong spans);
-* the box-on-target count starts from the level (gym-sokoban's reset); LMM-R1's direct level loader starts it at
-  0, which pays a spurious +1 on the first step of a level that starts with a box on a target.
+Boxes that start on a target count as placed from the start (gym-sokoban's reset, as in the verifier): no reward
+until one moves; pushing it off costs 1 and pushing it back earns 1 again.
+One deliberate difference from the verifier, only on inputs it handles by accident: tag ORDER is checked (the
+verifier only counts the tags; its slicing then reads the wrong spans).
 Responses longer than MAX_RESPONSE_CHARS fail the gate (bounded work on untrusted text; no regex is used).
 """
 from __future__ import annotations

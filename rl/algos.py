@@ -25,6 +25,8 @@ from torch import Tensor
 __all__ = [
     "ESTIMATORS",
     "AGGREGATIONS",
+    "REWARD_CLIP",
+    "GRPO_EPS",
     "KL_KINDS",
     "masked_sum",
     "masked_mean",
@@ -48,8 +50,12 @@ ESTIMATORS = ("reinforce_baseline", "grpo", "rloo", "reinforce", "gae")
 AGGREGATIONS = ("seq-mean-token-mean", "token-mean")
 KL_KINDS = ("k1", "k2", "k3")
 
-# Estimators whose advantages OpenRLHF whitens by default (whiten_advantages=None).
-_WHITEN_BY_DEFAULT = {"reinforce_baseline": True, "reinforce": True, "gae": True, "grpo": False, "rloo": False}
+# Estimators whose advantages the released LMM-R1 code whitens (whiten_advantages=None): all but grpo.
+_WHITEN_BY_DEFAULT = {"reinforce_baseline": True, "reinforce": True, "gae": True, "rloo": True, "grpo": False}
+# The released code clips every scalar reward to this range before any estimator shapes it.
+REWARD_CLIP = 10.0
+# GRPO's std epsilon in the released code.
+GRPO_EPS = 1e-9
 
 
 def _valid(mask: Tensor) -> Tensor:
@@ -109,7 +115,9 @@ def kl_estimate(logp: Tensor, ref_logp: Tensor, kind: str = "k3") -> Tensor:
 
 
 def outcome_advantage(rewards: Tensor, group_size: int, estimator: str) -> Tensor:
-    """Shape scalar per-sample rewards [N] within contiguous prompt groups of size group_size."""
+    """Shape scalar per-sample rewards [N] within contiguous prompt groups of size group_size.
+
+    The rewards come in already clipped (compute_advantages clips them first, as the released code does)."""
     # OpenRLHF ppo_utils/experience_maker: group baselines over n_samples_per_prompt rollouts.
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown advantage estimator {estimator!r}; expected one of {ESTIMATORS}")
@@ -126,14 +134,14 @@ def outcome_advantage(rewards: Tensor, group_size: int, estimator: str) -> Tenso
     r = rewards.view(-1, group_size)
     if estimator == "reinforce_baseline":
         # REINFORCE++-baseline (Hu et al. 2025): subtract the group mean only (no std
-        # division: avoids GRPO's difficulty bias), then OpenRLHF's reward clip [-10, 10].
-        out = (r - r.mean(dim=1, keepdim=True)).clamp(-10.0, 10.0)
+        # division: avoids GRPO's difficulty bias).
+        out = r - r.mean(dim=1, keepdim=True)
     elif estimator == "grpo":
-        # GRPO (DeepSeekMath, Shao et al. 2024): (r - mean) / (std + 1e-6). Unbiased std
+        # GRPO (DeepSeekMath, Shao et al. 2024): (r - mean) / (std + 1e-9). Unbiased std
         # (Bessel, torch default), matching OpenRLHF's `rewards.std(-1)`.
         if group_size < 2:
             raise ValueError("grpo needs group_size >= 2 (std of a single sample is undefined)")
-        out = (r - r.mean(dim=1, keepdim=True)) / (r.std(dim=1, keepdim=True) + 1e-6)
+        out = (r - r.mean(dim=1, keepdim=True)) / (r.std(dim=1, keepdim=True) + GRPO_EPS)
     else:  # rloo
         # RLOO (Ahmadian et al. 2024): leave-one-out baseline mean of the other g-1 rewards.
         if group_size < 2:
@@ -374,15 +382,18 @@ def compute_advantages(
     lam: float = 1.0,
     whiten_advantages: Optional[bool] = None,
     all_reduce: Optional[Callable[[Tensor], Optional[Tensor]]] = None,
+    reward_clip: Optional[float] = REWARD_CLIP,
 ) -> tuple[Tensor, Tensor]:
     """Scalar rewards [N] -> per-token (advantages, returns) [N, T] for the given estimator."""
-    # OpenRLHF experience maker: group-shape outcome -> per-token reward (KL-in-reward when
-    # beta > 0) -> reward-to-go (REINFORCE family) or GAE (PPO) -> optional global whitening
-    # (default on for reinforce/reinforce_baseline/gae, off for grpo/rloo).
+    # LMM-R1's experience maker: clip the scalar reward to [-reward_clip, reward_clip] (every
+    # estimator) -> group-shape it -> per-token reward (KL-in-reward when beta > 0) -> reward-to-go
+    # (REINFORCE family) or GAE (PPO) -> global whitening (default on for all but grpo).
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown advantage estimator {estimator!r}; expected one of {ESTIMATORS}")
     if beta != 0.0 and kl is None:
         raise ValueError("beta != 0 requires the per-token `kl` tensor (KL-in-reward)")
+    if reward_clip is not None:
+        rewards = rewards.clamp(-reward_clip, reward_clip)
     outcome = outcome_advantage(rewards, group_size, estimator)
     tok = token_rewards(outcome, mask, kl=kl, beta=beta)
     if estimator == "gae":

@@ -85,17 +85,22 @@ R = T([1.0, 0.0, 0.5, 0.5])
 
 def test_outcome_reinforce_baseline():
     close(A.outcome_advantage(R, 2, "reinforce_baseline"), [0.5, -0.5, 0.0, 0.0])
-    # clamp to [-10, 10]: [30, 0] -> mean 15 -> [15, -15] -> [10, -10]
-    close(A.outcome_advantage(T([30.0, 0.0]), 2, "reinforce_baseline"), [10.0, -10.0])
+    # No clamp here: the reward clip comes first, in compute_advantages. [30, 0] -> mean 15 -> [15, -15]
+    close(A.outcome_advantage(T([30.0, 0.0]), 2, "reinforce_baseline"), [15.0, -15.0])
 
 
-def test_outcome_grpo_unbiased_std():
-    # group (1, 0): unbiased std = sqrt(0.5) = 0.7071068; 0.5 / (0.7071068 + 1e-6) = 0.7071058
-    # group (0.5, 0.5): std 0 -> 0 / 1e-6 = 0
-    close(A.outcome_advantage(R, 2, "grpo"), [0.7071058, -0.7071058, 0.0, 0.0])
-    # group of 3 (1, 0, 0): mean 1/3, unbiased var 1/3, std 0.5773503
-    # 2/3 / 0.5773513 = 1.1546985, -1/3 / 0.5773513 = -0.5773493
-    close(A.outcome_advantage(T([1.0, 0.0, 0.0]), 3, "grpo"), [1.1546985, -0.5773493, -0.5773493])
+def test_outcome_grpo_unbiased_std_eps_1e9():
+    # group (1, 0): unbiased std = sqrt(0.5) = 0.70710678; 0.5 / (0.70710678 + 1e-9) = 0.70710678
+    # group (0.5, 0.5): std 0 -> 0 / 1e-9 = 0
+    close(A.outcome_advantage(R, 2, "grpo"), [0.70710678, -0.70710678, 0.0, 0.0], atol=1e-8)
+    # group of 3 (1, 0, 0): mean 1/3, unbiased var 1/3, std 0.57735027
+    # 2/3 / 0.57735027 = 1.15470054, -1/3 / 0.57735027 = -0.57735027
+    close(A.outcome_advantage(T([1.0, 0.0, 0.0]), 3, "grpo"), [1.15470054, -0.57735027, -0.57735027], atol=1e-8)
+    # The epsilon is 1e-9 (the released code's), not 1e-6: a group (1e-9, 0) has mean 5e-10 and std
+    # 1e-9 / sqrt(2) = 7.0710678e-10, so 5e-10 / (7.0710678e-10 + 1e-9) = 0.5 / (1 / sqrt(2) + 1) = 0.29289322
+    # (with 1e-6 it would be 5e-10 / 1.0007e-6 = 0.0004996).
+    assert A.GRPO_EPS == 1e-9
+    close(A.outcome_advantage(T([1e-9, 0.0]), 2, "grpo"), [0.29289322, -0.29289322], atol=1e-8)
 
 
 def test_outcome_rloo():
@@ -300,18 +305,29 @@ def test_value_loss_clipped_and_unclipped_branches():
 CA_MASK = T([[1, 1, 1], [1, 0, 0], [1, 1, 0], [1, 1, 0]])  # lengths 3, 1, 2, 2
 
 
-def test_compute_advantages_grpo_and_rloo_no_whitening_by_default():
+def test_compute_advantages_grpo_not_whitened_by_default():
     adv, ret = A.compute_advantages("grpo", R, CA_MASK, 2)
-    a = 0.7071058
-    close(adv, [[a, a, a], [-a, 0, 0], [0, 0, 0], [0, 0, 0]])
+    a = 0.70710678
+    close(adv, [[a, a, a], [-a, 0, 0], [0, 0, 0], [0, 0, 0]], atol=1e-8)
     close(ret, adv)
-    adv, _ = A.compute_advantages("rloo", R, CA_MASK, 2)
-    close(adv, [[1, 1, 1], [-1, 0, 0], [0, 0, 0], [0, 0, 0]])
     # explicit whitening on
-    adv, _ = A.compute_advantages("rloo", R, CA_MASK, 2, whiten_advantages=True)
+    adv, _ = A.compute_advantages("grpo", R, CA_MASK, 2, whiten_advantages=True)
     valid = adv[CA_MASK.bool()]
     close(valid.mean(), 0.0)
     close(valid.std(unbiased=False), 1.0)
+
+
+def test_compute_advantages_rloo_whitened_by_default():
+    # The released code whitens RLOO like reinforce_baseline.
+    adv, ret = A.compute_advantages("rloo", R, CA_MASK, 2)
+    # rloo outcome [1, -1, 0, 0]; G over the 8 valid tokens: 1, 1, 1 | -1 | 0, 0 | 0, 0
+    close(ret, [[1, 1, 1], [-1, 0, 0], [0, 0, 0], [0, 0, 0]])
+    # mean 2/8 = 0.25, E[x^2] 4/8 = 0.5, population var 0.5 - 0.0625 = 0.4375, std 0.66143783
+    # 0.75/std = 1.1338934, -1.25/std = -1.8898224, -0.25/std = -0.3779645
+    p, n, z = 1.1338934, -1.8898224, -0.3779645
+    close(adv, [[p, p, p], [n, 0, 0], [z, z, 0], [z, z, 0]])
+    adv_off, _ = A.compute_advantages("rloo", R, CA_MASK, 2, whiten_advantages=False)
+    close(adv_off, ret)
 
 
 def test_compute_advantages_reinforce_baseline_whitened_by_default():
@@ -349,6 +365,30 @@ def test_compute_advantages_gae():
     valid = adv_w[CA_MASK.bool()]
     close(valid.mean(), 0.0)
     close(valid.std(unbiased=False), 1.0)
+
+
+def test_reward_clip_before_shaping_every_estimator():
+    mask = T([[1, 1], [1, 0]])
+    # gae: a solved Sokoban level worth 11.45 trains as 10 (values 0, lambda = gamma = 1: returns = reward).
+    adv, ret = A.compute_advantages("gae", T([11.45, -12.0]), mask, 1, values=torch.zeros(2, 2),
+                                    whiten_advantages=False)
+    close(ret, [[10.0, 10.0], [-10.0, 0.0]])
+    close(adv, [[10.0, 10.0], [-10.0, 0.0]])
+    # reinforce_baseline clips first, then subtracts the group mean: [30, 0] -> [10, 0] -> [5, -5]
+    # (clipping after the baseline would give [10, -10]).
+    _, ret = A.compute_advantages("reinforce_baseline", T([30.0, 0.0]), mask, 2, whiten_advantages=False)
+    close(ret, [[5.0, 5.0], [-5.0, 0.0]])
+    # rloo: [30, 0] -> [10, 0] -> [10 - 0, 0 - 10] = [10, -10]; grpo: [10, 0] -> [0.70710678, -0.70710678]
+    _, ret = A.compute_advantages("rloo", T([30.0, 0.0]), mask, 2, whiten_advantages=False)
+    close(ret, [[10.0, 10.0], [-10.0, 0.0]])
+    _, ret = A.compute_advantages("grpo", T([30.0, 0.0]), mask, 2)
+    close(ret, [[0.70710678, 0.70710678], [-0.70710678, 0.0]], atol=1e-8)
+    # reinforce: [-30, 3] -> [-10, 3]
+    _, ret = A.compute_advantages("reinforce", T([-30.0, 3.0]), mask, 1, whiten_advantages=False)
+    close(ret, [[-10.0, -10.0], [3.0, 0.0]])
+    # reward_clip=None turns the clip off.
+    _, ret = A.compute_advantages("reinforce", T([-30.0, 3.0]), mask, 1, whiten_advantages=False, reward_clip=None)
+    close(ret, [[-30.0, -30.0], [3.0, 0.0]])
 
 
 def test_compute_advantages_errors():

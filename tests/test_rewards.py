@@ -5,7 +5,7 @@ import pytest
 
 import rewards.math as rmath
 from rewards import (
-    MathResult, RewardOutput, answer_text, choice_reward, extract_choice, format_reward,
+    REWARDS, MathResult, RewardOutput, answer_text, choice_reward, extract_choice, format_reward,
     get_reward, math_accuracy,
 )
 from rewards._pool import KillPool
@@ -15,8 +15,15 @@ POOL_TIMEOUT = 2.0  # short, so the timeout test is quick; real checks here take
 
 @pytest.fixture(scope="module")
 def math_reward():
-    # One pool for the module: spawning workers (sympy import) costs ~1 s.
+    # One pool per reward for the module: spawning workers (sympy import) costs ~1 s.
     fn = get_reward("r1_math", workers=2, timeout=POOL_TIMEOUT)
+    yield fn
+    fn.close()
+
+
+@pytest.fixture(scope="module")
+def answer_reward():
+    fn = get_reward("r1_math_answer", workers=2, timeout=POOL_TIMEOUT)
     yield fn
     fn.close()
 
@@ -43,6 +50,12 @@ def _gone(pid: int) -> bool:
     ("<think>a</think><answer>b</answer>x", 0.0),  # text after
     ("<answer>b</answer><think>a</think>", 0.0),  # wrong order
     ("", 0.0),
+    # The released rule counts the opening tags only; a block may hold the OTHER block's closing tag.
+    ("<think>a</answer></think><answer>b</answer>", 0.5),  # `</answer>` inside the thinking
+    ("<think>a</think><answer>b</think></answer>", 0.5),  # `</think>` inside the answer
+    ("<think>a</think></think><answer>b</answer>", 0.0),  # the thinking ends at the first `</think>`
+    ("<think>a</think><answer>b</answer></answer>", 0.0),  # text after the first `</answer>`
+    ("<think>a<think></think><answer>b</answer>", 0.0),  # two `<think>`
 ])
 def test_format_reward(response, expected):
     assert format_reward(response) == expected
@@ -74,9 +87,54 @@ def test_answer_text():
 
 # ---------------------------------------------------------------- math
 
-MATH_CASES = [  # (response, gold, reward, status)
+# The released rule (r1_math, reading "released"): `$gold$`; the whole response, LaTeX only, anchored, boxed first.
+RELEASED_CASES = [  # (response, gold, reward, status)
+    (r"\boxed{42}", "42", 1.0, "ok"),
+    ("42", "42", 0.0, "ok"),  # a bare number: no `$` and no `\boxed`
+    ("$42$", "42", 0.0, "ok"),  # LaTeX without an anchor ("final answer is") is not read
+    ("The answer is 42", "42", 0.0, "ok"),
+    ("The final answer is $42$", "42", 1.0, "ok"),
+    # the whole response is read: a boxed answer inside the thinking counts
+    (r"<think>so it is \boxed{7}</think><answer>seven</answer>", "7", 1.0, "ok"),
+    # the first match: the rightmost boxed answer, boxed before an anchored one
+    (r"<think>maybe \boxed{3}</think><answer>\boxed{4}</answer>", "4", 1.0, "ok"),
+    (r"<think>maybe \boxed{4}</think><answer>\boxed{3}</answer>", "4", 0.0, "ok"),
+    (r"\boxed{2} and then \boxed{3}", "2", 0.0, "ok"),
+    (r"\boxed{5}. The final answer is $7$", "5", 1.0, "ok"),
+    # verify(prediction, gold), in that order: an inequality answer matches an interval gold, not the reverse
+    (r"\boxed{x>1}", r"(1,\infty)", 1.0, "ok"),
+    (r"\boxed{x \geq 2}", r"[2,\infty)", 1.0, "ok"),
+    (r"\boxed{(1,\infty)}", "x>1", 0.0, "ok"),
+    (r"\boxed{\frac{1}{2}}", "0.5", 1.0, "ok"),
+    (r"\boxed{x=2}", "2", 1.0, "ok"),
+    (r"\boxed{2}", "x=2", 1.0, "ok"),
+    (r"\boxed{\{2, 1\}}", r"\{1,2\}", 1.0, "ok"),
+    (r"\boxed{(1, 2]}", "(1,2]", 1.0, "ok"),
+    (r"\boxed{(1, 2)}", "[1,2]", 0.0, "ok"),
+    (r"\boxed{3\sqrt{2}}", r"\sqrt{18}", 1.0, "ok"),
+    (r"\boxed{36}", r"36^\circ", 1.0, "ok"),
+    (r"\boxed{B}", "B", 1.0, "ok"),  # option letters go through the same rule
+    ("<answer>B</answer>", "B", 0.0, "ok"),
+    (r"\boxed{1}", "$1$", 1.0, "ok"),  # `$$1$$` parses too
+    # the gold is read as the released code reads it: "see figure" parses (to symbols) and is verified
+    (r"\boxed{see figure}", "see figure", 1.0, "ok"),
+    (r"\boxed{1}", "see figure", 0.0, "ok"),
+    ("", "1", 0.0, "ok"),
+    ("   ", "1", 0.0, "ok"),
+    # fail closed: an unparseable gold scores 0 (the released code scored 1)
+    (r"\boxed{1}", "", 0.0, "gold_unparseable"),
+    (r"\boxed{1}", "   ", 0.0, "gold_unparseable"),
+    # the whole response is read, however long
+    ("junk " * 4000 + r"\boxed{2}", "2", 1.0, "ok"),
+    (r"\boxed{2}" + " junk" * 4000, "2", 1.0, "ok"),
+]
+
+# This project's reading (r1_math_answer, reading "answer"): the last answer block, bare expressions, verify(gold, pred).
+ANSWER_CASES = [  # (response, gold, reward, status)
     (r"\frac{1}{2}", "0.5", 1.0, "ok"),
     ("0.5", r"\frac{1}{2}", 1.0, "ok"),
+    ("42", "42", 1.0, "ok"),
+    ("$42$", "42", 1.0, "ok"),
     (r"So we get \boxed{\frac{3}{4}}.", r"\frac34", 1.0, "ok"),
     (r"\boxed{x=2}", "2", 1.0, "ok"),
     ("x = 2", "2", 1.0, "ok"),
@@ -84,7 +142,8 @@ MATH_CASES = [  # (response, gold, reward, status)
     (r"\boxed{\{2, 1\}}", r"\{1,2\}", 1.0, "ok"),
     (r"\boxed{(1, 2]}", "(1,2]", 1.0, "ok"),
     (r"\boxed{(1, 2)}", "[1,2]", 0.0, "ok"),
-    (r"\boxed{(1,\infty)}", "x>1", 1.0, "ok"),
+    (r"\boxed{(1,\infty)}", "x>1", 1.0, "ok"),  # verify(gold, prediction): the reverse of the released order
+    (r"\boxed{x>1}", r"(1,\infty)", 0.0, "ok"),
     (r"\boxed{3\sqrt{2}}", r"\sqrt{18}", 1.0, "ok"),
     (r"\boxed{36}", r"36^\circ", 1.0, "ok"),
     (r"The answer is \boxed{4}", "3", 0.0, "ok"),
@@ -93,6 +152,7 @@ MATH_CASES = [  # (response, gold, reward, status)
     # the last answer block is parsed, not the thinking
     (r"<think>maybe \boxed{3}</think><answer>\boxed{4}</answer>", "4", 1.0, "ok"),
     (r"<think>maybe \boxed{4}</think><answer>\boxed{3}</answer>", "4", 0.0, "ok"),
+    (r"<think>so it is \boxed{7}</think><answer>seven</answer>", "7", 0.0, "ok"),
     ("", "1", 0.0, "ok"),
     ("   ", "1", 0.0, "ok"),
     ("no numbers here", "1", 0.0, "ok"),
@@ -111,31 +171,66 @@ MATH_CASES = [  # (response, gold, reward, status)
 ]
 
 
-def test_math_cases_through_pool(math_reward):
-    responses, golds, rewards_, statuses = map(list, zip(*MATH_CASES))
+def test_released_math_cases_through_pool(math_reward):
+    responses, golds, rewards_, statuses = map(list, zip(*RELEASED_CASES))
     results = math_reward.verifier.score(responses, golds)
     assert [(r.reward, r.status) for r in results] == list(zip(rewards_, statuses))
 
 
+def test_answer_math_cases_through_pool(answer_reward):
+    responses, golds, rewards_, statuses = map(list, zip(*ANSWER_CASES))
+    results = answer_reward.verifier.score(responses, golds)
+    assert [(r.reward, r.status) for r in results] == list(zip(rewards_, statuses))
+
+
 def test_math_in_process_matches_pool():
-    for response, gold, reward, status in MATH_CASES[:6] + MATH_CASES[-6:]:
+    for response, gold, reward, status in RELEASED_CASES[:12] + RELEASED_CASES[-6:]:
         assert math_accuracy(response, gold) == MathResult(reward, status), (response, gold)
+    for response, gold, reward, status in ANSWER_CASES[:6] + ANSWER_CASES[-6:]:
+        assert math_accuracy(response, gold, reading="answer") == MathResult(reward, status), (response, gold)
+    with pytest.raises(ValueError):
+        math_accuracy("1", "1", reading="nope")
 
 
 def test_r1_math_components_and_counts(math_reward):
     good = r"<think>1+1</think><answer>\boxed{2}</answer>"
+    stray = r"<think>1+1 is </answer> two</think><answer>\boxed{2}</answer>"  # format 0.5: opening tags counted
     out = math_reward(
+        [good, good, r"<think>x</think> <answer>\boxed{2}</answer>", "<think>1+1</think><answer>2</answer>", stray],
+        ["2", "", "2", "2", "2"],
+        [{}, {}, {}, {}, {}],
+    )
+    assert isinstance(out, RewardOutput)
+    assert out.components == {
+        "format": [0.5, 0.5, 0.0, 0.5, 0.5],
+        "accuracy": [1.0, 0.0, 1.0, 0.0, 1.0],  # an answer "2" with no `\boxed` scores 0
+        "total": [1.5, 0.5, 1.0, 0.5, 1.5],
+    }
+    assert out.counts == {"reward/checked": 4, "data/gold_unparseable": 1, "reward/timeout": 0, "reward/error": 0}
+
+
+def test_r1_math_answer_components_and_counts(answer_reward):
+    good = r"<think>1+1</think><answer>\boxed{2}</answer>"
+    out = answer_reward(
         [good, good, r"<think>x</think> <answer>2</answer>", "3"],
         ["2", "see figure", "2", "2"],
         [{}, {}, {}, {}],
     )
-    assert isinstance(out, RewardOutput)
     assert out.components == {
         "format": [0.5, 0.5, 0.0, 0.0],
         "accuracy": [1.0, 0.0, 1.0, 0.0],
         "total": [1.5, 0.5, 1.0, 0.0],
     }
     assert out.counts == {"reward/checked": 3, "data/gold_unparseable": 1, "reward/timeout": 0, "reward/error": 0}
+
+
+def test_r1_auto_letters_for_choice_released_rule_for_the_rest():
+    with get_reward("r1_auto", workers=1, timeout=POOL_TIMEOUT) as fn:
+        out = fn(["<think>t</think><answer>(B)</answer>", "<think>t</think><answer>2</answer>",
+                  r"<think>t</think><answer>\boxed{2}</answer>"],
+                 ["B", "2", "2"], [{"domain": "choice"}, {"domain": "math"}, {}])
+    assert out.components == {"format": [0.5, 0.5, 0.5], "accuracy": [1.0, 0.0, 1.0], "total": [1.5, 0.5, 1.5]}
+    assert out.counts == {"reward/checked": 3, "data/gold_unparseable": 0, "reward/timeout": 0, "reward/error": 0}
 
 
 def test_timeout_kills_worker_and_rest_of_batch_is_scored(math_reward):
@@ -240,6 +335,7 @@ def test_registry_choice_and_format():
 
     out = get_reward("format")([good, "B"], ["B", "B"], None)
     assert out.components == {"format": [0.5, 0.0], "total": [0.5, 0.0]}
+    assert set(REWARDS) >= {"r1_math", "r1_math_answer", "r1_choice", "r1_auto", "format"}
 
     with pytest.raises(KeyError):
         get_reward("nope")

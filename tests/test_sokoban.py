@@ -84,13 +84,38 @@ def test_push_on_and_off_target():
 
 
 def test_box_starting_on_a_target():
-    # The on-target count starts at 1 (gym-sokoban's reset), so no reward until a box changes status.
+    # The on-target count starts at 1 (gym-sokoban's reset, as the released verifier), so no reward until a box
+    # changes status: no +1 on the first step.
     # down -0.1 (-0.1); right -0.1 (-0.2); up: box (3,2) off its target to (2,2): -0.1 - 1 = -1.1 (-1.3);
     # right: box (3,3) onto (3,4): -0.1 + 1 = 0.9 (-0.4); up, up, left: -0.1 each (-0.7);
     # down: box (2,2) back onto (3,2), all placed: -0.1 + 1 + 10 = 10.9 (10.2).
     # env = 10.2 = 10 + (1 + 1 - 1) - 0.1 * 8; bonus 8 * 0.05 = 0.4; total = 10.2 + 0.5 + 0.4 + 0.002 = 11.102
     plan = ["down", "right", "up", "right", "up", "up", "left", "down"]
     check(sokoban_reward(resp(plan), LEVEL_C), 10.2, 0.4, 0.002, 11.102, success=True)
+
+
+# Level D: box (2,2) starts on its target; box (2,5) next to target (2,6).
+LEVEL_D = Level.from_text(
+    "########\n"
+    "#      #\n"
+    "#@*  $.#\n"
+    "#      #\n"
+    "########")
+
+
+def test_pre_placed_box_pushed_off_and_back_scores_as_gym_sokoban():
+    env = SokobanEnv(LEVEL_D)
+    assert env.boxes_on_target == 1
+    assert env.step("up") == (pytest.approx(-0.1), False)  # first step, nothing changes: -0.1, no spurious +1
+    env = SokobanEnv(LEVEL_D)
+    # right: the pre-placed box off its target to (2,3): -0.1 - 1 = -1.1; up, right, right, down: -0.1 each,
+    # player at (2,4); left: the box back onto (2,2): -0.1 + 1 = 0.9 (one of two boxes placed: not done).
+    got = [env.step(a) for a in ("right", "up", "right", "right", "down", "left")]
+    assert [r for r, _ in got] == pytest.approx([-1.1, -0.1, -0.1, -0.1, -0.1, 0.9])
+    assert not any(done for _, done in got) and env.boxes_on_target == 1
+    # Through the reward: cumulative -1.1, -1.2, -1.3, -1.4, -1.5, -0.6, so env = 0 (the empty prefix);
+    # bonus 6 * 0.05 = 0.3; total = 0 + 0.5 + 0.3 + 0.002 = 0.802
+    check(sokoban_reward(resp(["right", "up", "right", "right", "down", "left"]), LEVEL_D), 0.0, 0.3, 0.002, 0.802)
 
 
 def test_walking_into_a_wall():
