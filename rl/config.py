@@ -69,7 +69,7 @@ class Config:
     loss_agg: str = knob("seq-mean-token-mean", "loss aggregation",
                          choices=["seq-mean-token-mean", "token-mean"])
     whiten: str = knob("auto", "normalise advantages over all valid tokens of the rollout batch; 'auto' = on for "
-                       "reinforce_baseline/reinforce/gae, off for grpo/rloo", choices=["auto", "on", "off"])
+                       "reinforce_baseline/rloo/reinforce/gae, off for grpo", choices=["auto", "on", "off"])
     # optimisation
     actor_lr: float = knob(4e-7, "policy learning rate")
     critic_lr: float = knob(9e-6, "critic learning rate (gae)")
@@ -106,31 +106,100 @@ class Config:
         return json.dumps(dataclasses.asdict(self), indent=2)
 
 
-# The paper's runs and offline debug variants. Values not named here are the defaults (FRE-Text).
-_DEBUG = dict(model="tiny", data="fixture", device="cpu", dtype="fp32", kernels="torch", prompts_per_step=4,
-              n_samples=4, max_new_tokens=24, max_prompt_len=512, gen_batch_size=4, train_batch_size=8,
-              micro_batch_size=8,
-              episodes=1, max_steps=4, actor_lr=1e-4, critic_lr=1e-4, save_every=2, reward_workers=1,
-              max_pixels=112 * 112, gradient_checkpointing=False)
-# Stage 2 (MGT) continues from the FRE-Text checkpoint (--init); the reference model is that checkpoint.
+# The paper's runs and offline debug variants. Each value's source is named beside it: a released training script of
+# LMM-R1 (examples/scripts/lmm_r1/<name>.sh), the released code, the paper, or "our choice". Config's defaults are
+# FRE-Text's values (a test checks that PRESETS["fre-text"] changes nothing).
+_SHARED = dict(  # every paper run
+    prompts_per_step=256, n_samples=16,  # released scripts: 256 prompts x 16 samples per rollout step
+    train_batch_size=256,  # released scripts
+    ppo_epochs=1,  # released scripts
+    episodes=2,  # released scripts
+    temperature=1.0,  # released scripts
+    max_new_tokens=4096,  # released scripts (PerceReason: 8000)
+    max_pixels=640 * 28 * 28,  # released scripts
+    eps_clip=0.2,  # released scripts
+    value_clip=0.2,  # released code (gae)
+    gamma=1.0, lam=1.0,  # released code
+    kl_estimator="k1", kl_in="reward",  # released code: k1 of the sampling policy against the reference, in the reward
+    loss_agg="seq-mean-token-mean",  # released code at paper time
+    grad_clip=1.0,  # released scripts
+    adam_betas=(0.9, 0.95), weight_decay=0.0,  # released scripts
+    warmup_ratio=0.03, min_lr_ratio=0.1,  # released scripts: 3 % warmup, cosine decay to 0.1 x lr
+    freeze_vision=False,  # released scripts: the vision tower trains (frozen only for Sokoban)
+)
+_FRE_TEXT = dict(
+    _SHARED,
+    model="Qwen/Qwen2.5-VL-3B-Instruct",  # paper: Qwen2.5-VL-3B-Instruct
+    data="deepscaler",  # train_fre_text.sh: DeepScaleR-Preview (40k problems)
+    reward="r1_math",  # released math verifier (format 0.5 + accuracy 1)
+    estimator="reinforce_baseline",  # train_fre_text.sh
+    kl=0.001,  # train_fre_text.sh
+    actor_lr=4e-7,  # train_fre_text.sh
+    out="runs/fre-text",  # our choice
+)
+_DEBUG = dict(  # our choice: offline, a 2-core CPU, seconds
+    model="tiny", data="fixture", device="cpu", dtype="fp32", kernels="torch", prompts_per_step=4, n_samples=4,
+    max_new_tokens=24, max_prompt_len=512, gen_batch_size=4, train_batch_size=8, micro_batch_size=8, episodes=1,
+    max_steps=4, actor_lr=1e-4, critic_lr=1e-4, save_every=2, reward_workers=1, max_pixels=112 * 112,
+    gradient_checkpointing=False)
+# Stage 2 (MGT) continues from the FRE-Text checkpoint (--init; paper); the reference model is that checkpoint.
 _MGT = {
-    "geo": dict(data="vermulti-geo", reward="r1_auto", estimator="gae", actor_lr=1e-6, critic_lr=9e-6),
-    "percereason": dict(data="vermulti", reward="r1_auto", max_new_tokens=8192),
-    "sokoban": dict(data="sokoban:4096", reward="sokoban", estimator="gae", kl=0.0, freeze_vision=True,
-                    actor_lr=1e-6, critic_lr=5e-6),
-    "football": dict(data="football:4096", reward="football", estimator="gae", kl=0.0, freeze_vision=True,
-                     actor_lr=1e-6, critic_lr=5e-6, max_new_tokens=2048),
+    "geo": dict(
+        data="vermulti-geo",  # train_mgt_geo.sh: VerMulti's geometry subset
+        reward="r1_math",  # released math verifier
+        estimator="gae",  # train_mgt_geo.sh: PPO with a critic
+        kl=0.001,  # train_mgt_geo.sh
+        actor_lr=1e-6,  # train_mgt_geo.sh
+        critic_lr=9e-6,  # train_mgt_geo.sh
+    ),
+    "percereason": dict(
+        data="vermulti",  # train_mgt_percereas.sh: VerMulti, mixed perception and reasoning
+        reward="r1_math",  # released math verifier, for every sample (multiple choice included)
+        estimator="reinforce_baseline",  # train_mgt_percereas.sh
+        kl=0.0,  # train_mgt_percereas.sh: no KL, so no reference model
+        actor_lr=4e-7,  # train_mgt_percereas.sh
+        max_new_tokens=8000,  # train_mgt_percereas.sh
+    ),
+    "sokoban": dict(
+        data="sokoban:4096",  # our choice: generated levels (6x6-10x10, 1-3 boxes), each proved solvable
+        reward="sokoban",  # released Sokoban verifier (rewards/sokoban.py)
+        estimator="gae",  # released Sokoban run
+        kl=0.0,  # released Sokoban run
+        freeze_vision=True,  # released Sokoban run
+        actor_lr=1e-6,  # released Sokoban run
+        critic_lr=5e-6,  # released Sokoban run
+    ),
+    "football": dict(  # our own game: every value is our choice (Sokoban's recipe)
+        data="football:4096",  # our choice
+        reward="football",  # our choice (envs/football)
+        estimator="gae", kl=0.0, freeze_vision=True,  # our choice, as Sokoban
+        actor_lr=1e-6, critic_lr=5e-6,  # our choice, as Sokoban
+        max_new_tokens=2048,  # our choice: one action to pick
+    ),
 }
 _MGT_DEBUG_DATA = {"geo": "geo-fixture", "percereason": "fixture:message", "sokoban": "sokoban:16",
-                   "football": "football:16"}
+                   "football": "football:16"}  # our choice: bundled fixtures / a few generated prompts
 PRESETS: dict[str, dict] = {
-    "fre-text": {},
-    "fre-multi": dict(data="vermulti", reward="r1_auto", out="runs/fre-multi", actor_lr=1e-6),
+    "fre-text": _FRE_TEXT,
+    "fre-multi": dict(
+        _FRE_TEXT,
+        data="vermulti",  # train_fre_multi.sh: VerMulti (MathV360K filtered to verifiable answers)
+        actor_lr=1e-6,  # train_fre_multi.sh
+        out="runs/fre-multi",  # our choice
+    ),
     "debug": dict(_DEBUG, out="runs/debug"),
-    **{f"mgt-{d}": {**v, "model": "", "out": f"runs/mgt-{d}"} for d, v in _MGT.items()},
+    # model "": --init <FRE-Text checkpoint> is required (paper: stage 2 starts from FRE-Text); out: our choice
+    **{f"mgt-{d}": {**_SHARED, **v, "model": "", "out": f"runs/mgt-{d}"} for d, v in _MGT.items()},
+    # Direct-RL-Geo, the paper's ablation of the two stages: MGT-Geo's recipe from the base model
+    # (train_direct_rl_geo.sh)
+    "direct-rl-geo": {**_SHARED, **_MGT["geo"], "model": "Qwen/Qwen2.5-VL-3B-Instruct", "out": "runs/direct-rl-geo"},
+    # debug variants (our choice): the domain's recipe at debug size; `--init` a debug stage-1 checkpoint
     **{f"{d}-debug": {**v, **_DEBUG, "model": "", "data": _MGT_DEBUG_DATA[d], "out": f"runs/{d}-debug",
                       "max_prompt_len": 2048}
        for d, v in _MGT.items()},
+    # ... and Direct-RL-Geo's: from the tiny random model, no --init
+    "direct-rl-geo-debug": {**_MGT["geo"], **_DEBUG, "data": "geo-fixture", "out": "runs/direct-rl-geo-debug",
+                            "max_prompt_len": 2048},
 }
 
 

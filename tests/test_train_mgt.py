@@ -55,5 +55,5 @@ def test_init_is_required(tmp_path):
 def test_paper_presets():
     geo, perce, sok = PRESETS["mgt-geo"], PRESETS["mgt-percereason"], PRESETS["mgt-sokoban"]
     assert geo["estimator"] == "gae" and geo["actor_lr"] == 1e-6 and geo["critic_lr"] == 9e-6
-    assert "estimator" not in perce and perce["max_new_tokens"] == 8192  # reinforce_baseline, lr 4e-7 (defaults)
+    assert perce["estimator"] == "reinforce_baseline" and perce["max_new_tokens"] == 8000 and perce["kl"] == 0.0
     assert sok["estimator"] == "gae" and sok["kl"] == 0.0 and sok["freeze_vision"] and sok["critic_lr"] == 5e-6
