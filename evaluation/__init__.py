@@ -1,0 +1,16 @@
+"""Benchmark evaluation (eval.py and the trainer's --eval-every): run, score without a judge, report.
+
+    runner.py   evaluate(model, processor, names, settings): generation through rl.rollout.generate, scoring,
+                results.json / results.md / responses.jsonl
+    scoring.py  the judge-free rules: math verifier, option letters, MathVista numbers, Sokoban / Football success
+    report.py   the results table, two runs side by side (--compare), the paper's figures
+
+The benchmarks themselves (hub ids, fixtures, prompts) are in data/benchmarks.py.
+"""
+
+from .report import PAPER, compare_table, load_results, markdown_table
+from .runner import EvalSettings, evaluate, summarize, write_results
+from .scoring import Score, Scorer
+
+__all__ = ["EvalSettings", "evaluate", "summarize", "write_results", "Score", "Scorer", "PAPER", "compare_table",
+           "load_results", "markdown_table"]
