@@ -29,6 +29,7 @@ from rl.batch import Rollout, encode_prompts, is_vision_model
 from rl.checkpoint import CheckpointError, prune, write_atomic
 from rl.config import Config
 from rl.guards import NonFinite, NonFiniteGuard, StopRequest, watchdog
+from rl.monitor import Monitor
 from rl.optim import clip_grad_norm, lr_at, make_optimizer, optimizer_step
 from rl.policy import Critic, load_policy, pad_token_id, response_logprobs, set_image_pixels, tokenizer_of
 from rl.rollout import generate
@@ -353,7 +354,9 @@ class Trainer:
     def train(self) -> Path | None:
         """Steps until the end (returns final/) or a stop signal (checkpoints, returns None)."""
         cfg = self.cfg
+        monitor = Monitor(cfg, self.out, self.log)  # --eval-benchmarks, --log-with, --plots
         metrics_file = self.open_metrics()
+        prune(self.out, cfg.keep_last)  # leftovers of a write that was interrupted
         bar = tqdm(total=self.total_steps, initial=self.step, desc="rl", unit="step", dynamic_ncols=True)
         try:
             with StopRequest(self.log) as stop:
@@ -370,6 +373,7 @@ class Trainer:
                     metrics.update(self.counts)
                     self.step += 1
                     metrics = {"step": self.step, "update_step": self.update_step, **metrics}
+                    metrics.update(monitor.after_step(self, metrics))  # evaluation results when one is due
                     metrics_file.write(json.dumps(metrics) + "\n")
                     metrics_file.flush()
                     bar.update()
@@ -387,6 +391,7 @@ class Trainer:
         finally:
             bar.close()
             metrics_file.close()
+            monitor.close()
 
 
 def prepare_out(cfg: Config):
