@@ -15,7 +15,7 @@ from transformers.processing_utils import ProcessorMixin
 
 from data import load_image
 
-TOKEN_KEYS = ("old_logp", "ref_logp", "old_values", "advantages", "returns", "entropy")
+TOKEN_KEYS = ("old_logp", "ref_logp", "old_values", "advantages", "returns", "entropy", "sampler_logp")
 
 
 def is_vision_model(model) -> bool:
@@ -135,6 +135,7 @@ class Rollout:
     advantages: torch.Tensor = field(init=False)
     returns: torch.Tensor = field(init=False)
     entropy: torch.Tensor = field(init=False)
+    sampler_logp: torch.Tensor = field(init=False)  # written by the rollout engine that records its draws
 
     def __post_init__(self):
         lengths = torch.tensor([r.numel() for r in self.responses], dtype=torch.long)
