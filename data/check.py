@@ -4,6 +4,8 @@ Every gold answer is parsed as the reward parses it (`gold_status`), every image
 answers (NaN included) are counted, with a few examples of each problem naming the file and line.
 """
 
+import contextlib
+import logging
 import math
 from collections import Counter
 
@@ -41,9 +43,39 @@ def row_problems(sample: Sample, needs_gold: bool = True) -> list[str]:
     return problems
 
 
-def check_samples(samples: list[Sample], needs_gold: bool = True, examples: int = 3) -> dict:
-    """{"rows", "bad_rows", "problems": {kind: count}, "examples": {kind: ["file:line: gold or image"]}}."""
-    counts, shown, bad = Counter(), {}, 0
+class _Skips(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.found: list[tuple[str, str]] = []
+
+    def emit(self, record):
+        if hasattr(record, "reason"):
+            self.found.append((f"row_{record.reason}", record.getMessage().removeprefix("skipped ")))
+
+
+@contextlib.contextmanager
+def skipped_rows():
+    """Collect the rows a loader skips (on_error='skip') as (kind, 'file:line: why')."""
+    handler, log = _Skips(), logging.getLogger("data.io")
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    try:
+        yield handler.found
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+
+
+def check_samples(samples: list[Sample], needs_gold: bool = True, examples: int = 3,
+                  skipped: list[tuple[str, str]] = ()) -> dict:
+    """{"rows", "bad_rows", "problems": {kind: count}, "examples": {kind: ["file:line: gold or image"]}}; `skipped`
+    are rows the loader could not read at all (from `skipped_rows`)."""
+    counts, shown, bad = Counter(), {}, len(skipped)
+    for kind, where in skipped:
+        counts[kind] += 1
+        if len(shown.setdefault(kind, [])) < examples:
+            shown[kind].append(where)
     for sample in tqdm(samples, desc="check data", unit="row", dynamic_ncols=True):
         problems = row_problems(sample, needs_gold)
         bad += bool(problems)
@@ -52,7 +84,7 @@ def check_samples(samples: list[Sample], needs_gold: bool = True, examples: int 
             if len(shown.setdefault(kind, [])) < examples:
                 what = sample.images[0] if kind == "image_unreadable" else repr(str(sample.answer))[:80]
                 shown[kind].append(f"{_where(sample)}: {what}")
-    return {"rows": len(samples), "bad_rows": bad, "problems": dict(counts), "examples": shown}
+    return {"rows": len(samples) + len(skipped), "bad_rows": bad, "problems": dict(counts), "examples": shown}
 
 
 def format_report(report: dict) -> str:

@@ -202,6 +202,7 @@ class _Collector:
         if self.on_error == "raise":
             raise err
         self.skipped[err.reason] += 1
+        logger.debug("skipped %s", err, extra={"reason": err.reason})  # --check-data collects these
 
     def finish(self) -> list[Sample]:
         if self.report is not None:

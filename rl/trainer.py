@@ -439,19 +439,17 @@ def check_model(name: str):
                          f"pass a local checkpoint directory: --model path/to/dir") from None
 
 
-def load_samples(cfg: Config) -> list:
+def load_samples(cfg: Config, on_error: str | None = None) -> list:
     from data import DataError, load_dataset_by_name
     try:
-        samples = load_dataset_by_name(cfg.data, on_error=cfg.on_bad_row, max_samples=cfg.max_samples or None,
-                                       seed=cfg.seed)
+        samples = load_dataset_by_name(cfg.data, on_error=on_error or cfg.on_bad_row,
+                                       max_samples=cfg.max_samples or None, seed=cfg.seed)
     except (FileNotFoundError, DataError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
     except Exception as e:  # noqa: BLE001 - a hub that cannot be reached: one line and the local alternative
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SystemExit(f"error: --data {cfg.data}: cannot be loaded ({type(e).__name__}: {first[:160]}); offline, "
                          f"pass a local file: --data path/to/file.jsonl") from None
-    if not samples:
-        raise SystemExit(f"error: --data {cfg.data}: no usable rows (empty, or every row was skipped)")
     return samples
 
 
@@ -462,17 +460,23 @@ def run(cfg: Config) -> Path | None:
     if not cfg.check_data:
         prepare_out(cfg)
         check_model(cfg.model)
-    samples = load_samples(cfg)
-    print(f"{len(samples)} prompts from {cfg.data}; model {cfg.model}; preset {cfg.preset}", file=sys.stderr)
     if cfg.check_data:
-        from data.check import check_samples, format_report
-        report = check_samples(samples, needs_gold=cfg.reward not in ("sokoban", "football"))
+        from data.check import check_samples, format_report, skipped_rows
+        with skipped_rows() as skipped:
+            samples = load_samples(cfg, on_error="skip")
+        report = check_samples(samples, needs_gold=cfg.reward not in ("sokoban", "football"), skipped=skipped)
         print(format_report(report))
+        if not report["rows"]:
+            raise SystemExit(f"error: --data {cfg.data}: the data set is empty")
         bad = report["bad_rows"] / report["rows"]
         if bad > cfg.check_data_max_bad:
             raise SystemExit(f"error: {bad:.2%} of the rows have problems, above --check-data-max-bad "
                              f"{cfg.check_data_max_bad:g}")
         return None
+    samples = load_samples(cfg)
+    if not samples:
+        raise SystemExit(f"error: --data {cfg.data}: no usable rows (empty, or every row was skipped)")
+    print(f"{len(samples)} prompts from {cfg.data}; model {cfg.model}; preset {cfg.preset}", file=sys.stderr)
     if len(samples) < cfg.prompts_per_step:
         raise SystemExit(f"error: --prompts-per-step {cfg.prompts_per_step}: the data has only {len(samples)} prompts")
     reward_fn = get_reward(cfg.reward, workers=cfg.reward_workers, timeout=cfg.reward_timeout)

@@ -1,0 +1,148 @@
+"""What a new user meets first: runs that cannot overwrite each other, resume from the run directory, and every
+bad input a one-line error (as the user sees it: the last line of stderr, no traceback)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rl.checkpoint import write_atomic
+from rl.config import parse_config
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+
+def script(name, *args, timeout=300):
+    return subprocess.run([sys.executable, str(ROOT / name), *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, env=ENV)
+
+
+def one_line_error(proc) -> str:
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def error_of(argv) -> str:
+    with pytest.raises(SystemExit) as e:
+        parse_config(argv)
+    return str(e.value.code)
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--prompts-per-step", "0"], "--prompts-per-step 0: must be at least 1"),
+    (["--n-samples", "0"], "--n-samples 0: must be at least 1"),
+    (["--estimator", "grpo", "--n-samples", "1"], "--n-samples 1: grpo compares samples of one prompt"),
+    (["--max-new-tokens", "0"], "--max-new-tokens 0: must be at least 1"),
+    (["--temperature", "0"], "--temperature 0.0: must be a positive number"),
+    (["--top-p", "1.5"], "--top-p 1.5: must lie in (0, 1]"),
+    (["--attn", "banana"], "--attn banana: expected one of sdpa, eager, flash_attention_2"),
+    (["--device", "tpu"], "--device tpu: expected auto, cpu, cuda or cuda:N"),
+    (["--reward", "nope"], "--reward nope: expected one of r1_math"),
+    (["--data", "nonsense"], "--data nonsense: unknown data set"),
+    (["--data", "sokoban:many"], "--data sokoban:many: expected 'sokoban:N'"),
+    (["--data", "missing.jsonl"], "--data missing.jsonl: no such file"),
+    (["--actor-lr", "-1"], "--actor-lr -1.0: must be a positive number"),
+    (["--adam-betas", "0.9", "1.0"], "--adam-betas 0.9 1.0: both must lie in [0, 1)"),
+])
+def test_bad_flag_values_are_one_line_errors(argv, expected):
+    assert error_of(["--preset", "debug", *argv]).startswith("error: " + expected)
+
+
+def test_bad_flag_as_the_user_sees_it():
+    assert one_line_error(script("train_fre.py", "--preset", "debug", "--n-samples", "0")) == \
+        "error: --n-samples 0: must be at least 1"
+
+
+def _fake_run(run: Path, **config) -> Path:
+    run.mkdir(parents=True)
+    cfg = parse_config(["--preset", "debug", "--out", str(run), *sum(([f"--{k}", str(v)] for k, v in config.items()),
+                                                                       [])])
+    (run / "config.json").write_text(cfg.to_json())
+    (run / "metrics.jsonl").write_text("")
+    for step in (2, 4):
+        write_atomic(run / "checkpoints" / f"step_{step}", lambda d: (d / "trainer_state.json").write_text("{}"))
+    return run
+
+
+def test_resume_restores_the_runs_config_and_refuses_what_breaks_exactness(tmp_path):
+    run = _fake_run(tmp_path / "run", estimator="grpo", seed=7)
+    cfg = parse_config(["--resume", str(run)])  # no other flag: the run's own config, not the fre-text preset
+    assert (cfg.preset, cfg.estimator, cfg.seed, cfg.model) == ("debug", "grpo", 7, "tiny")
+    assert cfg.resume == str(run / "checkpoints" / "step_4") and cfg.out == str(run)
+    assert parse_config(["--resume", str(run), "--save-every", "9", "--reward-workers", "3"]).save_every == 9
+    assert "--seed 1: the run was started with 7" in error_of(["--resume", str(run), "--seed", "1"])
+    assert "drop --out" in error_of(["--resume", str(run), "--out", str(tmp_path / "elsewhere")])
+    (run / "final").mkdir()
+    (run / "final" / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl"}))
+    assert f"--model {run / 'final'} (stage 1) or --init" in error_of(["--resume", str(run / "final")])
+
+
+def test_out_of_an_earlier_run_needs_resume_or_overwrite(tmp_path):
+    run = _fake_run(tmp_path / "run")
+    line = one_line_error(script("train_fre.py", "--preset", "debug", "--out", str(run)))
+    assert line == f"error: --out {run}: holds an earlier run; continue it with --resume {run}, or start anew " \
+                   f"with --overwrite (deletes it)"
+    assert (run / "checkpoints" / "step_4").exists()  # untouched
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "thesis.tex").write_text("mine")
+    assert "holds no run" in one_line_error(script("train_fre.py", "--preset", "debug", "--out", str(other)))
+    assert (other / "thesis.tex").read_text() == "mine"
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert one_line_error(script("train_fre.py", "--preset", "debug", "--out", str(afile))).endswith("is a file, "
+                                                                                                    "not a directory")
+
+
+@pytest.mark.slow
+def test_overwrite_starts_anew(tmp_path):
+    run = _fake_run(tmp_path / "run")
+    proc = script("train_fre.py", "--preset", "debug", "--out", str(run), "--overwrite", "--max-steps", "1",
+                  "--save-every", "0")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not (run / "checkpoints").exists() and (run / "final" / "model.safetensors").exists()
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_missing_init_fails_before_any_level_is_generated(tmp_path):
+    proc = script("train_mgt.py", "--domain", "sokoban", "--init", str(tmp_path / "nope"), "--out",
+                  str(tmp_path / "o"))
+    assert one_line_error(proc) == f"error: --model/--init {tmp_path / 'nope'}: no such checkpoint directory"
+    assert "levels" not in proc.stderr
+
+
+def test_unreachable_hub_names_the_local_alternative(tmp_path):
+    line = one_line_error(script("train_fre.py", "--model", "nobody/no-such-model", "--out", str(tmp_path / "a")))
+    assert line.startswith("error: --model/--init nobody/no-such-model: cannot be loaded from the hub")
+    assert line.endswith("--model path/to/dir")
+    line = one_line_error(script("train_fre.py", "--preset", "debug", "--data", "nobody/no-such-data",
+                                 "--out", str(tmp_path / "b")))
+    assert line.startswith("error: --data nobody/no-such-data: cannot be loaded") and "--data path/to/file.jsonl" in line
+
+
+def test_check_data_reports_before_any_model_loads(tmp_path):
+    data = tmp_path / "d.jsonl"
+    rows = [{"problem": "1+1?", "answer": "2"}, {"problem": "Which way?", "answer": "increasing"},
+            {"problem": "x?", "answer": ""}, {"problem": "y?", "answer": "\\frac{1}{2}"}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["--data", str(data), "--model", "nobody/not-loaded", "--check-data", "--out", str(tmp_path / "o")]
+    proc = script("train_fre.py", *args)
+    assert proc.returncode == 1
+    assert "4 rows, 2 with problems (50.00%)" in proc.stdout, proc.stderr[-2000:]
+    assert "gold_free_text: 1" in proc.stdout and f"{data}:2: 'increasing'" in proc.stdout
+    assert "row_missing_answer: 1" in proc.stdout and f"{data}:3: " in proc.stdout
+    assert one_line_error(proc).startswith("error: 50.00% of the rows have problems, above --check-data-max-bad")
+    assert not (tmp_path / "o").exists()
+    assert script("train_fre.py", *args, "--check-data-max-bad", "0.5").returncode == 0
+
+
+def test_empty_data_is_one_line(tmp_path):
+    data = tmp_path / "empty.jsonl"
+    data.write_text("")
+    line = one_line_error(script("train_fre.py", "--preset", "debug", "--data", str(data), "--out",
+                                 str(tmp_path / "o")))
+    assert line == f"error: --data {data}: no usable rows (empty, or every row was skipped)"
