@@ -32,6 +32,7 @@ def _run(tmp_path, name):
     return [json.loads(line) for line in open(tmp_path / name / "metrics.jsonl")]
 
 
+@pytest.mark.slow
 def test_triton_kernels_match_torch_in_training(tmp_path):
     if not kernels.triton_runs_on(torch.device("cpu"))[0]:
         pytest.skip("needs TRITON_INTERPRET=1 (tests/conftest.py sets it)")

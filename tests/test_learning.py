@@ -21,6 +21,7 @@ class EmitTilde:
         pass
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("estimator", ["reinforce_baseline", "grpo", "rloo", "gae"])
 def test_reward_rises(estimator, tmp_path):
     cfg = preset("debug", out=str(tmp_path), estimator=estimator, max_steps=24, episodes=100, prompts_per_step=8,
