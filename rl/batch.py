@@ -85,7 +85,7 @@ def collate(rows: list[dict], pad_id: int) -> dict:
             attention_mask[i, P:P + n] = 1
             action_mask[i, :n] = True
     batch = {"input_ids": input_ids, "attention_mask": attention_mask, "action_mask": action_mask,
-             "prompt_len": P}
+             "prompt_len": P, "targets": input_ids[:, P:]}
     if any("mm_token_type_ids" in r for r in rows):
         batch["mm_token_type_ids"] = mm_types
     if any("pixel_values" in r for r in rows):
@@ -94,10 +94,79 @@ def collate(rows: list[dict], pad_id: int) -> dict:
     return batch
 
 
+def pack(rows: list[dict], pad_id: int) -> dict:
+    """Rows end to end in one sequence [1, T] with no padding: attention stays within each row (the model sees
+    per-row positions that restart at 0), images keep their order. `hidden_index` [B, R] is where the hidden state
+    that predicts response token j of row i sits; `action_mask`, `targets` [B, R] as for `collate`."""
+    B = len(rows)
+    R = max((r["response_ids"].numel() for r in rows if "response_ids" in r), default=0)
+    ids, mm, lengths = [], [], []
+    hidden_index = torch.zeros(B, R, dtype=torch.long)
+    targets = torch.full((B, R), pad_id, dtype=torch.long)
+    action_mask = torch.zeros(B, R, dtype=torch.bool)
+    offset = 0
+    for i, r in enumerate(rows):
+        prompt = r["prompt_ids"]
+        response = r.get("response_ids", prompt.new_zeros(0))
+        p, n = prompt.numel(), response.numel()
+        ids += [prompt, response]
+        mm += [r.get("mm_token_type_ids", torch.zeros(p, dtype=torch.long)), torch.zeros(n, dtype=torch.long)]
+        hidden_index[i, :n] = offset + p - 1 + torch.arange(n)
+        targets[i, :n] = response
+        action_mask[i, :n] = True
+        lengths.append(p + n)
+        offset += p + n
+    batch = {"input_ids": torch.cat(ids)[None], "seq_lens": lengths, "hidden_index": hidden_index,
+             "targets": targets, "action_mask": action_mask,
+             "row_grids": [r.get("image_grid_thw") for r in rows]}
+    if any("mm_token_type_ids" in r for r in rows):
+        batch["mm_token_type_ids"] = torch.cat(mm)[None]
+    if any("pixel_values" in r for r in rows):
+        batch["pixel_values"] = torch.cat([r["pixel_values"] for r in rows if "pixel_values" in r])
+        batch["image_grid_thw"] = torch.cat([r["image_grid_thw"] for r in rows if "image_grid_thw" in r])
+    return batch
+
+
+def micro_batches(lengths: list[int], max_tokens: int, max_rows: int = 0) -> list[list[int]]:
+    """Positions of `lengths` grouped so that each group's total stays within `max_tokens` (and `max_rows` rows,
+    0 = no limit): first-fit decreasing. A row longer than the budget is a group of its own."""
+    bins, totals = [], []
+    for i in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
+        for b, total in enumerate(totals):
+            if total + lengths[i] <= max_tokens and (not max_rows or len(bins[b]) < max_rows):
+                bins[b].append(i)
+                totals[b] += lengths[i]
+                break
+        else:
+            bins.append([i])
+            totals.append(lengths[i])
+    return [sorted(b) for b in bins]
+
+
+def _packed_position_ids(backbone, batch: dict) -> torch.Tensor:
+    """Per-row positions, end to end: [1, T] for a text model; for Qwen2.5-VL [4, 1, T], the text positions (from
+    which transformers builds the per-row attention) above each row's own 3-D M-RoPE positions."""
+    text = torch.cat([torch.arange(n) for n in batch["seq_lens"]])[None]
+    if not is_vision_model(backbone):
+        return text
+    rows, start = [], 0
+    for n, grid in zip(batch["seq_lens"], batch["row_grids"]):
+        if grid is None:
+            rows.append(torch.arange(n).expand(3, 1, n))
+        else:
+            ids = batch["input_ids"][:, start:start + n]
+            pos, _ = backbone.get_rope_index(ids, batch["mm_token_type_ids"][:, start:start + n], image_grid_thw=grid)
+            rows.append(pos.cpu())
+        start += n
+    return torch.cat([text[None], torch.cat(rows, dim=-1)])
+
+
 def position_ids(backbone, batch: dict) -> torch.Tensor:
     """Positions exactly as `generate` computes them: 1-D positions that skip left padding, and Qwen2.5-VL's 3-D
     M-RoPE positions when images are present (which needs `mm_token_type_ids`; without it transformers 5 silently
     falls back to 1-D positions)."""
+    if "seq_lens" in batch:
+        return _packed_position_ids(backbone, batch)
     mask = batch["attention_mask"]
     text = (mask.cumsum(-1) - 1).clamp(min=0)
     if not is_vision_model(backbone):
@@ -111,8 +180,9 @@ def position_ids(backbone, batch: dict) -> torch.Tensor:
 
 def model_inputs(backbone, batch: dict) -> dict:
     """Keyword arguments of the backbone's forward, on its device."""
-    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
-              "position_ids": position_ids(backbone, batch)}
+    inputs = {"input_ids": batch["input_ids"], "position_ids": position_ids(backbone, batch)}
+    if "attention_mask" in batch:  # packed batches have none: the positions say where each row starts
+        inputs["attention_mask"] = batch["attention_mask"]
     if is_vision_model(backbone) and batch.get("pixel_values") is not None:
         inputs["pixel_values"] = batch["pixel_values"].to(dtype=backbone.dtype)
         inputs["image_grid_thw"] = batch["image_grid_thw"]
@@ -150,10 +220,15 @@ class Rollout:
     def rows(self, idx) -> list[dict]:
         return [{**self.prompts[i // self.n], "response_ids": self.responses[i]} for i in idx]
 
-    def batch(self, idx, pad_id: int) -> dict:
-        """The padded model batch of samples `idx`, with their per-token tensors sliced to its width."""
+    def lengths(self) -> list[int]:
+        """Prompt + response tokens of each sample."""
+        return [self.prompts[i // self.n]["prompt_ids"].numel() + r.numel() for i, r in enumerate(self.responses)]
+
+    def batch(self, idx, pad_id: int, packed: bool = False) -> dict:
+        """The model batch of samples `idx` (padded, or packed end to end), with their per-token tensors sliced
+        to its width."""
         idx = list(idx)
-        batch = collate(self.rows(idx), pad_id)
+        batch = (pack if packed else collate)(self.rows(idx), pad_id)
         R = batch["action_mask"].shape[1]
         batch.update({key: getattr(self, key)[idx, :R] for key in TOKEN_KEYS})
         return batch

@@ -81,7 +81,10 @@ class Config:
     optim: str = knob("adamw_8bit", "optimizer: bitsandbytes 8-bit AdamW or torch AdamW",
                       choices=["adamw_8bit", "adamw"])
     train_batch_size: int = knob(256, "samples per optimizer step")
-    micro_batch_size: int = knob(4, "samples per forward/backward (gradient accumulation up to train_batch_size)")
+    micro_batch_size: int = knob(4, "samples per forward/backward (gradient accumulation up to train_batch_size); "
+                                 "with --max-tokens-per-micro, the most samples in one packed micro-batch")
+    max_tokens_per_micro: int = knob(0, "pack the samples of each micro-batch end to end, up to this many tokens "
+                                     "(prompt + response; first-fit decreasing); 0 = padded micro-batches")
     ppo_epochs: int = knob(1, "passes over each rollout batch")
     episodes: int = knob(2, "passes over the data set")
     max_steps: int = knob(0, "stop after this many rollout steps (0 = episodes decide)")
@@ -101,6 +104,17 @@ class Config:
     check_data: bool = knob(False, "check the data set (gold answers parse, images open, nothing empty), print the "
                             "report and exit, before any model is loaded")
     check_data_max_bad: float = knob(0.01, "--check-data exits non-zero when more than this fraction of rows is bad")
+    # evaluation and monitoring (rl/monitor.py)
+    eval_benchmarks: str = knob("", "eval.py benchmarks to evaluate the policy on during training, comma-separated "
+                                "(e.g. math500,mathvista; empty = none); the last step, whose weights are the final "
+                                "checkpoint's, is always evaluated")
+    eval_every: int = knob(0, "also evaluate every N rollout steps (0 = only the last step)")
+    eval_limit: int = knob(0, "items per benchmark in training evaluations (0 = all)")
+    eval_max_new_tokens: int = knob(0, "max new tokens in training evaluations (0 = --max-new-tokens)")
+    log_with: str = knob("none", "also send the metrics to TensorBoard or Weights & Biases (optional packages: "
+                         "pip install tensorboard / wandb)", choices=["none", "tensorboard", "wandb"])
+    plots: bool = knob(True, "write PNG curves of the run to <out>/plots/ at the end (python -m rl.plots <out> "
+                       "draws them for any run)")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -297,7 +311,7 @@ def invalid(cfg: Config) -> str | None:
 
     at_least = {"prompts_per_step": 1, "n_samples": 1, "max_new_tokens": 1, "max_prompt_len": 1, "gen_batch_size": 1,
                 "train_batch_size": 1, "micro_batch_size": 1, "ppo_epochs": 1, "logprob_chunk": 1, "min_pixels": 1,
-                "reward_workers": 1, "episodes": 0, "max_steps": 0, "max_samples": 0, "save_every": 0,
+                "reward_workers": 1, "episodes": 0, "max_tokens_per_micro": 0, "max_steps": 0, "max_samples": 0, "save_every": 0,
                 "keep_last": 0, "kernel_check_every": 0, "max_bad_steps": 1}
     for name, low in at_least.items():
         if getattr(cfg, name) < low:

@@ -100,23 +100,29 @@ def pad_token_id(processor) -> int:
 
 
 def response_hidden(backbone, batch: dict) -> torch.Tensor:
-    """Hidden states [B, R, H] at the positions that predict response tokens (P-1 ... P+R-2)."""
+    """Hidden states [B, R, H] at the positions that predict response tokens (padded: P-1 ... P+R-2; packed:
+    `hidden_index`)."""
     hidden = backbone(**model_inputs(backbone, batch), use_cache=False).last_hidden_state
+    if "hidden_index" in batch:
+        return hidden[0, batch["hidden_index"].to(hidden.device)]
     P = batch["prompt_len"]
     return hidden[:, P - 1:-1]
 
 
 def response_logprobs(model, batch: dict, temperature: float = 1.0, with_entropy: bool = False,
                       chunk_size: int = 1024, logprobs_fn=logprobs_from_hidden):
-    """Per-token log-prob [B, R] of each response token under `model` (and entropy [B, R] when asked).
+    """Per-token log-prob [B, R] of each response token under `model` (and entropy [B, R] when asked), 0 on
+    padding. Only the response tokens go through the LM head.
 
-    Logits are divided by the sampling temperature, as the sampler did. Values at padding are meaningless:
-    callers mask them with `batch["action_mask"]`. `logprobs_fn` is the torch reference or the fused kernel."""
+    Logits are divided by the sampling temperature, as the sampler did. `logprobs_fn` is the torch reference or
+    the fused kernel."""
     hidden = response_hidden(model.model, batch)
-    P = batch["prompt_len"]
-    targets = batch["input_ids"][:, P:].to(hidden.device)
-    return logprobs_fn(hidden, model.get_output_embeddings().weight, targets, temperature,
-                       with_entropy=with_entropy, chunk_size=chunk_size)
+    mask = batch["action_mask"].to(hidden.device)
+    targets = batch["targets"].to(hidden.device)
+    logp, entropy = logprobs_fn(hidden[mask], model.get_output_embeddings().weight, targets[mask], temperature,
+                                with_entropy=with_entropy, chunk_size=chunk_size)
+    zeros = torch.zeros(mask.shape, dtype=logp.dtype, device=hidden.device)
+    return zeros.masked_scatter(mask, logp), (zeros.masked_scatter(mask, entropy) if with_entropy else None)
 
 
 class Critic(nn.Module):

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 import kernels
 from rl import algos
-from rl.batch import Rollout, encode_prompts, is_vision_model
+from rl.batch import Rollout, encode_prompts, is_vision_model, micro_batches
 from rl.checkpoint import CheckpointError, prune, write_atomic
 from rl.config import Config
 from rl.guards import NonFinite, NonFiniteGuard, StopRequest, watchdog
@@ -104,6 +104,7 @@ class Trainer:
             if cfg.freeze_vision and is_vision_model(self.policy):
                 self.critic.backbone.visual.requires_grad_(False)
 
+        self.packed = cfg.max_tokens_per_micro > 0
         self.rollout_size = cfg.prompts_per_step * cfg.n_samples
         self.updates_per_step = cfg.ppo_epochs * math.ceil(self.rollout_size / cfg.train_batch_size)
         steps_per_episode = len(samples) // cfg.prompts_per_step
@@ -182,8 +183,8 @@ class Trainer:
 
         self.policy.eval()
         with self.phase("logprob", times), torch.no_grad(), self.autocast():
-            for idx in chunks(range(len(rollout)), cfg.micro_batch_size):
-                batch = rollout.batch(idx, self.pad_id)
+            for idx in self.micro_batches(rollout, range(len(rollout))):
+                batch = rollout.batch(idx, self.pad_id, packed=self.packed)
                 logp, entropy = self.logprobs(self.policy, batch, with_entropy=True)
                 rollout.store(idx, "old_logp", logp)
                 rollout.store(idx, "entropy", entropy)
@@ -227,10 +228,10 @@ class Trainer:
             order = torch.randperm(len(rollout), generator=gen).tolist()
             for train_idx in chunks(order, cfg.train_batch_size):
                 losses = []
-                for k, idx in enumerate(chunks(train_idx, cfg.micro_batch_size)):
+                for k, idx in enumerate(self.micro_batches(rollout, train_idx)):
                     # The accumulated micro-batch losses add up to the loss of the whole train batch.
                     weight = algos.aggregate_weight(rollout.mask[idx], rollout.mask[train_idx], cfg.loss_agg)
-                    batch = rollout.batch(idx, self.pad_id)
+                    batch = rollout.batch(idx, self.pad_id, packed=self.packed)
                     with self.autocast():
                         logp, _ = self.logprobs(self.policy, batch)
                     loss, st = self.policy_objective(logp, batch)
@@ -271,6 +272,15 @@ class Trainer:
         out = {k: sum(v) / len(v) for k, v in finite.items() if v}
         out["lr"] = lr
         return out
+
+    def micro_batches(self, rollout: Rollout, idx) -> list[list[int]]:
+        """Samples `idx` in micro-batches: packed up to --max-tokens-per-micro, else --micro-batch-size at a time."""
+        idx = list(idx)
+        if not self.packed:
+            return list(chunks(idx, self.cfg.micro_batch_size))
+        lengths = rollout.lengths()
+        groups = micro_batches([lengths[i] for i in idx], self.cfg.max_tokens_per_micro, self.cfg.micro_batch_size)
+        return [[idx[j] for j in g] for g in groups]
 
     def lr_at(self, base_lr: float) -> float:
         return lr_at(self.update_step, self.total_updates, base_lr, self.cfg.warmup_ratio, self.cfg.min_lr_ratio)
