@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from envs.sokoban import Level
@@ -78,6 +79,7 @@ def test_sokoban_win_worth_11_45_trains_as_10():
     assert torch.allclose(ret, torch.full((1, 3), 10.0)) and torch.allclose(adv, torch.full((1, 3), 10.0))
 
 
+@pytest.mark.slow
 def test_direct_rl_geo_debug_runs_without_init(tmp_path):
     # train_mgt.py picks the preset named by --preset (its --domain only picks the default one); the model is set, so
     # no --init is asked for.
