@@ -126,13 +126,15 @@ def results_of(args, path: str) -> tuple[dict, str]:
     from data import HUB_ID_RE
     from evaluation import load_results
 
-    try:
-        return load_results(path), path
-    except FileNotFoundError:
-        p = Path(path)
-        if (p / "config.json").is_file() or (not p.exists() and HUB_ID_RE.match(path)):
-            return run_eval(args, path, default_out(path)), path
-        raise
+    for candidate in (path, default_out(path)):
+        try:
+            return load_results(candidate), path
+        except FileNotFoundError:
+            continue
+    p = Path(path)
+    if (p / "config.json").is_file() or (not p.exists() and HUB_ID_RE.match(path)):
+        return run_eval(args, path, default_out(path)), path
+    return load_results(path), path  # raises: no results.json here
 
 
 def list_benchmarks() -> str:
