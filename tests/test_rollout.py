@@ -219,3 +219,17 @@ def test_hf_engine_is_selectable(policy):
     assert len(rollout) == 4 and rollout.mask.sum() > 0 and not rollout.sampler_logp.any()
     with pytest.raises(ValueError, match="unknown rollout engine"):
         generate(model, processor, rows, n=1, engine="vllm")
+
+
+def test_decode_step_traces_as_one_graph(policy, monkeypatch):
+    """`compile=True` (CUDA only) wraps decode_one_token in torch.compile: here dynamo traces it on the CPU with the
+    eager backend and fullgraph=True (no graph break), across a shrinking batch and a growing cache."""
+    model, processor = policy
+    rows = encode_prompts(processor, _samples("mixed"))
+    expected = generate(model, processor, rows, n=2, temperature=0.0, max_new_tokens=6)
+    torch._dynamo.reset()
+    compiled = torch.compile(rollout_mod.decode_one_token, dynamic=True, fullgraph=True, backend="eager")
+    monkeypatch.setattr(rollout_mod, "_decode_step", lambda compile, device: compiled)
+    ours = generate(model, processor, rows, n=2, temperature=0.0, max_new_tokens=6)
+    torch._dynamo.reset()
+    assert [r.tolist() for r in ours.responses] == [r.tolist() for r in expected.responses]
