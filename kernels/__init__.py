@@ -3,7 +3,8 @@
     attention       kernels/attention_triton.py    (packed varlen, FlashAttention-2 style) | sdpa, kernels/attention.py
     log-prob        kernels/logprob_triton.py      (fused linear log-prob + entropy)       | kernels/logprob.py (chunked)
     policy loss     kernels/policy_loss_triton.py  (fused clipped surrogate + KL)          | rl/algos.py
-    transformers    kernels/hf_attention.py        (registers the attention with transformers, packs the vision tower)
+    transformers    kernels/hf_attention.py        (registers the attention with transformers, packs the vision tower;
+                                                    sdpa_varlen: torch's sdpa per sequence, for packed batches)
     compile check   kernels/compile_check.py       (every Triton config, ahead of time, for sm_80 / sm_90)
 
 Triton runs on CUDA, or on the CPU under TRITON_INTERPRET=1 (set before the kernel modules are imported; slow, for
@@ -46,8 +47,9 @@ def triton_runs_on(device: torch.device) -> tuple[bool, str]:
     return False, f"Triton needs a GPU, or TRITON_INTERPRET=1 on the {device.type}"
 
 
-def select(requested: str, device: torch.device, torch_attn: str = "sdpa") -> Kernels:
-    """The kernels to use: Triton where asked and possible, else the torch references (with the reason)."""
+def select(requested: str, device: torch.device, torch_attn: str = "sdpa", packed: bool = False) -> Kernels:
+    """The kernels to use: Triton where asked and possible, else the torch references (with the reason). Packed
+    batches on the torch path run sdpa once per sequence ("sdpa_varlen") rather than under a [T, T] block mask."""
     if requested not in ("triton", "torch"):
         raise ValueError(f"--kernels must be 'triton' or 'torch', got {requested!r}")
     if requested == "triton":
@@ -64,6 +66,10 @@ def select(requested: str, device: torch.device, torch_attn: str = "sdpa") -> Ke
         reason = "torch kernels (--kernels torch)"
     from kernels.logprob import logprobs_from_hidden
     from rl.algos import policy_loss_tokens
+    if packed and torch_attn == "sdpa":
+        from kernels.hf_attention import register
+        register()
+        torch_attn = "sdpa_varlen"
     return Kernels("torch", reason, torch_attn, logprobs_from_hidden, policy_loss_tokens)
 
 

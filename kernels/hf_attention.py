@@ -110,12 +110,41 @@ def torch_varlen_attention_forward(module, query, key, value, attention_mask, sc
                               **kwargs), None
 
 
+def varlen_attention_sdpa(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q=None, max_seqlen_k=None, causal=False,
+                          softmax_scale=None):
+    """torch's fused sdpa once per sequence: the fast torch path for packed batches (what a [T, T] block mask would
+    compute, in time and memory linear in the number of sequences, not quadratic in their total)."""
+    out = q.new_zeros(q.shape)
+    cu_q, cu_k = cu_seqlens_q.tolist(), cu_seqlens_k.tolist()
+    for b in range(len(cu_q) - 1):
+        qs, ks, vs = (x[lo:hi].transpose(0, 1)[None] for x, lo, hi in
+                      ((q, cu_q[b], cu_q[b + 1]), (k, cu_k[b], cu_k[b + 1]), (v, cu_k[b], cu_k[b + 1])))
+        if qs.shape[2] == 0 or ks.shape[2] == 0:
+            continue
+        mask = None
+        if causal and qs.shape[2] != ks.shape[2]:  # bottom-right aligned, as flash-attn
+            mask = (torch.arange(ks.shape[2], device=q.device)[None, :]
+                    <= torch.arange(qs.shape[2], device=q.device)[:, None] + (ks.shape[2] - qs.shape[2]))
+        o = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask, is_causal=causal and mask is None,
+                                           scale=softmax_scale, enable_gqa=qs.shape[1] != ks.shape[1])
+        out[cu_q[b]:cu_q[b + 1]] = o[0].transpose(0, 1)
+    return out
+
+
+def sdpa_varlen_attention_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """The same routing over torch's sdpa, one call per sequence (the torch path of packed batches)."""
+    return _attention_forward(varlen_attention_sdpa, module, query, key, value, attention_mask, scaling, dropout,
+                              **kwargs), None
+
+
 IMPLEMENTATIONS = {
     "triton_varlen": triton_varlen_attention_forward,
     "torch_varlen": torch_varlen_attention_forward,
+    "sdpa_varlen": sdpa_varlen_attention_forward,
     # vision-tower aliases: transformers passes the packed cu_seqlens only to implementations named "*flash*"
     "flash_triton_varlen": triton_varlen_attention_forward,
     "flash_torch_varlen": torch_varlen_attention_forward,
+    "flash_sdpa_varlen": sdpa_varlen_attention_forward,
 }
 
 

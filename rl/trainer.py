@@ -77,7 +77,7 @@ class Trainer:
             corpus = [s.question for s in samples[:256]]
             base = str(build_tiny_checkpoint(self.out / "base_model", corpus=corpus, seed=cfg.seed))
         self.base_model = base
-        self.kernels = kernels.select(cfg.kernels, self.device, cfg.attn)
+        self.kernels = kernels.select(cfg.kernels, self.device, cfg.attn, packed=cfg.max_tokens_per_micro > 0)
         self.log(self.kernels.reason)
         attn = self.kernels.attn_implementation
         self.policy, self.processor = load_policy(cfg.resume or base, torch.float32, attn, self.device)

@@ -46,7 +46,8 @@ def _logprobs_and_grads(model, batch, weights):
     return logp.detach(), grads
 
 
-@pytest.mark.parametrize("impl", ["sdpa", "torch_varlen", pytest.param("triton_varlen", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("impl", ["sdpa", "sdpa_varlen", "torch_varlen",
+                                  pytest.param("triton_varlen", marks=pytest.mark.slow)])
 def test_packed_equals_one_by_one(rollout_and_policy, impl):
     rollout, model, pad = rollout_and_policy
     register()
@@ -120,5 +121,20 @@ def test_training_packed_equals_padded(tmp_path):
         trainer.train()
         runs[name] = trainer
     assert runs["packed"].packed and not runs["padded"].packed
+    assert runs["packed"].kernels.attn_implementation == "sdpa_varlen"  # sdpa once per packed row
     for (n, a), (_, b) in zip(runs["padded"].policy.named_parameters(), runs["packed"].policy.named_parameters()):
         torch.testing.assert_close(a, b, atol=2e-6, rtol=1e-5, msg=n)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_sdpa_per_sequence_equals_the_reference(causal):
+    from kernels.attention import varlen_attention_torch
+    from kernels.hf_attention import varlen_attention_sdpa
+    g = torch.Generator().manual_seed(3)
+    lens_q, lens_k = [5, 0, 17, 3], [5, 0, 20, 3]  # an empty sequence; one with more keys than queries (decoding)
+    cu_q = torch.tensor([0, *torch.tensor(lens_q).cumsum(0).tolist()], dtype=torch.int32)
+    cu_k = torch.tensor([0, *torch.tensor(lens_k).cumsum(0).tolist()], dtype=torch.int32)
+    q = torch.randn(sum(lens_q), 4, 16, generator=g)
+    k, v = torch.randn(2, sum(lens_k), 2, 16, generator=g)  # grouped-query: 4 query heads over 2 kv heads
+    torch.testing.assert_close(varlen_attention_sdpa(q, k, v, cu_q, cu_k, causal=causal),
+                               varlen_attention_torch(q, k, v, cu_q, cu_k, causal=causal), atol=1e-5, rtol=1e-5)
