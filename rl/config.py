@@ -115,6 +115,15 @@ class Config:
                          "pip install tensorboard / wandb)", choices=["none", "tensorboard", "wandb"])
     plots: bool = knob(True, "write PNG curves of the run to <out>/plots/ at the end (python -m rl.plots <out> "
                        "draws them for any run)")
+    # generation engine (rl/rollout.py)
+    rollout: str = knob("ours", "rollout engine: 'ours' (each prompt prefilled once for its n samples, finished rows "
+                        "leave the batch, the log-prob of each draw kept) or 'hf' (transformers' generate)",
+                        choices=["ours", "hf"])
+    old_logprobs: str = knob("recompute", "PPO old log-probs: 'recompute' (a forward pass after generation, the "
+                             "paper) or 'sampler' (those the sampler drew with: one forward pass fewer; needs "
+                             "--rollout ours)", choices=["recompute", "sampler"])
+    compile_decode: bool = knob(False, "torch.compile the decode step of --rollout ours (CUDA only; ignored on the "
+                                "CPU)")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -248,7 +257,7 @@ def build_parser(base: Config, description: str, aliases: dict | None = None,
 # Flags that may differ from the run's own config when it is resumed: they do not change what is computed.
 RESUME_MAY_CHANGE = {"resume", "out", "overwrite", "save_every", "keep_last", "reward_workers", "reward_timeout",
                      "kernel_check_every", "kernel_check_tol", "stall_timeout", "max_bad_steps", "check_data",
-                     "check_data_max_bad"}
+                     "check_data_max_bad", "log_with", "plots"}
 
 
 def _restore_run(values: dict, given: dict) -> dict:
@@ -350,6 +359,8 @@ def invalid(cfg: Config) -> str | None:
         import torch
         if not torch.cuda.is_available():
             return f"{flag('device')}: no CUDA device is available here (use --device cpu)"
+    if cfg.old_logprobs == "sampler" and cfg.rollout != "ours":
+        return f"--old-logprobs sampler: needs --rollout ours ({flag('rollout')} keeps no log-probs of its draws)"
     from rewards import REWARDS
     if cfg.reward not in REWARDS:
         return f"{flag('reward')}: expected one of {', '.join(REWARDS)}"
