@@ -54,6 +54,12 @@ def peak_memory_gb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
+def sampler_max_diff(logp: torch.Tensor, sampler_logp: torch.Tensor, mask: torch.Tensor) -> float:
+    """Largest |log-prob of the training forward - log-prob the sampler drew with| over response tokens."""
+    diff = (logp.detach().float().cpu() - sampler_logp.float().cpu()).abs()[mask.cpu()]
+    return diff.max().item() if diff.numel() else 0.0
+
+
 def chunks(items: list, size: int):
     for i in range(0, len(items), size):
         yield items[i:i + size]
@@ -166,7 +172,8 @@ class Trainer:
             raise RuntimeError(f"every prompt of step {self.step} is longer than --max-prompt-len {cfg.max_prompt_len}")
         with self.phase("generate", times), self.autocast():
             rollout = generate(self.policy, self.processor, prompts, cfg.n_samples, cfg.temperature, cfg.top_p,
-                               cfg.max_new_tokens, cfg.gen_batch_size)
+                               cfg.max_new_tokens, cfg.gen_batch_size, engine=cfg.rollout,
+                               compile=cfg.compile_decode)
 
         with self.phase("reward", times):
             texts = self.tokenizer.batch_decode(rollout.responses, skip_special_tokens=True)
@@ -181,13 +188,19 @@ class Trainer:
             self.guard.ok(False, "reward", f"step {self.step + 1}, phase 'reward'")
             return None, {**metrics, "reward/mean": rewards[finite].mean().item() if finite.any() else 0.0, **times}
 
+        from_sampler = cfg.old_logprobs == "sampler"
+        if from_sampler:  # the log-probs (and entropies) the sampler drew with: one forward pass fewer
+            rollout.old_logp = rollout.sampler_logp.clone()
         self.policy.eval()
         with self.phase("logprob", times), torch.no_grad(), self.autocast():
             for idx in self.micro_batches(rollout, range(len(rollout))):
                 batch = rollout.batch(idx, self.pad_id, packed=self.packed)
-                logp, entropy = self.logprobs(self.policy, batch, with_entropy=True)
-                rollout.store(idx, "old_logp", logp)
-                rollout.store(idx, "entropy", entropy)
+                if from_sampler:
+                    logp = batch["old_logp"]
+                else:
+                    logp, entropy = self.logprobs(self.policy, batch, with_entropy=True)
+                    rollout.store(idx, "old_logp", logp)
+                    rollout.store(idx, "entropy", entropy)
                 rollout.store(idx, "ref_logp", self.logprobs(self.ref, batch)[0] if self.ref is not None else logp)
                 if self.critic is not None:
                     rollout.store(idx, "old_values", self.critic(batch))
@@ -213,6 +226,8 @@ class Trainer:
             "prompt_len/mean": sum(p["prompt_ids"].numel() for p in prompts) / len(prompts),
             **times,
         })
+        if cfg.rollout == "ours" and not from_sampler:
+            metrics["logprob/sampler_max_diff"] = sampler_max_diff(rollout.old_logp, rollout.sampler_logp, mask)
         return rollout, metrics
 
     def train_on(self, rollout: Rollout) -> dict:
@@ -224,6 +239,7 @@ class Trainer:
         stats = {"loss/policy": [], "clip_frac": [], "approx_kl": [], "grad_norm": [], "loss/value": [],
                  "critic_grad_norm": [], "kernel/max_abs_diff": []}
         gen = torch.Generator().manual_seed(cfg.seed * 100003 + self.step)
+        first_update, sampler_diff = self.update_step, []
         for _ in range(cfg.ppo_epochs):
             order = torch.randperm(len(rollout), generator=gen).tolist()
             for train_idx in chunks(order, cfg.train_batch_size):
@@ -234,6 +250,8 @@ class Trainer:
                     batch = rollout.batch(idx, self.pad_id, packed=self.packed)
                     with self.autocast():
                         logp, _ = self.logprobs(self.policy, batch)
+                    if cfg.old_logprobs == "sampler" and self.update_step == first_update:  # weights not yet updated
+                        sampler_diff.append(sampler_max_diff(logp, batch["old_logp"], batch["action_mask"]))
                     loss, st = self.policy_objective(logp, batch)
                     if cfg.kernel_check_every and k == 0 and self.update_step % cfg.kernel_check_every == 0:
                         stats["kernel/max_abs_diff"].append(self.kernel_check(batch, logp))
@@ -271,6 +289,8 @@ class Trainer:
         finite = {k: [x for x in v if math.isfinite(x)] for k, v in stats.items()}
         out = {k: sum(v) / len(v) for k, v in finite.items() if v}
         out["lr"] = lr
+        if sampler_diff:
+            out["logprob/sampler_max_diff"] = max(sampler_diff)
         return out
 
     def micro_batches(self, rollout: Rollout, idx) -> list[list[int]]:

@@ -186,7 +186,7 @@ def test_finished_rows_leave_the_batch(policy, monkeypatch):
     assert sizes[0] == 6 and sizes[-1] < 6 and sizes == sorted(sizes, reverse=True)
 
 
-@pytest.mark.parametrize("attn", ["torch_varlen", "triton_varlen"])
+@pytest.mark.parametrize("attn", ["torch_varlen", pytest.param("triton_varlen", marks=pytest.mark.slow)])
 def test_engine_with_varlen_attention(policy, attn):
     """The packed varlen attention (a 2-D padding mask, or none) gives the engine's sdpa output."""
     import kernels
@@ -233,3 +233,52 @@ def test_decode_step_traces_as_one_graph(policy, monkeypatch):
     ours = generate(model, processor, rows, n=2, temperature=0.0, max_new_tokens=6)
     torch._dynamo.reset()
     assert [r.tolist() for r in ours.responses] == [r.tolist() for r in expected.responses]
+
+
+class _Spread:
+    def __call__(self, responses, golds, metas):
+        from types import SimpleNamespace
+        return SimpleNamespace(components={"total": [len(set(r)) / 10 for r in responses]}, counts={})
+
+    def close(self):
+        pass
+
+
+def test_old_logprobs_from_the_sampler_save_a_forward(tmp_path, tiny_checkpoint):
+    """--old-logprobs sampler: no policy forward before the update, the same step otherwise; both modes report how
+    far the sampler's log-probs are from the training forward's."""
+    from data import load_fixture
+    from rl.config import invalid, preset
+    from rl.trainer import Trainer
+
+    steps = {}
+    for mode in ("recompute", "sampler"):
+        cfg = preset("debug", model=tiny_checkpoint, out=str(tmp_path / mode), max_steps=1, kl=0.01, save_every=0,
+                     old_logprobs=mode, plots=False)
+        trainer = Trainer(cfg, load_fixture("math"), _Spread(), log=lambda *a: None)
+        calls = []
+        inner = trainer.logprobs
+        trainer.logprobs = lambda model, *a, **k: (calls.append((model is trainer.policy, torch.is_grad_enabled())),
+                                                   inner(model, *a, **k))[1]
+        rollout, metrics = trainer.make_experience(trainer.prompts_for_step(0))
+        metrics.update(trainer.train_on(rollout))
+        steps[mode] = (metrics, calls.count((True, False)), rollout)
+    (rec, rec_fwd, rec_rollout), (smp, smp_fwd, smp_rollout) = steps["recompute"], steps["sampler"]
+    assert rec_fwd > 0 and smp_fwd == 0
+    assert rec["logprob/sampler_max_diff"] < 1e-4 and smp["logprob/sampler_max_diff"] < 1e-4
+    assert [r.tolist() for r in smp_rollout.responses] == [r.tolist() for r in rec_rollout.responses]
+    for key in ("loss/policy", "kl", "entropy", "approx_kl"):
+        assert smp[key] == pytest.approx(rec[key], abs=1e-4), key
+    assert invalid(preset("debug", rollout="hf", old_logprobs="sampler")).startswith("--old-logprobs sampler: needs")
+
+
+def test_trainer_runs_with_the_hf_engine(tmp_path, tiny_checkpoint):
+    from data import load_fixture
+    from rl.config import preset
+    from rl.trainer import Trainer
+
+    cfg = preset("debug", model=tiny_checkpoint, out=str(tmp_path), max_steps=1, save_every=0, rollout="hf",
+                 max_new_tokens=6, plots=False)
+    trainer = Trainer(cfg, load_fixture("math"), _Spread(), log=lambda *a: None)
+    rollout, metrics = trainer.make_experience(trainer.prompts_for_step(0))
+    assert "logprob/sampler_max_diff" not in metrics and rollout.mask.sum() > 0
