@@ -302,6 +302,9 @@ def generate(model, processor, prompt_rows: list[dict], n: int, temperature: flo
 def _hf_generate(model, processor, batch, n, temperature, top_p, max_new_tokens, stop_ids) -> torch.Tensor:
     """transformers' generate on one collated batch -> the new tokens [b*n, R] (CPU)."""
     config = sampling_config(processor, n, temperature, top_p, max_new_tokens)
+    if temperature <= 0:  # greedy, as in our engine
+        config = GenerationConfig(do_sample=False, num_return_sequences=n, max_new_tokens=max_new_tokens,
+                                  pad_token_id=config.pad_token_id)
     config.eos_token_id = stop_ids
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
     for key in ("mm_token_type_ids", "pixel_values", "image_grid_thw"):

@@ -12,7 +12,7 @@ import rl.rollout as rollout_mod
 from data.sample import Sample, make_messages
 from rl.batch import collate, encode_prompts
 from rl.policy import load_policy, pad_token_id, response_logprobs, stop_token_ids
-from rl.rollout import cut_at_stop, draw, generate, sample, vision_token_ids
+from rl.rollout import ENGINES, cut_at_stop, draw, generate, sample, vision_token_ids
 
 
 def _image(w, h, color):
@@ -217,6 +217,8 @@ def test_hf_engine_is_selectable(policy):
     torch.manual_seed(0)
     rollout = generate(model, processor, rows, n=2, max_new_tokens=4, engine="hf")
     assert len(rollout) == 4 and rollout.mask.sum() > 0 and not rollout.sampler_logp.any()
+    greedy = [generate(model, processor, rows, n=1, temperature=0.0, max_new_tokens=8, engine=e) for e in ENGINES]
+    assert [r.tolist() for r in greedy[0].responses] == [r.tolist() for r in greedy[1].responses]
     with pytest.raises(ValueError, match="unknown rollout engine"):
         generate(model, processor, rows, n=1, engine="vllm")
 
