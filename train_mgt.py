@@ -22,6 +22,10 @@ def main(argv=None):
     known, rest = pre.parse_known_args(argv)
     cfg = parse_config(rest, default_preset=f"mgt-{known.domain}", aliases={"model": ["--init"]},
                        description=__doc__ + "\n--domain {" + ",".join(DOMAINS) + "} picks the preset mgt-DOMAIN.")
+    if cfg.plan:  # the memory plan (rl/memory.py): nothing is loaded; without --init, on the 3B model
+        from rl.memory import print_plan
+        print_plan(cfg)
+        return
     if not cfg.model:
         raise SystemExit("error: --init <stage-1 checkpoint dir> is required (e.g. runs/fre-text/final)")
     from rl.trainer import run

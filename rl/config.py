@@ -124,6 +124,12 @@ class Config:
                              "--rollout ours)", choices=["recompute", "sampler"])
     compile_decode: bool = knob(False, "torch.compile the decode step of --rollout ours (CUDA only; ignored on the "
                                 "CPU)")
+    # memory planner (rl/memory.py)
+    plan: bool = knob(False, "print the memory each GPU needs per phase (generation, log-prob, update) for this run, "
+                      "whether it fits in --gpu-mem-gb and which knob to turn first, and exit; loads nothing")
+    gpu_mem_gb: float = knob(80.0, "--plan: memory of one GPU in GiB (what nvidia-smi shows in MiB / 1024)")
+    nproc: int = knob(1, "--plan: GPUs the run is spread over (torchrun + FSDP2 world size, all nodes); training "
+                      "itself takes the world size from torchrun")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -257,7 +263,7 @@ def build_parser(base: Config, description: str, aliases: dict | None = None,
 # Flags that may differ from the run's own config when it is resumed: they do not change what is computed.
 RESUME_MAY_CHANGE = {"resume", "out", "overwrite", "save_every", "keep_last", "reward_workers", "reward_timeout",
                      "kernel_check_every", "kernel_check_tol", "stall_timeout", "max_bad_steps", "check_data",
-                     "check_data_max_bad", "log_with", "plots"}
+                     "check_data_max_bad", "log_with", "plots", "plan", "gpu_mem_gb", "nproc"}
 
 
 def _restore_run(values: dict, given: dict) -> dict:
@@ -321,11 +327,12 @@ def invalid(cfg: Config) -> str | None:
     at_least = {"prompts_per_step": 1, "n_samples": 1, "max_new_tokens": 1, "max_prompt_len": 1, "gen_batch_size": 1,
                 "train_batch_size": 1, "micro_batch_size": 1, "ppo_epochs": 1, "logprob_chunk": 1, "min_pixels": 1,
                 "reward_workers": 1, "episodes": 0, "max_tokens_per_micro": 0, "max_steps": 0, "max_samples": 0, "save_every": 0,
-                "keep_last": 0, "kernel_check_every": 0, "max_bad_steps": 1}
+                "keep_last": 0, "kernel_check_every": 0, "max_bad_steps": 1, "nproc": 1}
     for name, low in at_least.items():
         if getattr(cfg, name) < low:
             return f"{flag(name)}: must be at least {low}"
-    positive = ("temperature", "actor_lr", "critic_lr", "eps_clip", "value_clip", "grad_clip", "reward_timeout")
+    positive = ("temperature", "actor_lr", "critic_lr", "eps_clip", "value_clip", "grad_clip", "reward_timeout",
+                "gpu_mem_gb")
     for name in positive:
         v = getattr(cfg, name)
         if not (math.isfinite(v) and v > 0):

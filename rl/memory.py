@@ -1,0 +1,600 @@
+"""The memory planner: what each GPU holds in each phase of a step (generation, log-prob, update) before anything
+is loaded, whether the run fits, and the knobs that make it fit.
+
+    python train_fre.py --plan --gpu-mem-gb 40 [--nproc 8]     # any preset, any flags; prints the table, exits
+
+Parameters are counted exactly: the model is built from its config on the meta device (no weights; the configs of
+Qwen2.5-VL-3B/7B-Instruct are below, so the paper's runs plan offline). The rest is arithmetic on what the trainer
+does (rl/trainer.py, rl/policy.py, rl/rollout.py, kernels/logprob.py), per GPU:
+
+* master weights: the policy's parameters, fp32. Under bf16 autocast (on a GPU), autocast's cache holds a bf16 copy
+  of every weight a matmul reads for as long as the autocast block lasts ("weights"): the whole generation, the
+  whole log-prob phase, the forward of each update micro-batch.
+* gradients: fp32, of the trained parameters, in the update only (freed after each optimizer step).
+* optimizer states: bitsandbytes AdamW8bit: per tensor of >= 4096 elements two uint8 states with an fp32 absmax per
+  block of 256 (2n + 8 ceil(n / 256) bytes), fp32 states below (8n), two 256-entry fp32 maps per optimizer; torch
+  AdamW: 8n, and its foreach step a temporary fp32 copy of the parameters.
+* reference (kl > 0): a bf16 copy of the policy. critic (gae): an fp32 copy of the backbone + a value head, with
+  its own gradients and optimizer states.
+* activations at the token budget: what each decoder layer saves for backward per token under autocast over fp32
+  weights (fp32 residual stream and norms, a bf16 copy of each projection's input, bf16 attention and MLP
+  tensors), or with activation checkpointing one fp32 [tokens, hidden] input per layer plus one layer recomputed.
+* the log-prob path: the LM head over [chunk, vocab] logits (never [tokens, vocab]), and in backward the fp32
+  [vocab, hidden] gradient of the head; in generation the [rows, vocab] logits of a decode step.
+* the generation KV cache, preallocated: gen-batch-size x n-samples rows of prompt (at most --max-prompt-len) +
+  --max-new-tokens positions; keys fp32 (the rotary embedding promotes them to the residual's dtype), values bf16.
+
+With --nproc N (torchrun + FSDP2) master weights, gradients, optimizer states, reference and critic are sharded N
+ways (dim 0); the forward gathers bf16 weights one layer at a time (plus one prefetched; embedding and head stay
+gathered) and generation is planned on the gathered bf16 model. tests/test_memory.py checks the bytes of weights,
+gradients and optimizer states against a real model and optimizer, and the activation estimate against the measured
+allocator peak of one update on the CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+GiB = 2**30
+RESERVE_BYTES = 1 * GiB  # CUDA context, cuBLAS/NCCL workspaces: outside PyTorch's allocator
+FRAGMENTATION = 0.05  # the caching allocator's slack on top of live tensors
+MIN_8BIT_SIZE, BNB_BLOCK, BNB_QMAP_BYTES = 4096, 256, 2 * 256 * 4  # bitsandbytes 0.50 AdamW8bit
+IMAGE_DATA = ("vermulti", "mathv360k", "geo-fixture", "synthetic-geo", "sokoban", "football", "fixture:message")
+
+# config.json of the released checkpoints (the fields that shape the model; the rest are transformers' defaults).
+_VISION = dict(depth=32, hidden_act="silu", hidden_size=1280, intermediate_size=3420, num_heads=16, in_chans=3,
+               patch_size=14, spatial_merge_size=2, spatial_patch_size=14, window_size=112,
+               fullatt_block_indexes=[7, 15, 23, 31], tokens_per_second=2, temporal_patch_size=2)
+_QWEN2_5_VL = dict(architectures=["Qwen2_5_VLForConditionalGeneration"], model_type="qwen2_5_vl",
+                   attention_dropout=0.0, bos_token_id=151643, eos_token_id=151645, vision_start_token_id=151652,
+                   vision_end_token_id=151653, vision_token_id=151654, image_token_id=151655, video_token_id=151656,
+                   hidden_act="silu", initializer_range=0.02, max_position_embeddings=128000, rms_norm_eps=1e-06,
+                   rope_theta=1000000.0, sliding_window=32768, torch_dtype="bfloat16", use_cache=True,
+                   use_sliding_window=False, rope_scaling={"type": "mrope", "mrope_section": [16, 24, 24]})
+KNOWN_CONFIGS = {
+    "Qwen/Qwen2.5-VL-3B-Instruct": dict(
+        _QWEN2_5_VL, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
+        num_key_value_heads=2, max_window_layers=70, tie_word_embeddings=True, vocab_size=151936,
+        vision_config=dict(_VISION, out_hidden_size=2048)),
+    "Qwen/Qwen2.5-VL-7B-Instruct": dict(
+        _QWEN2_5_VL, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+        num_key_value_heads=4, max_window_layers=28, tie_word_embeddings=False, vocab_size=152064,
+        vision_config=dict(_VISION, out_hidden_size=3584)),
+    # rl/tiny_model.py's debug model (its BPE vocabulary is at most 512 tokens; a built checkpoint plans exactly)
+    "tiny": dict(
+        model_type="qwen2_5_vl", image_token_id=511, video_token_id=510, vision_start_token_id=509,
+        vision_end_token_id=508,
+        text_config=dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                         tie_word_embeddings=False, bos_token_id=0, eos_token_id=1, pad_token_id=0,
+                         rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]}),
+        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
+                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56,
+                           fullatt_block_indexes=[1])),
+}
+# FRE-Text's default model stands in for an MGT preset planned without --init (a stage-1 checkpoint of it)
+STAGE1_MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
+
+
+# -- the model, counted exactly --------------------------------------------------------------------------------------
+def model_config(name: str):
+    """The transformers config of `name`: a known id (offline), a local checkpoint directory, or the hub's cache."""
+    from transformers import AutoConfig, Qwen2_5_VLConfig
+    name = name or STAGE1_MODEL
+    if name in KNOWN_CONFIGS:
+        values = json.loads(json.dumps(KNOWN_CONFIGS[name]))
+        values.pop("model_type", None)
+        return Qwen2_5_VLConfig(**values)
+    path = Path(name).expanduser()
+    if path.is_dir() and (path / "config.json").is_file():
+        return AutoConfig.from_pretrained(str(path))
+    try:
+        return AutoConfig.from_pretrained(name, local_files_only=True)
+    except Exception:  # noqa: BLE001 - not cached: one line naming what does work offline
+        raise SystemExit(f"error: --model {name}: no config known offline; pass a local checkpoint directory or one "
+                         f"of {', '.join(KNOWN_CONFIGS)}") from None
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    shape: tuple
+    vision: bool  # in the vision tower
+    matmul: bool  # read by a matmul (Linear / Conv): autocast makes a bf16 copy of it
+    head: bool  # the LM head's weight (tied: the embedding too)
+    backbone: bool  # in `model.model`, which the critic copies (all but an untied head)
+    block: int  # index of the decoder layer / vision block it belongs to (-1: neither), FSDP2's units
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    params: tuple  # every parameter tensor once (a tied embedding is the head too)
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    vocab: int
+    tied: bool
+    vision: dict | None  # hidden, depth, heads, intermediate, patch, merge, temporal (None: a text model)
+
+    @property
+    def largest(self) -> int:  # the largest weight in a layer: its gradient, made before it is accumulated
+        return max(p.numel for p in self.params if p.block >= 0)
+
+    @property
+    def block_params(self) -> int:
+        """Elements of the largest FSDP2 unit (a decoder layer or a vision block)."""
+        sizes = {}
+        for p in self.params:
+            if p.block >= 0:
+                sizes[(p.vision, p.block)] = sizes.get((p.vision, p.block), 0) + p.numel
+        return max(sizes.values(), default=0)
+
+
+def inspect_model(config) -> ModelInfo:
+    """Every parameter of the model `config` describes, built on the meta device (no memory, no download)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+    is_vlm = hasattr(config, "vision_config")
+    with torch.device("meta"):
+        model = (AutoModelForImageTextToText if is_vlm else AutoModelForCausalLM).from_config(config)
+    matmul = {id(m.weight) for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv3d))}
+    matmul |= {id(m.bias) for m in model.modules()
+               if isinstance(m, (torch.nn.Linear, torch.nn.Conv3d)) and m.bias is not None}
+    head = model.get_output_embeddings().weight
+    tied = head is model.get_input_embeddings().weight
+    def block(name):
+        match = re.search(r"\.(?:layers|blocks)\.(\d+)\.", name)
+        return int(match.group(1)) if match else -1
+
+    params = tuple(Param(n, tuple(p.shape), ".visual." in f".{n}", id(p) in matmul, p is head,
+                         tied or p is not head, block(n)) for n, p in model.named_parameters())
+    text = config.get_text_config()
+    heads = text.num_attention_heads
+    vision = None
+    if is_vlm:
+        v = config.vision_config
+        vision = dict(hidden=v.hidden_size, depth=v.depth, heads=v.num_heads, intermediate=v.intermediate_size,
+                      patch=v.patch_size, merge=v.spatial_merge_size)
+    return ModelInfo(params, text.hidden_size, text.num_hidden_layers, heads, text.num_key_value_heads,
+                     getattr(text, "head_dim", None) or text.hidden_size // heads, text.intermediate_size,
+                     text.vocab_size, tied, vision)
+
+
+# -- bytes of the persistent state -----------------------------------------------------------------------------------
+def shard_numel(shape: tuple, nproc: int) -> int:
+    """Elements of the largest FSDP2 shard (dim 0 split in `nproc` chunks, as torch.chunk)."""
+    return math.prod(shape) if nproc == 1 or not shape else -(-shape[0] // nproc) * math.prod(shape[1:])
+
+
+def adamw8bit_state_bytes(numel: int) -> int:
+    """bitsandbytes AdamW8bit's state of one tensor: uint8 exp_avg and exp_avg_sq with an fp32 absmax per block of
+    256, or both fp32 below min_8bit_size (4096 elements). The two quantisation maps are counted per optimizer."""
+    if numel < MIN_8BIT_SIZE:
+        return 8 * numel
+    return 2 * numel + 2 * 4 * -(-numel // BNB_BLOCK)
+
+
+def optimizer_state_bytes(shapes: list, optim: str, nproc: int = 1) -> int:
+    """Bytes of the optimizer states of parameters `shapes` (one FSDP shard of each with nproc > 1)."""
+    numels = [shard_numel(s, nproc) for s in shapes]
+    if optim in ("adamw", "adamw_torch"):
+        return 8 * sum(numels)  # exp_avg, exp_avg_sq (the step counters are host scalars)
+    eight_bit = sum(adamw8bit_state_bytes(n) for n in numels)
+    return eight_bit + (BNB_QMAP_BYTES if any(n >= MIN_8BIT_SIZE for n in numels) else 0)
+
+
+# -- activations -----------------------------------------------------------------------------------------------------
+def layer_saved(h: int, kv: int, inter: int, heads: int, autocast: bool) -> int:
+    """Bytes one decoder layer saves for backward per token (transformers' Qwen2 layer, sdpa-style attention saving
+    q, k, v, output and log-sum-exp). Autocast over fp32 weights: two RMSNorms save input and normalised value in
+    fp32 (8h each), each of the five projections from a norm saves its own bf16 copy of its input (q, k, v, gate,
+    up: 10h), attention its bf16 q (2h), k and v (2kv each), output (= o_proj's input, 2h) and fp32 lse; the MLP
+    saves gate, silu(gate), up and their product in bf16 (8i). In fp32 the projections share their input."""
+    if autocast:
+        return 30 * h + 4 * kv + 8 * inter + 4 * heads + 8
+    return 32 * h + 8 * kv + 16 * inter + 4 * heads + 8
+
+
+def layer_transient(h: int, kv: int, inter: int, autocast: bool) -> int:
+    """Peak bytes per token inside one layer's forward without a graph (the log-prob phase, generation's prefill,
+    a checkpointed layer): the fp32 residual and norm output, then the attention's q/k/v and rotary copies or the
+    MLP's gate, silu and up outputs."""
+    b = 2 if autocast else 4
+    attn = 16 * h + (b + 4 + 4) * h + (2 * b + 8) * kv
+    mlp = 8 * h + 2 * h + 3 * b * inter
+    return max(attn, mlp)
+
+
+def backward_working(h: int, inter: int, autocast: bool) -> int:
+    """Bytes per token that one layer's backward adds to what it saved, fitted to measured CPU peaks at seven
+    shapes: the peak falls in the MLP's backward, with about 1.75 [tokens, inter] gradients alive and about three
+    [tokens, hidden] fp32 tensors of the layer already released (negative for a narrow MLP)."""
+    return int((3.5 if autocast else 7.0) * inter - 11 * h)
+
+
+def logprob_forward_peak(rows: int, chunk: int, vocab: int, triton: bool, bf16_head: bool = False) -> int:
+    """The chunked LM head's forward (kernels/logprob.py): two reused fp32 [chunk, vocab] buffers (logits, exp),
+    and a bf16 product per chunk when the head is bf16 (FSDP2's gathered weights). The fused Triton kernel keeps
+    only [splits, rows] partials."""
+    c = min(chunk, rows)
+    return 16 * rows if triton else (10 if bf16_head else 8) * c * vocab
+
+
+def logprob_backward_peak(rows: int, chunk: int, vocab: int, hidden: int) -> int:
+    """The LM head's backward (both kernels): a reused fp32 [chunk, vocab] dlogits buffer, the [vocab, hidden] fp32
+    weight gradient, the [rows, hidden] fp32 hidden gradient."""
+    return 4 * min(chunk, rows) * vocab + 4 * vocab * hidden + 4 * rows * hidden
+
+
+@dataclass
+class Shape:
+    """The tokens of one micro-batch (worst case) and of one generation call, from the config."""
+    rows: int  # samples in a micro-batch
+    seq: int  # longest sequence (prompt + response)
+    tokens: int  # tokens through the model per micro-batch
+    response: int  # tokens through the LM head per micro-batch
+    padded: bool
+    patches: int  # vision-tower patches per micro-batch
+    gen_rows: int  # rows of one generation call (prompts x samples)
+
+
+def shapes(cfg, info: ModelInfo) -> Shape:
+    """Worst case: every prompt --max-prompt-len tokens, every response --max-new-tokens; one image a sample for an
+    image data set, at --max-pixels."""
+    seq, rows = cfg.max_prompt_len + cfg.max_new_tokens, cfg.micro_batch_size
+    tokens = min(max(cfg.max_tokens_per_micro, seq), rows * seq) if cfg.max_tokens_per_micro else rows * seq
+    images = info.vision is not None and cfg.data.startswith(IMAGE_DATA)
+    patches = rows * (cfg.max_pixels // info.vision["patch"] ** 2) if images else 0
+    return Shape(rows, seq, tokens, min(tokens, rows * cfg.max_new_tokens), not cfg.max_tokens_per_micro, patches,
+                 cfg.gen_batch_size * cfg.n_samples)
+
+
+@dataclass
+class Setup:
+    """How the trainer would run `cfg` on a GPU: compute dtype, kernels, attention."""
+    autocast: bool
+    triton: bool  # fused Triton log-prob kernel (CUDA and --kernels triton)
+    masked_sdpa: bool  # padded batches through sdpa: a [rows, 1, L, L] mask and k/v repeated to every head
+    bf16_head: bool = False  # the LM head's weight is bf16 (FSDP2's gathered weights under mixed precision)
+
+
+def setup_of(cfg) -> Setup:
+    gpu = cfg.device != "cpu"
+    autocast = cfg.dtype == "bf16" or (cfg.dtype == "auto" and gpu)
+    triton = gpu and cfg.kernels == "triton"
+    masked = not triton and not cfg.max_tokens_per_micro and cfg.attn in ("sdpa", "eager")
+    return Setup(autocast, triton, masked)
+
+
+def train_activations(info: ModelInfo, shape: Shape, st: Setup, cfg, lm_head: bool = True) -> dict:
+    """Peak bytes of one update micro-batch beyond the weights, by moment: end of forward, backward through the LM
+    head, backward through one layer, backward through the embedding. Each value is (activations, log-prob path)."""
+    h, T, R = info.hidden, shape.tokens, shape.response
+    kv = h if st.masked_sdpa else info.kv_heads * info.head_dim
+    per_layer = T * layer_saved(h, kv, info.intermediate, info.heads, st.autocast)
+    if st.masked_sdpa:  # the mask as a float bias, saved by each layer's attention
+        per_layer += shape.rows * shape.seq ** 2 * (2 if st.autocast else 4)
+    inputs = T * (40 + 8 * info.head_dim + 8 * h + 4)  # ids, mask, positions; rotary cos/sin; final norm
+    inputs += 4 * h * R if lm_head else 0  # the head's input rows, fp32
+    vision_saved = vision_layer = 0
+    if shape.patches:
+        v = info.vision
+        vl = shape.patches * layer_saved(v["hidden"], v["hidden"], v["intermediate"], v["heads"], st.autocast)
+        vision_layer, vision_saved = vl, (shape.patches * 4 * v["hidden"] * v["depth"]
+                                          if cfg.gradient_checkpointing else vl * v["depth"])
+    if cfg.gradient_checkpointing:
+        saved = info.layers * 4 * h * T + vision_saved + inputs
+        transient = T * layer_transient(h, kv, info.intermediate, st.autocast)
+        layer = saved + per_layer + T * backward_working(h, info.intermediate, st.autocast)
+    else:
+        saved = info.layers * per_layer + vision_saved + inputs
+        transient = 0
+        layer = saved + T * backward_working(h, info.intermediate, st.autocast)
+    grad_tmp = info.largest * (6 if st.autocast else 4)  # a weight's gradient before it is added to .grad
+    out = {"forward": (saved + transient, 0), "layer": (layer + grad_tmp, 0),
+           "embedding": (4 * info.hidden * info.vocab + 4 * h * T, 0)}
+    if vision_layer:
+        out["vision"] = (saved - inputs + vision_layer + shape.patches * backward_working(
+            info.vision["hidden"], info.vision["intermediate"], st.autocast), 0)
+    if lm_head:
+        lp_fwd = logprob_forward_peak(R, cfg.logprob_chunk, info.vocab, st.triton, st.bf16_head)
+        out["forward"] = (saved + transient, 0) if transient > lp_fwd else (saved, lp_fwd)
+        out["head"] = (saved + 4 * h * T, logprob_backward_peak(R, cfg.logprob_chunk, info.vocab, h))
+    return out
+
+
+def nograd_activations(info: ModelInfo, tokens: int, response: int, st: Setup, chunk: int, lm_head: bool,
+                       patches: int = 0) -> tuple:
+    """Peak of a forward without a graph (log-prob phase): (activations, log-prob path)."""
+    h = info.hidden
+    kv = info.kv_heads * info.head_dim
+    layer = tokens * (40 + 8 * info.head_dim + layer_transient(h, kv, info.intermediate, st.autocast))
+    if patches:  # the vision tower runs first, one block at a time
+        v = info.vision
+        layer = max(layer, patches * layer_transient(v["hidden"], v["hidden"], v["intermediate"], st.autocast))
+    if not lm_head:
+        return layer, 0
+    end = tokens * (40 + 8 * info.head_dim + 12 * h) + 4 * h * response
+    return max(layer, end), logprob_forward_peak(response, chunk, info.vocab, st.triton, st.bf16_head)
+
+
+# -- the plan --------------------------------------------------------------------------------------------------------
+ROWS = ("weights (bf16 copy)", "master weights (fp32)", "gradients", "optimizer states", "reference", "critic",
+        "activations", "log-prob path", "generation KV cache", "CUDA context + allocator margin")
+PHASES = ("generation", "log-prob", "update")
+
+
+@dataclass
+class Phase:
+    rows: dict  # ROWS -> bytes
+    moment: str  # where the phase peaks
+
+    @property
+    def total(self) -> int:
+        return sum(self.rows.values())
+
+
+@dataclass
+class Plan:
+    cfg: object
+    nproc: int
+    gpu_bytes: int
+    info: ModelInfo
+    shape: Shape
+    setup: Setup
+    phases: dict  # PHASES -> Phase
+    notes: list
+
+    @property
+    def peak(self) -> tuple[str, int]:
+        name = max(self.phases, key=lambda k: self.phases[k].total)
+        return name, self.phases[name].total
+
+    @property
+    def fits(self) -> bool:
+        return all(p.total <= self.gpu_bytes for p in self.phases.values())
+
+    @property
+    def overflow(self) -> int:
+        return sum(max(0, p.total - self.gpu_bytes) for p in self.phases.values())
+
+
+def _sharded(params, nproc: int, bytes_per: int) -> int:
+    return sum(bytes_per * shard_numel(p.shape, nproc) for p in params)
+
+
+def _phase(moment: str, **rows) -> Phase:
+    """A phase from keyword rows (the first word of a row's name), plus the CUDA context and allocator margin."""
+    named = {r: int(rows.get(r.split()[0].replace("-", "_"), 0)) for r in ROWS}
+    named[ROWS[-1]] = RESERVE_BYTES + int(FRAGMENTATION * sum(named.values()))
+    return Phase(named, moment)
+
+
+def plan_memory(cfg, gpu_mem_gb: float, nproc: int = 1, info: ModelInfo | None = None, ref_offload: bool = False,
+                bf16_weights: bool = False) -> Plan:
+    """Bytes per GPU of each phase of one step of `cfg` on `nproc` GPUs of `gpu_mem_gb` GiB. `ref_offload` and
+    `bf16_weights` plan what the trainer cannot do yet: the reference on the CPU outside the log-prob phase, and
+    bf16 parameters and gradients (8-bit states with stochastic rounding) instead of fp32 master weights."""
+    info = info or inspect_model(model_config(cfg.model))
+    st, shape, notes, n = setup_of(cfg), shapes(cfg, info), [], nproc
+    st.bf16_head = n > 1 and st.autocast
+    low, wb = (2 if st.autocast else 4), (2 if bf16_weights else 4)  # compute dtype; parameter and gradient
+    run_vision = shape.patches > 0  # a text-only step never runs (or casts) the vision tower
+    trained = [p for p in info.params if not (cfg.freeze_vision and p.vision)]
+    grads = _sharded(trained, n, wb)
+    states = optimizer_state_bytes([p.shape for p in trained], cfg.optim, n)
+    step_tmp = _sharded(trained, n, 4) if cfg.optim == "adamw" else 0  # foreach AdamW: sqrt(exp_avg_sq)
+    if cfg.optim not in ("adamw", "adamw_8bit"):
+        notes.append(f"optimizer {cfg.optim!r} is unknown to the planner: counted as AdamW8bit")
+    ref = _sharded(info.params, n, low) if cfg.kl > 0 else 0
+
+    def cast(params) -> int:  # autocast's bf16 copies of the matmul weights of `params`
+        on = st.autocast and not bf16_weights
+        return 2 * sum(p.numel for p in params if on and p.matmul and (run_vision or not p.vision))
+
+    critic = critic_cast = critic_grads = 0
+    if cfg.estimator == "gae":
+        value_head = [Param("value_head.weight", (1, info.hidden), False, True, False, True, -1),
+                      Param("value_head.bias", (1,), False, True, False, True, -1)]
+        body = [p for p in info.params if p.backbone] + value_head
+        body_trained = [p for p in body if not (cfg.freeze_vision and p.vision)]
+        critic = _sharded(body, n, wb) + optimizer_state_bytes([p.shape for p in body_trained], cfg.optim, n)
+        critic_grads = _sharded(body_trained, n, wb)
+        critic_cast = cast([p for p in body if not p.head]) if n == 1 else 0
+    if n == 1:
+        cast_gen, cast_fwd = cast(info.params), cast([p for p in info.params if not p.head])
+        cast_block = 2 * info.block_params if cast_fwd else 0  # one layer, recomputed in backward
+    else:  # FSDP2: bf16 all-gathers, one unit at a time (+ one prefetched); root params stay gathered
+        root = sum(p.numel for p in info.params if p.block < 0)
+        cast_gen = 2 * sum(p.numel for p in info.params)
+        cast_fwd = cast_block = 2 * (root + 2 * info.block_params)
+        notes.append(f"{n} GPUs: FSDP2 shards master weights, gradients, optimizer states, reference and critic "
+                     f"{n} ways; generation is planned on the gathered bf16 model")
+    base = dict(master=_sharded(info.params, n, wb), optimizer=states, reference=0 if ref_offload else ref)
+
+    # generation: the KV cache of gen_batch_size x n_samples rows; prefill the prompts, then one token a step
+    kv_dim, L = info.kv_heads * info.head_dim, shape.seq
+    key_bytes = 2 if bf16_weights or (n > 1 and st.autocast) else 4  # FSDP2's bf16 compute: a bf16 residual
+    kv = info.layers * shape.gen_rows * L * kv_dim * (key_bytes + low)
+    prefill = cfg.gen_batch_size * cfg.max_prompt_len * (
+        40 + 8 * info.head_dim + layer_transient(info.hidden, kv_dim, info.intermediate, st.autocast))
+    decode = kv // info.layers + shape.gen_rows * (16 * cfg.max_new_tokens + L)  # a layer's K/V copy; outputs
+    decode_logits = shape.gen_rows * info.vocab * (8 + 4 + low + (28 if cfg.top_p < 1 else 0))
+    gen = max((_phase("prefill", activations=prefill, log_prob=cfg.gen_batch_size * info.vocab * (4 + low),
+                      weights=cast_gen, generation=kv, critic=critic, **base),
+               _phase("decode", activations=decode, log_prob=decode_logits, weights=cast_gen, generation=kv,
+                      critic=critic, **base)), key=lambda p: p.total)
+
+    # log-prob: old (and reference) log-probs, critic values, no graph; one autocast block for all of them
+    act, lp = nograd_activations(info, shape.tokens, shape.response, st, cfg.logprob_chunk, True, shape.patches)
+    logprob = _phase("policy forward", weights=cast_fwd, activations=act, log_prob=lp, critic=critic + critic_cast,
+                     **{**base, "reference": ref})
+
+    # update: forward + backward of one micro-batch (the train batch's gradients accumulate), the optimizer step
+    ckpt = cfg.gradient_checkpointing
+    weights_at = {"forward": cast_fwd, "head": 0 if ckpt else cast_fwd, "layer": cast_block if ckpt else cast_fwd,
+                  "embedding": 0, "vision": cast_block if ckpt else cast_fwd}
+    label = {"forward": "end of forward", "head": "bwd: LM head", "layer": "bwd: a layer",
+             "embedding": "bwd: embedding", "vision": "bwd: vision"}
+    held = dict(gradients=grads, critic=critic + critic_grads, **base)
+    updates = [_phase(label[k], weights=cast_fwd if n > 1 else weights_at[k], activations=a, log_prob=lp, **held)
+               for k, (a, lp) in train_activations(info, shape, st, cfg).items()]
+    updates.append(_phase("optimizer step", **{**held, "optimizer": states + step_tmp}))
+    if cfg.estimator == "gae":  # the critic's forward and backward come after the policy's
+        for k, (a, _) in train_activations(info, shape, st, cfg, lm_head=False).items():
+            critic_now = held["critic"] + (critic_cast if k == "forward" else 0)
+            updates.append(_phase(f"critic {label[k][-9:]}", activations=a, **{**held, "critic": critic_now}))
+    return Plan(cfg, nproc, int(gpu_mem_gb * GiB), info, shape, st,
+                {"generation": gen, "log-prob": logprob, "update": max(updates, key=lambda p: p.total)}, notes)
+
+
+def offload_flag() -> str | None:
+    """The trainer's reference-offload flag, if it has one."""
+    from rl.config import Config
+    names = [f.name for f in dataclasses.fields(Config) if "offload" in f.name and "ref" in f.name]
+    return names[0].replace("_", "-") if names else None
+
+
+# -- the knobs -------------------------------------------------------------------------------------------------------
+def _knobs(cfg):
+    """(flag, config) for one notch of each memory knob that can still turn, in the order to try them: activation
+    checkpointing, micro-batch size / token budget, 8-bit optimizer, (more GPUs: the caller), (reference offload:
+    not in the trainer yet), generation batch size."""
+    replace = dataclasses.replace
+    if not cfg.gradient_checkpointing:
+        yield "--gradient-checkpointing", replace(cfg, gradient_checkpointing=True)
+    one = cfg.max_prompt_len + cfg.max_new_tokens
+    tokens = min(max(cfg.max_tokens_per_micro, one), cfg.micro_batch_size * one)  # a packed budget in effect
+    if cfg.max_tokens_per_micro and tokens > one:
+        budget = max(one, tokens // 2)
+        yield f"--max-tokens-per-micro {budget}", replace(cfg, max_tokens_per_micro=budget)
+    elif not cfg.max_tokens_per_micro and cfg.micro_batch_size > 1:
+        mb = cfg.micro_batch_size // 2
+        yield f"--micro-batch-size {mb}", replace(cfg, micro_batch_size=mb)
+    if cfg.optim == "adamw":
+        yield "--optim adamw_8bit", replace(cfg, optim="adamw_8bit")
+    if cfg.gen_batch_size > 1:
+        yield f"--gen-batch-size {cfg.gen_batch_size // 2}", replace(cfg, gen_batch_size=cfg.gen_batch_size // 2)
+
+
+def turn_knobs(cfg, gpu_mem_gb: float, nproc: int, info: ModelInfo) -> tuple[list, Plan]:
+    """Greedy, on `nproc` GPUs: the first knob (in order) that lowers the bytes over budget, one notch at a time,
+    until the run fits or no knob helps. Returns (the flags turned, the last plan)."""
+    steps, plan = [], plan_memory(cfg, gpu_mem_gb, nproc, info)
+    while not plan.fits:
+        for flag, candidate in _knobs(plan.cfg):
+            trial = plan_memory(candidate, gpu_mem_gb, nproc, info)
+            if trial.overflow < plan.overflow:
+                steps.append(flag)
+                plan = trial
+                break
+        else:
+            break
+    return steps, plan
+
+
+def _flags(steps: list) -> list:
+    """The last value of each flag turned."""
+    return list({s.split()[0]: s for s in steps}.values())
+
+
+def gpus_phrase(n: int) -> str:
+    nodes = f"{-(-n // 8)} nodes of 8: torchrun --nnodes {-(-n // 8)} --nproc_per_node 8"
+    return "1 GPU" if n == 1 else f"{n} GPUs ({f'torchrun --nproc_per_node {n}' if n <= 8 else nodes})"
+
+
+def advise(plan: Plan, max_gpus: int = 64) -> list[str]:
+    """The verdict and the knobs, as lines."""
+    cfg, gb, info = plan.cfg, plan.gpu_bytes / GiB, plan.info
+    phase, peak = plan.peak
+    if plan.fits:
+        return [f"fits: the peak is {phase} ({plan.phases[phase].moment}) at {peak / GiB:.1f} GiB of {gb:g} GiB "
+                f"per GPU on {gpus_phrase(plan.nproc)}"]
+    over = [f"{k} {p.total / GiB:.1f} GiB" for k, p in plan.phases.items() if p.total > plan.gpu_bytes]
+    lines = [f"does not fit: {', '.join(over)} of {gb:g} GiB per GPU on {gpus_phrase(plan.nproc)}"]
+    steps, here = turn_knobs(cfg, gb, plan.nproc, info)
+    lines.append(f"first knob: {steps[0]}" if steps else "first knob: more GPUs (torchrun + FSDP2; plan with --nproc)")
+    if here.fits:
+        return lines + [f"fits with: {' '.join(_flags(steps))} (peak {here.peak[1] / GiB:.1f} GiB, {here.peak[0]})"]
+    lines.append(f"on {gpus_phrase(plan.nproc)} the trainer's knobs do not make it fit"
+                 + (f" (with {' '.join(_flags(steps))} the peak is {here.peak[1] / GiB:.1f} GiB, {here.peak[0]})"
+                    if steps else ""))
+    n, more, best = plan.nproc, [], here
+    while not best.fits and n < max_gpus:
+        n *= 2
+        more, best = turn_knobs(cfg, gb, n, info)
+    if best.fits:
+        lines.append(f"fits on {gpus_phrase(n)}" + (f" with {' '.join(_flags(more))}" if more else "")
+                     + f" (peak {best.peak[1] / GiB:.1f} GiB, {best.peak[0]})")
+    else:
+        lines.append(f"does not fit on {max_gpus} GPUs either")
+    return lines + [what_if(here, gb, info)]
+
+
+def what_if(plan: Plan, gb: float, info: ModelInfo) -> str:
+    """What the knobs the trainer does not have yet would do to `plan` (its own knobs already turned)."""
+    options = {"bf16 weights with 8-bit states and stochastic rounding": {"bf16_weights": True}}
+    if plan.cfg.kl > 0 and not offload_flag():
+        options = {"reference offload to the CPU": {"ref_offload": True}, **options,
+                   "both": {"ref_offload": True, "bf16_weights": True}}
+    later = {name: plan_memory(plan.cfg, gb, plan.nproc, info, **kw) for name, kw in options.items()}
+    return f"not available yet, on {gpus_phrase(plan.nproc)}: " + "; ".join(
+        f"{k}: peak {p.peak[1] / GiB:.1f} GiB ({'fits' if p.fits else 'does not fit'})" for k, p in later.items())
+
+
+# -- the printout ----------------------------------------------------------------------------------------------------
+def format_plan(plan: Plan) -> str:
+    cfg, info, shape, st = plan.cfg, plan.info, plan.shape, plan.setup
+    trained = sum(p.numel for p in info.params if not (cfg.freeze_vision and p.vision))
+    dtype = "bf16 autocast over fp32 master weights" if st.autocast else "fp32"
+    micro = (f"packed micro-batches of up to {shape.tokens} tokens (at most {cfg.micro_batch_size} rows)"
+             if not shape.padded else f"micro-batches of {shape.rows} x ({cfg.max_prompt_len} + "
+             f"{cfg.max_new_tokens}) tokens, padded")
+    parts = [f"reference (kl {cfg.kl:g})" if cfg.kl > 0 else "no reference (kl 0)",
+             "critic (gae)" if cfg.estimator == "gae" else "no critic"]
+    lines = [
+        f"memory plan: {cfg.model or STAGE1_MODEL}, preset {cfg.preset}, {gpus_phrase(plan.nproc)} of "
+        f"{plan.gpu_bytes / GiB:g} GiB",
+        f"  {sum(p.numel for p in info.params):,} parameters ({trained:,} trained); {dtype}; {cfg.optim}; "
+        f"{', '.join(parts)}",
+        f"  generation: {cfg.gen_batch_size} prompts x {cfg.n_samples} samples per call, KV cache of "
+        f"{cfg.max_prompt_len} + {cfg.max_new_tokens} positions",
+        f"  {micro}; activation checkpointing {'on' if cfg.gradient_checkpointing else 'off'}; log-prob "
+        f"{'fused Triton kernel' if st.triton else f'chunks of {cfg.logprob_chunk}'}"
+        + (f"; {shape.patches} image patches per micro-batch" if shape.patches else ""),
+        "",
+        f"  {'GiB per GPU':32s}" + "".join(f"{p:>16s}" for p in PHASES),
+    ]
+    table = [(row, [f"{v / GiB:.2f}" if v else "-" for v in (plan.phases[p].rows[row] for p in PHASES)])
+             for row in ROWS if any(plan.phases[p].rows[row] for p in PHASES)]
+    table += [("total", [f"{plan.phases[p].total / GiB:.2f}" for p in PHASES]),
+              ("peak at", [plan.phases[p].moment for p in PHASES]),
+              (f"fits in {plan.gpu_bytes / GiB:g} GiB",
+               ["yes" if plan.phases[p].total <= plan.gpu_bytes else "NO" for p in PHASES])]
+    lines += [f"  {row:32s}" + "".join(f"{v:>16s}" for v in values) for row, values in table]
+    lines += [f"  note: {n}" for n in plan.notes] + [""] + advise(plan)
+    return "\n".join(textwrap.fill(line, 116, subsequent_indent="    ") if len(line) > 116 else line
+                     for line in lines)
+
+
+def print_plan(cfg) -> Plan:
+    """--plan: the table for this config, the verdict and the knobs; nothing is loaded."""
+    plan = plan_memory(cfg, cfg.gpu_mem_gb, cfg.nproc)
+    if not cfg.model:
+        plan.notes.append(f"no --init given: planned on {STAGE1_MODEL}, the architecture of a stage-1 checkpoint")
+    print(format_plan(plan))
+    return plan
