@@ -215,7 +215,7 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in [
     Benchmark("sokoban", "Sokoban (success)", "env", note="generated levels 6x6-10x10, 1-3 boxes; solved = every "
               "box on a target"),
     Benchmark("football", "Football (success)", "env", note="generated scenes; success = the chosen action's "
-              "simulated outcome beats doing nothing (reward above the format score)"),
+              "simulated outcome is a net gain (reward above the format score)"),
 ]}
 GROUPS = {"all": list(BENCHMARKS), "text": [n for n, b in BENCHMARKS.items() if b.modality == "text"],
           "multimodal": [n for n, b in BENCHMARKS.items() if b.modality == "image"],
