@@ -16,7 +16,7 @@ def main(argv=None):
         print_plan(cfg)
         return
     # Imported here, not at the top: reward workers are spawned processes that re-import this script.
-    from rl.trainer import run
+    from rl.run import run
     run(cfg)
 
 

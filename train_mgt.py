@@ -28,7 +28,7 @@ def main(argv=None):
         return
     if not cfg.model:
         raise SystemExit("error: --init <stage-1 checkpoint dir> is required (e.g. runs/fre-text/final)")
-    from rl.trainer import run
+    from rl.run import run
     run(cfg)
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "gae",
     "whiten",
     "aggregate",
+    "aggregate_count",
     "aggregate_weight",
     "policy_loss_tokens",
     "policy_stats",
@@ -260,16 +261,19 @@ def aggregate(per_token: Tensor, mask: Tensor, agg: str = "seq-mean-token-mean")
     raise ValueError(f"unknown loss aggregation {agg!r}; expected one of {AGGREGATIONS}")
 
 
+def aggregate_count(mask: Tensor, agg: str = "seq-mean-token-mean") -> int:
+    """What `aggregate` divides by: valid tokens (token-mean) or non-empty rows (seq-mean-token-mean)."""
+    if agg == "token-mean":
+        return int(_valid(mask).sum())
+    if agg == "seq-mean-token-mean":
+        return int(_valid(mask).any(dim=1).sum())
+    raise ValueError(f"unknown loss aggregation {agg!r}; expected one of {AGGREGATIONS}")
+
+
 def aggregate_weight(part_mask: Tensor, whole_mask: Tensor, agg: str = "seq-mean-token-mean") -> float:
     """Weight w of a micro-batch such that the sum over micro-batches of w * aggregate(part) equals
     aggregate(whole): its share of the valid tokens (token-mean) or of the non-empty rows (seq-mean-token-mean)."""
-    if agg == "token-mean":
-        part, whole = _valid(part_mask).sum(), _valid(whole_mask).sum()
-    elif agg == "seq-mean-token-mean":
-        part, whole = _valid(part_mask).any(dim=1).sum(), _valid(whole_mask).any(dim=1).sum()
-    else:
-        raise ValueError(f"unknown loss aggregation {agg!r}; expected one of {AGGREGATIONS}")
-    return int(part) / max(int(whole), 1)
+    return aggregate_count(part_mask, agg) / max(aggregate_count(whole_mask, agg), 1)
 
 
 def _surrogates(logp: Tensor, old_logp: Tensor, adv: Tensor, valid: Tensor, clip_lo: float, clip_hi: float):

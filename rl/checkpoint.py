@@ -79,7 +79,7 @@ def prune(run_dir: Path, keep_last: int):
     if not root.is_dir():
         return
     for p in root.iterdir():
-        if p.name.startswith(".step_") and (".tmp-" in p.name or ".old-" in p.name) and not _alive(p.name):
+        if p.name.startswith(".step_") and not _alive(p.name):  # .tmp-PID, .old-PID, staged .rankR.pt
             shutil.rmtree(p, ignore_errors=True)
     if keep_last > 0:
         for p in complete_checkpoints(run_dir)[:-keep_last]:

@@ -7,7 +7,7 @@ from typing import Iterable, Union
 
 import torch
 
-__all__ = ["OPTIMIZERS", "lr_at", "make_optimizer", "clip_grad_norm", "set_lr", "optimizer_step"]
+__all__ = ["OPTIMIZERS", "lr_at", "make_optimizer", "clip_grad_norm", "set_lr", "optimizer_step", "local_shards"]
 
 OPTIMIZERS = ("adamw_8bit", "adamw")
 
@@ -77,8 +77,22 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def optimizer_step(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """One update of the actor or the critic (gradients already clipped): set the lr, step, zero the gradients."""
+def local_shards(params: list) -> list:
+    """The tensors an optimizer updates in place: each parameter itself, or for a sharded one (an FSDP2 DTensor) a
+    plain tensor over its local shard's storage, so that any optimizer (bitsandbytes' 8-bit ones included, which
+    do not take DTensors) updates this rank's shard, and its state is a plain per-rank state dict."""
+    from torch.distributed.tensor import DTensor
+    return [torch.nn.Parameter(p._local_tensor, requires_grad=False) if isinstance(p, DTensor) else p for p in params]
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, lr: float, params: list = (), shards: list = ()) -> None:
+    """One update of the actor or the critic (gradients already clipped): set the lr, step, zero the gradients.
+    `params` / `shards` (from `local_shards`): the shards take their parameters' gradients first."""
+    for p, shard in zip(params, shards):
+        if shard is not p:
+            shard.grad = None if p.grad is None else p.grad._local_tensor
     set_lr(optimizer, lr)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+    for p in params:
+        p.grad = None

@@ -175,13 +175,15 @@ def response_hidden(backbone, batch: dict) -> torch.Tensor:
 
 
 def response_logprobs(model, batch: dict, temperature: float = 1.0, with_entropy: bool = False,
-                      chunk_size: int = 1024, logprobs_fn=logprobs_from_hidden):
+                      chunk_size: int = 1024, logprobs_fn=logprobs_from_hidden, keep_vision: bool = False):
     """Per-token log-prob [B, R] of each response token under `model` (and entropy [B, R] when asked), 0 on
     padding. Only the response tokens go through the LM head.
 
     Logits are divided by the sampling temperature, as the sampler did. `logprobs_fn` is the torch reference or
     the fused kernel."""
     hidden = response_hidden(model.model, batch)
+    if keep_vision:
+        hidden = vision_in_graph(model.model, hidden)
     mask = batch["action_mask"].to(hidden.device)
     targets = batch["targets"].to(hidden.device)
     logp, entropy = logprobs_fn(hidden[mask], model.get_output_embeddings().weight, targets[mask], temperature,
@@ -190,18 +192,48 @@ def response_logprobs(model, batch: dict, temperature: float = 1.0, with_entropy
     return zeros.masked_scatter(mask, logp), (zeros.masked_scatter(mask, entropy) if with_entropy else None)
 
 
+def vision_in_graph(backbone, hidden: torch.Tensor) -> torch.Tensor:
+    """`hidden` + 0 x the vision tower on one blank image. Under FSDP every rank must run the same modules in the
+    same order: a micro-batch without images still passes through the vision tower (its gradient is 0)."""
+    visual = backbone.visual
+    cfg, m = visual.config, visual.spatial_merge_size
+    param = next(visual.parameters())
+    pixels = torch.zeros(m * m, cfg.in_channels * cfg.temporal_patch_size * cfg.patch_size ** 2, dtype=param.dtype,
+                         device=hidden.device)
+    out = visual(pixels, grid_thw=torch.tensor([[1, m, m]], device=hidden.device))
+    out = getattr(out, "pooler_output", out)
+    return hidden + 0.0 * out.float().sum().to(hidden.dtype)
+
+
+class Scorer(nn.Module):
+    """A model's per-token log-probs as one module call: FSDP2 shards this module as its root unit, so the LM head
+    (tied to the embeddings in the 3B model) is gathered inside the forward that uses it."""
+
+    def __init__(self, model, temperature: float, chunk_size: int, keep_vision_in_graph: bool = False):
+        super().__init__()
+        self.model, self.temperature, self.chunk_size = model, temperature, chunk_size
+        self.keep_vision_in_graph = keep_vision_in_graph and hasattr(model.config, "vision_config")
+
+    def forward(self, batch: dict, logprobs_fn=logprobs_from_hidden, with_entropy: bool = False):
+        return response_logprobs(self.model, batch, self.temperature, with_entropy, self.chunk_size, logprobs_fn,
+                                 keep_vision=self.keep_vision_in_graph and batch.get("pixel_values") is None)
+
+
 class Critic(nn.Module):
     """PPO critic: a copy of the policy's backbone with a scalar value head (OpenRLHF's critic, LMM-R1's GAE runs)."""
 
-    def __init__(self, policy):
+    def __init__(self, policy, keep_vision_in_graph: bool = False):
         super().__init__()
         self.backbone = copy.deepcopy(policy.model)
         hidden = policy.get_output_embeddings().weight.shape[1]
         self.value_head = nn.Linear(hidden, 1, dtype=policy.dtype)
         nn.init.zeros_(self.value_head.weight)
         nn.init.zeros_(self.value_head.bias)
+        self.keep_vision_in_graph = keep_vision_in_graph and hasattr(policy.config, "vision_config")
 
     def forward(self, batch: dict) -> torch.Tensor:
         """Value [B, R] of the state before each response token."""
         hidden = response_hidden(self.backbone, batch)
+        if self.keep_vision_in_graph and batch.get("pixel_values") is None:
+            hidden = vision_in_graph(self.backbone, hidden)
         return self.value_head(hidden).squeeze(-1).float()

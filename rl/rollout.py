@@ -13,6 +13,8 @@ Two engines behind `generate(..., engine=)`:
 * "hf": transformers' `model.generate` (it prefills every prompt n times and keeps finished rows in the batch).
 """
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from transformers import GenerationConfig
@@ -253,19 +255,27 @@ def _generate_batch(model, batch: dict, n: int, temperature: float, top_p: float
 
 
 def _decode_step(compile: bool, device: torch.device):
-    """The decode step, compiled (torch.compile, dynamic shapes: the batch shrinks and the cache grows) on CUDA
-    when asked; eager elsewhere."""
+    """The decode step, compiled on CUDA when asked (torch.compile with dynamic shapes: the batch shrinks and the
+    cache grows, so no CUDA graphs), eager elsewhere."""
     if compile and device.type == "cuda":
-        return torch.compile(decode_one_token, dynamic=True)
+        return _compiled_decode_step()
     return decode_one_token
+
+
+@functools.cache
+def _compiled_decode_step():
+    return torch.compile(decode_one_token, dynamic=True)
 
 
 @torch.no_grad()
 def generate(model, processor, prompt_rows: list[dict], n: int, temperature: float = 1.0, top_p: float = 1.0,
              max_new_tokens: int = 1024, batch_size: int = 8, engine: str = "ours", compile: bool = False,
-             stop_ids: list[int] | None = None) -> Rollout:
+             stop_ids: list[int] | None = None, seed: int | None = None) -> Rollout:
     """n samples for each prompt row: responses [i*n:(i+1)*n] answer prompt i (each ending with the stop token
-    when it finished). With engine "ours" the Rollout also holds each token's sampler log-prob and entropy."""
+    when it finished). With engine "ours" the Rollout also holds each token's sampler log-prob and entropy.
+
+    With `seed`, the random numbers of the batch that starts at prompt k are drawn after torch.manual_seed(seed + k):
+    the samples depend on the prompts and the seed, not on which process generates them."""
     if engine not in ENGINES:
         raise ValueError(f"unknown rollout engine {engine!r}; known: {', '.join(ENGINES)}")
     was_training = model.training
@@ -277,6 +287,8 @@ def generate(model, processor, prompt_rows: list[dict], n: int, temperature: flo
     step_fn = _decode_step(compile, model.device)
     done_ids = torch.tensor(stop_ids + forbidden, device=model.device)
     for start in range(0, len(prompt_rows), batch_size):
+        if seed is not None:
+            torch.manual_seed(seed + start)
         batch = collate(prompt_rows[start:start + batch_size], pad)
         if engine == "hf":
             sequences = _hf_generate(model, processor, batch, n, temperature, top_p, max_new_tokens, stop_ids)

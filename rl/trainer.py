@@ -24,22 +24,16 @@ import torch
 from tqdm.auto import tqdm
 
 import kernels
-from rl import algos
+from rl import algos, dist
 from rl.batch import Rollout, encode_prompts, is_vision_model, micro_batches
 from rl.checkpoint import CheckpointError, prune, write_atomic
 from rl.config import Config
-from rl.guards import NonFinite, NonFiniteGuard, StopRequest, watchdog
+from rl.guards import NonFiniteGuard, StopRequest, watchdog
 from rl.monitor import Monitor
-from rl.optim import clip_grad_norm, lr_at, make_optimizer, optimizer_step
-from rl.policy import Critic, load_policy, pad_token_id, response_logprobs, set_image_pixels, tokenizer_of
+from rl.optim import clip_grad_norm, local_shards, lr_at, make_optimizer, optimizer_step
+from rl.policy import Critic, Scorer, load_policy, pad_token_id, set_image_pixels, tokenizer_of
 from rl.rollout import generate
 from rl.tiny_model import build_tiny_checkpoint
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def pick_autocast_dtype(name: str, device: torch.device):
@@ -69,19 +63,29 @@ class Trainer:
     def __init__(self, cfg: Config, samples: list, reward_fn, log=print):
         if len(samples) < cfg.prompts_per_step:
             raise ValueError(f"{len(samples)} samples is fewer than --prompts-per-step {cfg.prompts_per_step}")
-        self.cfg, self.samples, self.reward_fn, self.log = cfg, samples, reward_fn, log
+        self.cfg, self.samples, self.reward_fn = cfg, samples, reward_fn
+        self.device = dist.setup(cfg.device)
+        self.log = log if dist.is_main() else (lambda *a, **k: None)
+        self.world, self.rank = dist.world(), dist.rank()
+        for name, value in (("prompts-per-step", cfg.prompts_per_step), ("train-batch-size", cfg.train_batch_size)):
+            if value % self.world:
+                raise SystemExit(f"error: --{name} {value}: must be a multiple of the number of processes "
+                                 f"({self.world})")
         self.out = Path(cfg.out)
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.json").write_text(cfg.to_json())
+        if dist.is_main():
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.json").write_text(cfg.to_json())
         random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
-        self.device = pick_device(cfg.device)
         self.autocast_dtype = pick_autocast_dtype(cfg.dtype, self.device)
 
         base = cfg.model
-        if base == "tiny":
+        if base == "tiny":  # built by rank 0, read by all
             corpus = [s.question for s in samples[:256]]
-            base = str(build_tiny_checkpoint(self.out / "base_model", corpus=corpus, seed=cfg.seed))
+            if dist.is_main():
+                build_tiny_checkpoint(self.out / "base_model", corpus=corpus, seed=cfg.seed)
+            dist.barrier()
+            base = str(self.out / "base_model")
         self.base_model = base
         self.kernels = kernels.select(cfg.kernels, self.device, cfg.attn, packed=cfg.max_tokens_per_micro > 0)
         self.log(self.kernels.reason)
@@ -105,10 +109,23 @@ class Trainer:
             if self.autocast_dtype is not None:
                 self.ref.to(self.autocast_dtype)
         self.critic = None
+        sharded = self.world > 1
         if cfg.estimator == "gae":
-            self.critic = Critic(self.policy).to(self.device)
+            self.critic = Critic(self.policy, keep_vision_in_graph=sharded).to(self.device)
             if cfg.freeze_vision and is_vision_model(self.policy):
                 self.critic.backbone.visual.requires_grad_(False)
+            if cfg.resume:
+                self.critic.load_state_dict(torch.load(Path(cfg.resume) / "critic.pt"))
+        # The log-prob forwards as modules: with several processes each is an FSDP2 root over its layers.
+        self.scorer = Scorer(self.policy, cfg.temperature, cfg.logprob_chunk, keep_vision_in_graph=sharded)
+        self.ref_scorer = Scorer(self.ref, cfg.temperature, cfg.logprob_chunk, sharded) if self.ref else None
+        if sharded:
+            mixed = self.device.type == "cuda" and self.autocast_dtype is not None
+            dist.shard(self.scorer, mixed)
+            if self.ref_scorer is not None:
+                dist.shard(self.ref_scorer, mixed_precision=False)
+            if self.critic is not None:
+                dist.shard(self.critic, mixed)
 
         self.packed = cfg.max_tokens_per_micro > 0
         self.rollout_size = cfg.prompts_per_step * cfg.n_samples
@@ -119,12 +136,14 @@ class Trainer:
             self.total_steps = min(self.total_steps, cfg.max_steps) if cfg.episodes else cfg.max_steps
         self.total_updates = self.total_steps * self.updates_per_step
         self.actor_params = [p for p in self.policy.parameters() if p.requires_grad]
-        self.optimizer = make_optimizer(self.actor_params, cfg.actor_lr, tuple(cfg.adam_betas), cfg.weight_decay,
+        self.actor_shards = local_shards(self.actor_params)  # what this process updates
+        self.optimizer = make_optimizer(self.actor_shards, cfg.actor_lr, tuple(cfg.adam_betas), cfg.weight_decay,
                                         cfg.optim)
-        self.critic_params, self.critic_optimizer = [], None
+        self.critic_params, self.critic_shards, self.critic_optimizer = [], [], None
         if self.critic is not None:
             self.critic_params = [p for p in self.critic.parameters() if p.requires_grad]
-            self.critic_optimizer = make_optimizer(self.critic_params, cfg.critic_lr, tuple(cfg.adam_betas),
+            self.critic_shards = local_shards(self.critic_params)
+            self.critic_optimizer = make_optimizer(self.critic_shards, cfg.critic_lr, tuple(cfg.adam_betas),
                                                    cfg.weight_decay, cfg.optim)
         self.step = 0
         self.update_step = 0
@@ -148,13 +167,15 @@ class Trainer:
         times[f"time/{name}"] = time.perf_counter() - t
 
     def prompts_for_step(self, step: int) -> list:
-        """Sample order: a fresh seeded permutation per episode; the last incomplete batch is dropped."""
+        """This process's share of the step's prompts. Sample order: a fresh seeded permutation per episode; the
+        last incomplete batch is dropped."""
         per_episode = len(self.samples) // self.cfg.prompts_per_step
         episode, k = divmod(step, per_episode)
         order = list(range(len(self.samples)))
         random.Random(self.cfg.seed + episode).shuffle(order)
         idx = order[k * self.cfg.prompts_per_step:(k + 1) * self.cfg.prompts_per_step]
-        return [self.samples[i] for i in idx]
+        share = len(idx) // self.world
+        return [self.samples[i] for i in idx[self.rank * share:(self.rank + 1) * share]]
 
     # -- one RL step ---------------------------------------------------------------------------------------------
     def make_experience(self, samples: list) -> tuple[Rollout | None, dict]:
@@ -170,10 +191,12 @@ class Trainer:
             kept.append(s)
         if not prompts:
             raise RuntimeError(f"every prompt of step {self.step} is longer than --max-prompt-len {cfg.max_prompt_len}")
-        with self.phase("generate", times), self.autocast():
+        # The samples depend on the seed, the step and the prompt, not on how many processes share the step.
+        seed = (cfg.seed * 1_000_003 + self.step) * 65_536 + self.rank * (cfg.prompts_per_step // self.world)
+        with self.phase("generate", times), self.autocast(), dist.gathered(self.scorer):
             rollout = generate(self.policy, self.processor, prompts, cfg.n_samples, cfg.temperature, cfg.top_p,
                                cfg.max_new_tokens, cfg.gen_batch_size, engine=cfg.rollout,
-                               compile=cfg.compile_decode)
+                               compile=cfg.compile_decode, seed=seed)
 
         with self.phase("reward", times):
             texts = self.tokenizer.batch_decode(rollout.responses, skip_special_tokens=True)
@@ -183,7 +206,7 @@ class Trainer:
         rewards = torch.tensor(scored.components["total"], dtype=torch.float32)
         metrics = {f"reward/{k}": sum(v) / len(v) for k, v in scored.components.items() if k != "total"}
         finite = torch.isfinite(rewards)
-        if not finite.all():  # a data error: counted, and the step does not train
+        if dist.all_reduce_sum(torch.tensor([float((~finite).sum())])).item():  # a data error: counted; no training
             self.counts["guard/nonfinite_rewards"] += int((~finite).sum())
             self.guard.ok(False, "reward", f"step {self.step + 1}, phase 'reward'")
             return None, {**metrics, "reward/mean": rewards[finite].mean().item() if finite.any() else 0.0, **times}
@@ -193,17 +216,21 @@ class Trainer:
             rollout.old_logp = rollout.sampler_logp.clone()
         self.policy.eval()
         with self.phase("logprob", times), torch.no_grad(), self.autocast():
-            for idx in self.micro_batches(rollout, range(len(rollout))):
+            for idx, real in self.in_step(self.micro_batches(rollout, range(len(rollout)))):
                 batch = rollout.batch(idx, self.pad_id, packed=self.packed)
                 if from_sampler:
                     logp = batch["old_logp"]
                 else:
-                    logp, entropy = self.logprobs(self.policy, batch, with_entropy=True)
-                    rollout.store(idx, "old_logp", logp)
-                    rollout.store(idx, "entropy", entropy)
-                rollout.store(idx, "ref_logp", self.logprobs(self.ref, batch)[0] if self.ref is not None else logp)
-                if self.critic is not None:
-                    rollout.store(idx, "old_values", self.critic(batch))
+                    logp, entropy = self.scorer(batch, self.kernels.logprobs, with_entropy=True)
+                ref_logp = self.ref_scorer(batch, self.kernels.logprobs)[0] if self.ref is not None else logp
+                values = self.critic(batch) if self.critic is not None else None
+                if real:
+                    if not from_sampler:
+                        rollout.store(idx, "old_logp", logp)
+                        rollout.store(idx, "entropy", entropy)
+                    rollout.store(idx, "ref_logp", ref_logp)
+                    if values is not None:
+                        rollout.store(idx, "old_values", values)
 
         mask = rollout.mask
         k1 = algos.kl_estimate(rollout.old_logp, rollout.ref_logp, "k1")
@@ -213,7 +240,8 @@ class Trainer:
         beta = cfg.kl if (self.ref is not None and cfg.kl_in == "reward") else 0.0
         rollout.advantages, rollout.returns = algos.compute_advantages(
             cfg.estimator, rewards, mask, cfg.n_samples, kl=kl, beta=beta, values=rollout.old_values,
-            gamma=cfg.gamma, lam=cfg.lam, whiten_advantages=whiten)
+            gamma=cfg.gamma, lam=cfg.lam, whiten_advantages=whiten,
+            all_reduce=dist.all_reduce_sum if self.world > 1 else None)  # whitened over every process's tokens
 
         lengths = mask.sum(1).float()
         metrics.update({
@@ -242,14 +270,18 @@ class Trainer:
         first_update, sampler_diff = self.update_step, []
         for _ in range(cfg.ppo_epochs):
             order = torch.randperm(len(rollout), generator=gen).tolist()
-            for train_idx in chunks(order, cfg.train_batch_size):
+            for train_idx in chunks(order, cfg.train_batch_size // self.world):
                 losses = []
-                for k, idx in enumerate(self.micro_batches(rollout, train_idx)):
-                    # The accumulated micro-batch losses add up to the loss of the whole train batch.
-                    weight = algos.aggregate_weight(rollout.mask[idx], rollout.mask[train_idx], cfg.loss_agg)
+                # The micro-batch losses add up to the loss of the whole train batch, over every process (whose
+                # gradients FSDP averages: hence x world).
+                whole = dist.all_reduce_sum(torch.tensor([algos.aggregate_count(rollout.mask[train_idx],
+                                                                                cfg.loss_agg)])).item()
+                for k, (idx, real) in enumerate(self.in_step(self.micro_batches(rollout, train_idx))):
+                    weight = algos.aggregate_count(rollout.mask[idx], cfg.loss_agg) / max(whole, 1) * self.world \
+                        if real else 0.0
                     batch = rollout.batch(idx, self.pad_id, packed=self.packed)
                     with self.autocast():
-                        logp, _ = self.logprobs(self.policy, batch)
+                        logp, _ = self.scorer(batch, self.kernels.logprobs)
                     if cfg.old_logprobs == "sampler" and self.update_step == first_update:  # weights not yet updated
                         sampler_diff.append(sampler_max_diff(logp, batch["old_logp"], batch["action_mask"]))
                     loss, st = self.policy_objective(logp, batch)
@@ -272,19 +304,20 @@ class Trainer:
                 norms = [clip_grad_norm(self.actor_params, cfg.grad_clip)]
                 if self.critic is not None:
                     norms.append(clip_grad_norm(self.critic_params, cfg.grad_clip))
-                # A NaN or Inf never reaches the weights: the update is skipped (and counted) instead.
-                finite = all(map(math.isfinite, losses + norms))
+                # A NaN or Inf never reaches the weights: the update is skipped (and counted) instead, on every rank.
+                finite = not dist.all_reduce_sum(torch.tensor([float(not all(map(math.isfinite, losses + norms)))]))\
+                    .item()
                 where = f"step {self.step + 1}, update {self.update_step + 1}, phase 'update'"
                 if self.guard.ok(finite, "loss" if not all(map(math.isfinite, losses)) else "gradient norm", where):
-                    optimizer_step(self.optimizer, lr)
+                    optimizer_step(self.optimizer, lr, self.actor_params, self.actor_shards)
                     stats["grad_norm"].append(norms[0])
                     if self.critic is not None:
-                        optimizer_step(self.critic_optimizer, self.lr_at(cfg.critic_lr))
+                        optimizer_step(self.critic_optimizer, self.lr_at(cfg.critic_lr), self.critic_params,
+                                       self.critic_shards)
                         stats["critic_grad_norm"].append(norms[1])
                 else:
-                    self.optimizer.zero_grad(set_to_none=True)
-                    if self.critic is not None:
-                        self.critic_optimizer.zero_grad(set_to_none=True)
+                    for p in self.actor_params + self.critic_params:
+                        p.grad = None
                 self.update_step += 1
         finite = {k: [x for x in v if math.isfinite(x)] for k, v in stats.items()}
         out = {k: sum(v) / len(v) for k, v in finite.items() if v}
@@ -302,12 +335,15 @@ class Trainer:
         groups = micro_batches([lengths[i] for i in idx], self.cfg.max_tokens_per_micro, self.cfg.micro_batch_size)
         return [[idx[j] for j in g] for g in groups]
 
+    def in_step(self, groups: list[list[int]]) -> list[tuple[list[int], bool]]:
+        """(micro-batch, real) pairs, as many on every process: FSDP's collectives need the same number of forward
+        and backward passes everywhere, so a process with fewer micro-batches repeats one with weight 0."""
+        pairs = [(g, True) for g in groups]
+        most = max(dist.all_gather_objects(len(pairs)))
+        return pairs + [(groups[0], False)] * (most - len(pairs))
+
     def lr_at(self, base_lr: float) -> float:
         return lr_at(self.update_step, self.total_updates, base_lr, self.cfg.warmup_ratio, self.cfg.min_lr_ratio)
-
-    def logprobs(self, model, batch, with_entropy=False):
-        return response_logprobs(model, batch, self.cfg.temperature, with_entropy, self.cfg.logprob_chunk,
-                                 logprobs_fn=self.kernels.logprobs)
 
     def policy_objective(self, logp, batch) -> tuple[torch.Tensor, dict]:
         """Clipped PPO surrogate (+ beta * KL when the KL is a loss term), aggregated; with its statistics."""
@@ -322,7 +358,7 @@ class Trainer:
         """Shadow check: the same micro-batch through the torch references (attention and log-prob)."""
         cfg, mask = self.cfg, batch["action_mask"]
         with torch.no_grad(), self.autocast(), kernels.reference_attention(self.policy, self.kernels, cfg.attn):
-            ref, _ = response_logprobs(self.policy, batch, cfg.temperature, False, cfg.logprob_chunk)
+            ref, _ = self.scorer(batch)  # the torch log-prob path
         diff = (logp.detach().float() - ref.float()).abs()[mask].max().item() if mask.any() else 0.0
         tol = cfg.kernel_check_tol or (1e-3 if self.autocast_dtype is None else 5e-2)
         if not diff <= tol:
@@ -334,42 +370,90 @@ class Trainer:
     # -- outputs -------------------------------------------------------------------------------------------------
     def save(self, path: Path, resumable: bool = True) -> Path:
         """A Hugging Face checkpoint (model + processor) that from_pretrained loads; beside it the critic and, to
-        resume exactly, the optimizer and random number generator states. Written whole or not at all."""
+        resume exactly, the optimizer and random number generator states. Written whole or not at all. With several
+        processes every rank takes part: rank 0 writes the weights gathered from all, each rank its own optimizer
+        shard and random state."""
+        policy_state = dist.full_state_dict(self.scorer) if self.world > 1 else None
+        critic_state = dist.full_state_dict(self.critic) if self.world > 1 and self.critic is not None else None
+        staged = [path.parent / f".{path.name}.rank{r}.pt" for r in range(self.world)]
+        if resumable and self.world > 1:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(self.own_state(), staged[self.rank])
+            dist.barrier()
+
         def write(tmp: Path):
-            self.policy.save_pretrained(tmp)
+            if policy_state is None:
+                self.policy.save_pretrained(tmp)
+            else:
+                self.policy.save_pretrained(tmp, state_dict={k.removeprefix("model."): v for k, v in
+                                                             policy_state.items()})
             self.processor.save_pretrained(tmp)
             if self.critic is not None:
-                torch.save(self.critic.state_dict(), tmp / "critic.pt")
-            if resumable:
-                torch.save({"optimizer": self.optimizer.state_dict(),
-                            "critic_optimizer": self.critic_optimizer.state_dict() if self.critic_optimizer else None,
-                            "torch_rng": torch.get_rng_state(), "python_rng": random.getstate()},
-                           tmp / "trainer_state.pt")
+                torch.save(critic_state if critic_state is not None else self.critic.state_dict(), tmp / "critic.pt")
+            if resumable and self.world == 1:
+                torch.save(self.own_state(), tmp / "trainer_state.pt")
+            elif resumable:
+                for r, file in enumerate(staged):
+                    os.replace(file, tmp / f"trainer_state_rank{r}.pt")
             (tmp / "trainer_state.json").write_text(json.dumps(  # last: its presence marks a whole checkpoint
                 {"step": self.step, "update_step": self.update_step, "base_model": self.base_model,
-                 "counts": dict(self.counts)}, indent=2))
+                 "counts": dict(self.counts), "world_size": self.world}, indent=2))
 
-        with watchdog("checkpoint", self.cfg.stall_timeout, self.log):
-            write_atomic(path, write)
+        error = None
+        if dist.is_main():
+            try:
+                with watchdog("checkpoint", self.cfg.stall_timeout, self.log):
+                    write_atomic(path, write)
+            except CheckpointError as e:
+                error = str(e)
+        error = dist.broadcast_object(error)
+        if error:
+            raise CheckpointError(error)
         return path
+
+    def own_state(self) -> dict:
+        """What this process needs to continue exactly: its optimizer states and random number generators."""
+        return {"optimizer": self.optimizer.state_dict(),
+                "critic_optimizer": self.critic_optimizer.state_dict() if self.critic_optimizer else None,
+                "torch_rng": torch.get_rng_state(), "python_rng": random.getstate()}
 
     def save_checkpoint(self) -> Path:
         path = self.save(self.out / "checkpoints" / f"step_{self.step}")
-        prune(self.out, self.cfg.keep_last)
+        if dist.is_main():
+            prune(self.out, self.cfg.keep_last)
         return path
 
     def load_state(self, path: Path):
         info = json.loads((path / "trainer_state.json").read_text())
-        state = torch.load(path / "trainer_state.pt", weights_only=False)
+        if info.get("world_size", 1) != self.world:
+            raise CheckpointError(f"{path} was written by {info.get('world_size', 1)} processes; resume it with as "
+                                  f"many (torchrun --nproc_per_node {info.get('world_size', 1)})")
+        name = "trainer_state.pt" if self.world == 1 else f"trainer_state_rank{self.rank}.pt"
+        state = torch.load(path / name, weights_only=False)
         self.step, self.update_step = info["step"], info["update_step"]
         self.counts = Counter(info["counts"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.critic is not None:
-            self.critic.load_state_dict(torch.load(path / "critic.pt"))
             self.critic_optimizer.load_state_dict(state["critic_optimizer"])
         torch.set_rng_state(state["torch_rng"])
         random.setstate(state["python_rng"])
         self.log(f"resumed from {path} at step {self.step}")
+
+    def stopping(self, stop: StopRequest) -> bool:
+        """A stop signal reached any process: all stop after the same step."""
+        return dist.all_reduce_sum(torch.tensor([float(stop.requested)])).item() > 0
+
+    def global_metrics(self, metrics: dict) -> dict:
+        """The step's metrics over every process (means; the running counts summed)."""
+        if self.world == 1:
+            return {**metrics, **self.counts}
+        parts = dist.all_gather_objects((metrics, dict(self.counts)))
+        keys = dict.fromkeys(k for m, _ in parts for k in m)
+        out = {k: sum(m[k] for m, _ in parts if k in m) / sum(k in m for m, _ in parts) for k in keys}
+        for _, counts in parts:
+            for k, v in counts.items():
+                out[k] = out.get(k, 0) + v if k in out and k not in keys else v
+        return out
 
     def open_metrics(self):
         """metrics.jsonl for appending; on resume, first cut (atomically) the lines of steps after the checkpoint."""
@@ -383,14 +467,16 @@ class Trainer:
 
     def train(self) -> Path | None:
         """Steps until the end (returns final/) or a stop signal (checkpoints, returns None)."""
-        cfg = self.cfg
-        monitor = Monitor(cfg, self.out, self.log)  # --eval-benchmarks, --log-with, --plots
-        metrics_file = self.open_metrics()
-        prune(self.out, cfg.keep_last)  # leftovers of a write that was interrupted
-        bar = tqdm(total=self.total_steps, initial=self.step, desc="rl", unit="step", dynamic_ncols=True)
+        cfg, main = self.cfg, dist.is_main()
+        monitor = Monitor(cfg, self.out, self.log) if main else None  # --eval-benchmarks, --log-with, --plots
+        metrics_file = self.open_metrics() if main else open(os.devnull, "w")
+        if main:
+            prune(self.out, cfg.keep_last)  # leftovers of a write that was interrupted
+        bar = tqdm(total=self.total_steps, initial=self.step, desc="rl", unit="step", dynamic_ncols=True,
+                   disable=not main)
         try:
             with StopRequest(self.log) as stop:
-                while self.step < self.total_steps and not stop.requested:
+                while self.step < self.total_steps and not self.stopping(stop):
                     t0 = time.perf_counter()
                     rollout, metrics = self.make_experience(self.prompts_for_step(self.step))
                     if rollout is not None:
@@ -400,10 +486,11 @@ class Trainer:
                     metrics["time/step"] = time.perf_counter() - t0
                     metrics["mem/peak_gb"] = peak_memory_gb(self.device)
                     self.counts["guard/skipped_steps"] = self.guard.skipped
-                    metrics.update(self.counts)
+                    metrics = self.global_metrics(metrics)
                     self.step += 1
                     metrics = {"step": self.step, "update_step": self.update_step, **metrics}
-                    metrics.update(monitor.after_step(self, metrics))  # evaluation results when one is due
+                    if monitor is not None:
+                        metrics.update(monitor.after_step(self, metrics))  # evaluation results when one is due
                     metrics_file.write(json.dumps(metrics) + "\n")
                     metrics_file.flush()
                     bar.update()
@@ -411,111 +498,15 @@ class Trainer:
                                     len=f"{metrics.get('response_len/mean', 0):.0f}")
                     if cfg.save_every and self.step % cfg.save_every == 0:
                         self.save_checkpoint()
-                if stop.requested and self.step < self.total_steps:
+                if self.stopping(stop) and self.step < self.total_steps:
                     path = self.save_checkpoint()
                     script = Path(sys.argv[0]).name if sys.argv[0].endswith(".py") else "train_fre.py"
-                    self.log(f"stopped by {stop.signal_name} after step {self.step}: checkpoint {path}; continue "
-                             f"with: python {script} --resume {self.out}")
+                    self.log(f"stopped by {stop.signal_name or 'a stop signal'} after step {self.step}: checkpoint "
+                             f"{path}; continue with: python {script} --resume {self.out}")
                     return None
             return self.save(self.out / "final", resumable=False)
         finally:
             bar.close()
             metrics_file.close()
-            monitor.close()
-
-
-def prepare_out(cfg: Config):
-    """--out must be a new or empty directory, the run being resumed, or an earlier run given --overwrite."""
-    from rl.checkpoint import run_config
-    out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise SystemExit(f"error: --out {out}: is a file, not a directory")
-    if out.is_dir() and any(out.iterdir()) and not cfg.resume:
-        if run_config(out) is None:
-            raise SystemExit(f"error: --out {out}: the directory is not empty and holds no run; choose another --out")
-        started = any((out / name).exists() for name in ("metrics.jsonl", "checkpoints", "final"))
-        if started and not cfg.overwrite:
-            raise SystemExit(f"error: --out {out}: holds an earlier run; continue it with --resume {out}, or start "
-                             f"anew with --overwrite (deletes it)")
-        import shutil
-        shutil.rmtree(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise SystemExit(f"error: --out {out}: cannot write there ({e.strerror or e})") from None
-
-
-def check_model(name: str):
-    """--model / --init names a loadable checkpoint: 'tiny', a local directory with a config.json, or a hub id that
-    can be reached (a one-line error otherwise, naming the local alternative)."""
-    if name == "tiny":
-        return
-    path = Path(name).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise SystemExit(f"error: --model/--init {name}: the directory has no config.json (not a checkpoint)")
-        return
-    if path.exists() or name.startswith((".", "/", "~")) or len(path.parts) != 2:
-        raise SystemExit(f"error: --model/--init {name}: no such checkpoint directory")
-    from transformers import AutoConfig
-    try:
-        AutoConfig.from_pretrained(name)
-    except Exception as e:  # noqa: BLE001 - offline, unknown repo, gated: one line, not a traceback
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise SystemExit(f"error: --model/--init {name}: cannot be loaded from the hub ({first[:160]}); offline, "
-                         f"pass a local checkpoint directory: --model path/to/dir") from None
-
-
-def load_samples(cfg: Config, on_error: str | None = None) -> list:
-    from data import DataError, load_dataset_by_name
-    try:
-        samples = load_dataset_by_name(cfg.data, on_error=on_error or cfg.on_bad_row,
-                                       max_samples=cfg.max_samples or None, seed=cfg.seed)
-    except (FileNotFoundError, DataError, ValueError) as e:
-        raise SystemExit(f"error: {e}") from None
-    except Exception as e:  # noqa: BLE001 - a hub that cannot be reached: one line and the local alternative
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise SystemExit(f"error: --data {cfg.data}: cannot be loaded ({type(e).__name__}: {first[:160]}); offline, "
-                         f"pass a local file: --data path/to/file.jsonl") from None
-    return samples
-
-
-def run(cfg: Config) -> Path | None:
-    """Check the inputs, then data + reward + trainer for one run. Every user error is one line, not a traceback."""
-    from rewards import get_reward
-
-    if not cfg.check_data:
-        prepare_out(cfg)
-        check_model(cfg.model)
-    if cfg.check_data:
-        from data.check import check_samples, format_report, skipped_rows
-        with skipped_rows() as skipped:
-            samples = load_samples(cfg, on_error="skip")
-        report = check_samples(samples, needs_gold=cfg.reward not in ("sokoban", "football"), skipped=skipped)
-        print(format_report(report))
-        if not report["rows"]:
-            raise SystemExit(f"error: --data {cfg.data}: the data set is empty")
-        bad = report["bad_rows"] / report["rows"]
-        if bad > cfg.check_data_max_bad:
-            raise SystemExit(f"error: {bad:.2%} of the rows have problems, above --check-data-max-bad "
-                             f"{cfg.check_data_max_bad:g}")
-        return None
-    samples = load_samples(cfg)
-    if not samples:
-        raise SystemExit(f"error: --data {cfg.data}: no usable rows (empty, or every row was skipped)")
-    print(f"{len(samples)} prompts from {cfg.data}; model {cfg.model}; preset {cfg.preset}", file=sys.stderr)
-    if len(samples) < cfg.prompts_per_step:
-        raise SystemExit(f"error: --prompts-per-step {cfg.prompts_per_step}: the data has only {len(samples)} prompts")
-    reward_fn = get_reward(cfg.reward, workers=cfg.reward_workers, timeout=cfg.reward_timeout)
-    try:
-        final = Trainer(cfg, samples, reward_fn).train()
-    except (CheckpointError, NonFinite) as e:
-        raise SystemExit(f"error: {e}") from None
-    finally:
-        reward_fn.close()
-    if final is not None:
-        print(f"final checkpoint: {final}", file=sys.stderr)
-    return final
+            if monitor is not None:
+                monitor.close()

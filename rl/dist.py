@@ -1,0 +1,150 @@
+"""torchrun + FSDP2 in a few functions; with one process every function here is a no-op or the identity.
+
+    torchrun --nproc_per_node 8 train_fre.py ...                     # one node
+    torchrun --nnodes 2 --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint HOST:29500 train_fre.py ...
+
+Each rank generates, scores and trains on its share of the prompts; FSDP2 (`fully_shard`) shards parameters,
+gradients and optimizer states; whitening, the loss normalisation and the metrics are global; rank 0 logs and writes.
+"""
+
+import contextlib
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def setup(device: str) -> torch.device:
+    """Join the torchrun group when there is one (NCCL on CUDA, gloo on the CPU); the device of this rank."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        cuda = device != "cpu" and torch.cuda.is_available()
+        dist.init_process_group("nccl" if cuda else "gloo")
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "auto":
+        device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
+    elif device == "cuda" and dist.is_initialized():
+        device = f"cuda:{local}"
+    if device.startswith("cuda"):
+        torch.cuda.set_device(torch.device(device))
+    return torch.device(device)
+
+
+def world() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def barrier():
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
+    """The sum over ranks (a new tensor on x's device; gloo and NCCL both take float64 and int64)."""
+    if not dist.is_initialized():
+        return x.clone()
+    out = x.clone()
+    dist.all_reduce(out)
+    return out
+
+
+def all_gather_objects(obj) -> list:
+    if not dist.is_initialized():
+        return [obj]
+    out = [None] * world()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj):
+    """Rank 0's object on every rank."""
+    if not dist.is_initialized():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def is_sharded(model) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+    return isinstance(model, FSDPModule)
+
+
+def shard(model, mixed_precision: bool):
+    """FSDP2 over all ranks: each decoder layer and vision block its own unit, then the rest. With
+    `mixed_precision` (CUDA) the all-gathered weights and the compute are bf16 over fp32 master weights and fp32
+    gradient reduction."""
+    if world() == 1:
+        return model
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    device = next(model.parameters()).device
+    mesh = init_device_mesh(device.type, (world(),))
+    policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if mixed_precision \
+        else MixedPrecisionPolicy()
+    for module in model.modules():
+        if type(module).__name__.endswith(("DecoderLayer", "VisionBlock")):
+            fully_shard(module, mesh=mesh, mp_policy=policy)
+    fully_shard(model, mesh=mesh, mp_policy=policy)
+    # FSDP takes the first module to run forward as its root; generation calls the inner model directly, so fix
+    # the root now (torch has no public call for this).
+    model._get_fsdp_state()._lazy_init()
+    return model
+
+
+@contextlib.contextmanager
+def gathered(model):
+    """Full weights on every rank inside the block, kept between forward calls: ranks then generate with no
+    collective, so each may decode a different number of steps."""
+    from torch.distributed.fsdp import FSDPModule
+    units = [m for m in model.modules() if isinstance(m, FSDPModule)]
+    for m in units:
+        m.unshard()
+        m.set_reshard_after_forward(False, recurse=False)
+    try:
+        yield
+    finally:
+        for m in units:
+            m.reshard()
+            m.set_reshard_after_forward(True, recurse=False)
+
+
+def full_state_dict(module) -> dict:
+    """The whole state dict on rank 0 (CPU), {} elsewhere; every rank must call it."""
+    if not is_sharded(module):
+        return module.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    return get_model_state_dict(module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def load_full_state_dict(module, state: dict):
+    """Rank 0's full state dict into a sharded module (the other ranks pass {})."""
+    if not is_sharded(module):
+        module.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+    set_model_state_dict(module, state, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+
+
+def full_optimizer_state(module, optimizer) -> dict:
+    if not is_sharded(module):
+        return optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+    return get_optimizer_state_dict(module, optimizer,
+                                    options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def load_full_optimizer_state(module, optimizer, state: dict):
+    if not is_sharded(module):
+        optimizer.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+    set_optimizer_state_dict(module, optimizer, state,
+                             options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))

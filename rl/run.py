@@ -1,0 +1,115 @@
+"""One run, from the command line to the final checkpoint: check every input first (flags, --out, the model, the
+data), then data + reward + trainer. Every user error ends as one line, not a traceback."""
+
+import os
+import sys
+from pathlib import Path
+
+from rl import dist
+from rl.checkpoint import CheckpointError, run_config
+from rl.config import Config
+from rl.guards import NonFinite
+from rl.trainer import Trainer
+
+
+def prepare_out(cfg: Config):
+    """--out must be a new or empty directory, the run being resumed, or an earlier run given --overwrite."""
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"error: --out {out}: is a file, not a directory")
+    if out.is_dir() and any(out.iterdir()) and not cfg.resume:
+        if run_config(out) is None:
+            raise SystemExit(f"error: --out {out}: the directory is not empty and holds no run; choose another --out")
+        started = any((out / name).exists() for name in ("metrics.jsonl", "checkpoints", "final"))
+        if started and not cfg.overwrite:
+            raise SystemExit(f"error: --out {out}: holds an earlier run; continue it with --resume {out}, or start "
+                             f"anew with --overwrite (deletes it)")
+        import shutil
+        shutil.rmtree(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise SystemExit(f"error: --out {out}: cannot write there ({e.strerror or e})") from None
+
+
+def check_model(name: str):
+    """--model / --init names a loadable checkpoint: 'tiny', a local directory with a config.json, or a hub id that
+    can be reached (a one-line error otherwise, naming the local alternative)."""
+    if name == "tiny":
+        return
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise SystemExit(f"error: --model/--init {name}: the directory has no config.json (not a checkpoint)")
+        return
+    if path.exists() or name.startswith((".", "/", "~")) or len(path.parts) != 2:
+        raise SystemExit(f"error: --model/--init {name}: no such checkpoint directory")
+    from transformers import AutoConfig
+    try:
+        AutoConfig.from_pretrained(name)
+    except Exception as e:  # noqa: BLE001 - offline, unknown repo, gated: one line, not a traceback
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SystemExit(f"error: --model/--init {name}: cannot be loaded from the hub ({first[:160]}); offline, "
+                         f"pass a local checkpoint directory: --model path/to/dir") from None
+
+
+def load_samples(cfg: Config, on_error: str | None = None) -> list:
+    from data import DataError, load_dataset_by_name
+    try:
+        samples = load_dataset_by_name(cfg.data, on_error=on_error or cfg.on_bad_row,
+                                       max_samples=cfg.max_samples or None, seed=cfg.seed)
+    except (FileNotFoundError, DataError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
+    except Exception as e:  # noqa: BLE001 - a hub that cannot be reached: one line and the local alternative
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SystemExit(f"error: --data {cfg.data}: cannot be loaded ({type(e).__name__}: {first[:160]}); offline, "
+                         f"pass a local file: --data path/to/file.jsonl") from None
+    return samples
+
+
+def run(cfg: Config) -> Path | None:
+    """Check the inputs, then data + reward + trainer for one run. Every user error is one line, not a traceback."""
+    from rewards import get_reward
+
+    if not cfg.check_data:
+        dist.setup(cfg.device)
+        if dist.world() > 1 and cfg.eval_benchmarks:
+            raise SystemExit("error: --eval-benchmarks: not with several processes yet; evaluate the checkpoints with "
+                             "eval.py")
+        if dist.is_main():
+            prepare_out(cfg)
+        dist.barrier()
+        check_model(cfg.model)
+    if cfg.check_data:
+        from data.check import check_samples, format_report, skipped_rows
+        with skipped_rows() as skipped:
+            samples = load_samples(cfg, on_error="skip")
+        report = check_samples(samples, needs_gold=cfg.reward not in ("sokoban", "football"), skipped=skipped)
+        print(format_report(report))
+        if not report["rows"]:
+            raise SystemExit(f"error: --data {cfg.data}: the data set is empty")
+        bad = report["bad_rows"] / report["rows"]
+        if bad > cfg.check_data_max_bad:
+            raise SystemExit(f"error: {bad:.2%} of the rows have problems, above --check-data-max-bad "
+                             f"{cfg.check_data_max_bad:g}")
+        return None
+    samples = load_samples(cfg)
+    if not samples:
+        raise SystemExit(f"error: --data {cfg.data}: no usable rows (empty, or every row was skipped)")
+    if dist.is_main():
+        print(f"{len(samples)} prompts from {cfg.data}; model {cfg.model}; preset {cfg.preset}", file=sys.stderr)
+    if len(samples) < cfg.prompts_per_step:
+        raise SystemExit(f"error: --prompts-per-step {cfg.prompts_per_step}: the data has only {len(samples)} prompts")
+    reward_fn = get_reward(cfg.reward, workers=cfg.reward_workers, timeout=cfg.reward_timeout)
+    try:
+        final = Trainer(cfg, samples, reward_fn).train()
+    except (CheckpointError, NonFinite) as e:
+        raise SystemExit(f"error: {e}") from None
+    finally:
+        reward_fn.close()
+    if final is not None and dist.is_main():
+        print(f"final checkpoint: {final}", file=sys.stderr)
+    return final

@@ -1,0 +1,77 @@
+"""torchrun + FSDP2 on the CPU (gloo): two processes train like one with the same global batch - the same samples
+and rewards, the same gradient norm, the same weights - and their checkpoint loads in one process."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+# One optimizer step per rollout step (train batch = rollout): the update is the same sum over the same samples.
+ARGS = ["--preset", "debug", "--max-steps", "2", "--prompts-per-step", "4", "--n-samples", "4", "--gen-batch-size",
+        "2", "--train-batch-size", "16", "--micro-batch-size", "4", "--save-every", "2", "--kl", "0.01",
+        "--reward", "spread"]
+# train_fre.py with a reward that has spread in every group (the tiny random model earns no R1 reward).
+SCRIPT = """
+import sys
+from types import SimpleNamespace
+
+
+class Spread:
+    def __init__(self, **options):
+        pass
+
+    def __call__(self, responses, golds, metas=None):
+        return SimpleNamespace(components={"total": [len(set(r)) / 10 for r in responses]}, counts={})
+
+    def close(self):
+        pass
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, %r)
+    import rewards
+    rewards.REWARDS["spread"] = Spread
+    import train_fre
+    train_fre.main(sys.argv[1:])
+"""
+
+
+def _run(out: Path, nproc: int, *extra):
+    script = out.parent / "train_spread.py"
+    script.write_text(SCRIPT % str(ROOT))
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
+                str(29500 + os.getpid() % 1000)] if nproc > 1 else [sys.executable]
+    proc = subprocess.run([*launcher, str(script), *ARGS, "--out", str(out), *extra],
+                          capture_output=True, text=True, timeout=900, cwd=ROOT, env=ENV)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("estimator", ["reinforce_baseline", "gae"])
+def test_two_processes_train_like_one(tmp_path, estimator):
+    one = _run(tmp_path / "one", 1, "--estimator", estimator)
+    two = _run(tmp_path / "two", 2, "--estimator", estimator)
+    assert [m["step"] for m in two] == [1, 2]
+    for a, b in zip(one, two):
+        assert a["reward/mean"] == pytest.approx(b["reward/mean"], abs=1e-6) and a["reward/mean"] > 0
+        assert a["response_len/mean"] == b["response_len/mean"]
+        assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-4)
+    wa = load_file(tmp_path / "one" / "final" / "model.safetensors")
+    wb = load_file(tmp_path / "two" / "final" / "model.safetensors")  # written by rank 0 from all shards
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], atol=5e-5, rtol=1e-4, msg=k)
+    assert any(not torch.equal(wa[k], load_file(tmp_path / "one" / "base_model" / "model.safetensors")[k])
+               for k in wa)  # it trained
+    ckpt = tmp_path / "two" / "checkpoints" / "step_2"
+    assert sorted(p.name for p in ckpt.glob("trainer_state_rank*.pt")) == ["trainer_state_rank0.pt",
+                                                                          "trainer_state_rank1.pt"]
+    assert json.loads((ckpt / "trainer_state.json").read_text())["world_size"] == 2
