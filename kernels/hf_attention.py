@@ -52,6 +52,10 @@ def _attention_forward(backend, module, query, key, value, attention_mask, scali
         raise ValueError(f"expected a 2-D padding mask (the flash-attention mask interface), got "
                          f"{tuple(attention_mask.shape)}; register() this implementation before building the model")
     causal = bool(is_causal if is_causal is not None else getattr(module, "is_causal", True))
+    if not query.dtype == key.dtype == value.dtype:  # autocast: rotary embeddings leave q and k in fp32, v in bf16
+        device = query.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else value.dtype
+        query, key, value = query.to(dtype), key.to(dtype), value.to(dtype)
     bsz, hq, lq, d = query.shape
     hkv, lk = key.shape[1], key.shape[2]
     q, k, v = (x.transpose(1, 2) for x in (query, key, value))  # [B, L, H, D]

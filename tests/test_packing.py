@@ -138,3 +138,20 @@ def test_sdpa_per_sequence_equals_the_reference(causal):
     k, v = torch.randn(2, sum(lens_k), 2, 16, generator=g)  # grouped-query: 4 query heads over 2 kv heads
     torch.testing.assert_close(varlen_attention_sdpa(q, k, v, cu_q, cu_k, causal=causal),
                                varlen_attention_torch(q, k, v, cu_q, cu_k, causal=causal), atol=1e-5, rtol=1e-5)
+
+
+def test_varlen_attention_takes_mixed_dtypes_under_autocast(rollout_and_policy):
+    """Under bf16 autocast over fp32 weights the rotary embedding hands q and k over in fp32 and v in bf16: the
+    varlen glue computes in the autocast dtype, as sdpa does."""
+    rollout, model, pad = rollout_and_policy
+    register()
+    batch = rollout.batch(range(4), pad, packed=True)
+    try:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            model.set_attn_implementation("sdpa")
+            expected = response_logprobs(model, batch)[0]
+            model.set_attn_implementation("sdpa_varlen")
+            got = response_logprobs(model, batch)[0]
+    finally:
+        model.set_attn_implementation("sdpa")
+    torch.testing.assert_close(got, expected, atol=0.1, rtol=0.05)
