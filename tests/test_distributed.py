@@ -75,3 +75,28 @@ def test_two_processes_train_like_one(tmp_path, estimator):
     assert sorted(p.name for p in ckpt.glob("trainer_state_rank*.pt")) == ["trainer_state_rank0.pt",
                                                                           "trainer_state_rank1.pt"]
     assert json.loads((ckpt / "trainer_state.json").read_text())["world_size"] == 2
+
+
+@pytest.mark.slow
+def test_two_processes_resume_exactly(tmp_path):
+    """A 2-process run resumed (with 2 processes, from its run directory) after step 1 ends with the weights of the
+    run that was not interrupted; another number of processes is refused with the reason."""
+    import shutil
+    whole = tmp_path / "whole"
+    _run(whole, 2, "--save-every", "1")
+    cut = tmp_path / "cut"  # the same run, as if it had stopped after step 1
+    shutil.copytree(whole, cut)
+    shutil.rmtree(cut / "final")
+    shutil.rmtree(cut / "checkpoints" / "step_2")
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                str(30500 + os.getpid() % 1000)]
+    resumed = subprocess.run([*launcher, str(tmp_path / "train_spread.py"), "--resume", str(cut)],
+                             capture_output=True, text=True, timeout=900, cwd=ROOT, env=ENV)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    wa, wb = (load_file(d / "final" / "model.safetensors") for d in (whole, cut))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    shutil.rmtree(cut / "final")
+    one = subprocess.run([sys.executable, str(tmp_path / "train_spread.py"), "--resume", str(cut)],
+                         capture_output=True, text=True, timeout=900, cwd=ROOT, env=ENV)
+    assert one.returncode != 0, one.stderr[-2000:]
+    assert "written by 2 processes; resume it with as many" in one.stderr.strip().splitlines()[-1]
