@@ -1,7 +1,10 @@
 """`--check-data`: read every row as training would, before any model is loaded, and report what is wrong.
 
 Every gold answer is parsed as the reward parses it (`gold_status`), every image is opened, and empty questions or
-answers (NaN included) are counted, with a few examples of each problem naming the file and line.
+answers (NaN included) are counted, with a few examples of each problem naming the file and line. Golds that parse
+but that the verifier reads wrongly (`gold_ambiguity`: a repeating decimal, a time, a number with words, a single
+letter in a math row) are listed as `gold_ambiguous`, with the reason; training skips or keeps them as
+`--on-ambiguous-gold` says.
 """
 
 import contextlib
@@ -11,7 +14,7 @@ from collections import Counter
 
 from tqdm.auto import tqdm
 
-from .gold import gold_status
+from .gold import AMBIGUOUS, gold_ambiguity, gold_status
 from .io import load_image
 from .sample import Sample
 
@@ -22,7 +25,8 @@ def _where(sample: Sample) -> str:
 
 
 def row_problems(sample: Sample, needs_gold: bool = True) -> list[str]:
-    """The problems of one row: 'empty_question', 'empty_gold', a gold status other than ok, 'image_unreadable'."""
+    """The problems of one row: 'empty_question', 'empty_gold', a gold status other than ok ('gold_<status>'),
+    'gold_ambiguous', 'image_unreadable'."""
     problems = []
     if not sample.question.strip() and not sample.images:
         problems.append("empty_question")
@@ -34,6 +38,8 @@ def row_problems(sample: Sample, needs_gold: bool = True) -> list[str]:
             status = gold_status(sample)
             if status != "ok":
                 problems.append(f"gold_{status}")
+            elif gold_ambiguity(sample) is not None:
+                problems.append("gold_ambiguous")
     for image in sample.images:
         try:
             load_image(image)
@@ -83,6 +89,8 @@ def check_samples(samples: list[Sample], needs_gold: bool = True, examples: int 
             counts[kind] += 1
             if len(shown.setdefault(kind, [])) < examples:
                 what = sample.images[0] if kind == "image_unreadable" else repr(str(sample.answer))[:80]
+                if kind == "gold_ambiguous":
+                    what += f" ({AMBIGUOUS[gold_ambiguity(sample)]})"
                 shown[kind].append(f"{_where(sample)}: {what}")
     return {"rows": len(samples) + len(skipped), "bad_rows": bad, "problems": dict(counts), "examples": shown}
 

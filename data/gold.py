@@ -5,6 +5,9 @@
   option letter for a multiple-choice question, the bare number for numbers, else the text.
 * :func:`gold_status` / :func:`verifiability_filter` - keep rows whose gold a reward can check (an option
   letter for choice questions, a math-verify parse otherwise) and count why the others were dropped.
+* :func:`gold_ambiguity` / :func:`ambiguous_gold_filter` - golds that parse but that the verifier reads wrongly
+  (a repeating decimal, a time, a number with words, a single letter in a math row): listed by ``--check-data``,
+  skipped or kept before training as ``--on-ambiguous-gold`` says.
 
 Option letters are read by the choice reward's own parser, :func:`rewards.choice.gold_letter`, and math
 golds by the math reward's (:func:`rewards.math.parse_gold`), so a kept row is one the reward can score.
@@ -22,7 +25,8 @@ from typing import Iterable
 
 from .sample import Sample
 
-__all__ = ["has_choices", "parse_choices", "extract_final_answer", "gold_status", "verifiability_filter"]
+__all__ = ["has_choices", "parse_choices", "extract_final_answer", "gold_status", "verifiability_filter",
+           "gold_ambiguity", "ambiguous_gold_filter"]
 
 logger = logging.getLogger(__name__)
 
@@ -250,4 +254,74 @@ def verifiability_filter(
     dropped = {k.split("/", 1)[1]: v for k, v in sorted(report.items()) if k.startswith("dropped/")}
     logger.info("verifiability_filter: kept %d of %d%s", report["kept"], report["total"],
                 "; dropped " + ", ".join(f"{k}={v}" for k, v in dropped.items()) if dropped else "")
+    return kept, report
+
+
+# --------------------------------------------------------------------------- ambiguous golds
+
+_REPEATING = re.compile(r"\\overline|\\dot\s*\{?\s*\d|\d\s*(?:\.{3}|\\[lc]?dots|…)")
+_CLOCK = re.compile(r"(?<![\d.])\d{1,2}:\d{2}(?::\d{2})?(?!\d)")
+_NUMBER_WORDS = re.compile(r"(?<![A-Za-z\\])\d[\d.,]*\s+[A-Za-z]{2,}")
+_LETTER = re.compile(r"[A-Za-z]")
+AMBIGUOUS = {
+    "repeating_decimal": "a repeating decimal: the verifier reads only the digits written (0.\\overline{3} as 0, "
+                         "0.333... as 0.333)",
+    "clock_time": "a time or a ratio: the verifier reads 12:30 as the ratio 2/5",
+    "number_words": "a number with words the verifier reads as a product of letters (5 dollars as 5*a*d*l*l*o*r*s): "
+                    "no answer can match it",
+    "letter": "a single letter in a math row: the verifier matches it in either case (B accepts b)",
+}
+
+
+def gold_ambiguity(sample: Sample) -> str | None:
+    """Why the verifier would read this gold wrongly (a key of ``AMBIGUOUS``), or None.
+
+    Only golds that parse are judged here (``gold_status`` reports the rest); choice rows are read by option letter
+    and never ambiguous. Cheap: regular expressions first, math-verify only for a number followed by words (units
+    it strips, "5 cm", are fine; words it turns into letters, "5 dollars", are not).
+    """
+    if sample.domain == "choice" or sample.answer is None:
+        return None
+    gold = str(sample.answer).strip()
+    if not gold or len(gold) > 200:
+        return None
+    if _REPEATING.search(gold):
+        return "repeating_decimal"
+    if _CLOCK.search(gold):
+        return "clock_time"
+    bare = _unwrap(gold)
+    if _LETTER.fullmatch(bare):
+        return "letter"
+    if _NUMBER_WORDS.search(_WRAP_TEXT.sub("", gold)):
+        from rewards.math import parse_gold_released  # lazy: imports math-verify
+
+        try:
+            parsed = parse_gold_released(gold, _parse_timeout(2.0))
+        except BaseException:  # noqa: BLE001 - a gold that hangs the parser is gold_status's business
+            return None
+        if any(getattr(x, "free_symbols", None) for x in parsed):
+            return "number_words"
+    return None
+
+
+def ambiguous_gold_filter(samples: Iterable[Sample], mode: str = "skip") -> tuple[list[Sample], Counter]:
+    """``--on-ambiguous-gold``: ``"skip"`` drops the rows whose gold is ambiguous (:func:`gold_ambiguity`),
+    ``"keep"`` keeps them; either way ``report`` counts ``"ambiguous"`` and ``"ambiguous/<reason>"``, and one line
+    is logged (WARNING, logger ``data.gold``) when there are any."""
+    if mode not in ("skip", "keep"):
+        raise ValueError(f"mode must be 'skip' or 'keep', got {mode!r}")
+    kept: list[Sample] = []
+    report: Counter = Counter()
+    for s in samples:
+        reason = gold_ambiguity(s)
+        if reason is not None:
+            report["ambiguous"] += 1
+            report[f"ambiguous/{reason}"] += 1
+            if mode == "skip":
+                continue
+        kept.append(s)
+    if report:
+        kinds = ", ".join(f"{k.split('/', 1)[1]}={v}" for k, v in sorted(report.items()) if "/" in k)
+        logger.warning("%d rows have a gold answer the verifier reads wrongly (%s): %s (--on-ambiguous-gold %s)",
+                       report["ambiguous"], kinds, "skipped" if mode == "skip" else "kept", mode)
     return kept, report

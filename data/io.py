@@ -13,6 +13,14 @@ Rows
 
 A row that is not a JSON object is a ``not_object`` error, a line that is not JSON a ``bad_json`` one.
 
+Bounded reading: no row is read into memory whole when it is larger than ``max_row_bytes`` (``--max-row-bytes``,
+default :data:`DEFAULT_MAX_ROW_BYTES`; :func:`row_limit` sets it for a block of code). A JSON line over the limit is
+skipped unread (``row_too_large``, an ordinary row error that ``on_error="skip"`` counts); a JSON document larger than
+the limit is read one row at a time when it is a list or ``{"data": [...]}`` (a row over the limit stops the load
+with the file and row), else as JSON lines. A line that is not UTF-8 (a binary file) is a ``not_utf8`` row error
+naming the file, the line and the byte; a JSON document that is not UTF-8 is one such error for the file. Parquet
+rows are read in small batches and measured (a row over the limit is ``row_too_large``).
+
 Image paths
 -----------
 Image references (``"image"`` entries of a ``message``, items of ``images``) may be
@@ -42,6 +50,8 @@ level on the ``data.io`` logger), ``max_samples`` (stop after that many good sam
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import io
 import json
 import logging
@@ -60,6 +70,7 @@ from .sample import Sample
 
 __all__ = [
     "FIXTURE_DIR", "DEFAULT_CACHE", "HUB_ID_RE", "DataError", "check_file", "read_rows", "iter_jsonl", "write_jsonl",
+    "DEFAULT_MAX_ROW_BYTES", "row_limit",
     "load_image", "resolve_image_path", "resolve_images", "find_data_file", "hub_download", "extract_once",
 ]
 
@@ -70,6 +81,34 @@ FIXTURE_DIR = Path(__file__).resolve().parent / "fixtures"
 DEFAULT_CACHE = Path(os.environ.get("LMM_R1_CACHE", Path.home() / ".cache" / "lmm_r1"))
 HUB_ID_RE = re.compile(r"^[\w.-]+/[\w.-]+$")
 _URL_RE = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*://|data:)")
+DEFAULT_MAX_ROW_BYTES = 16 * 2**20  # a data row is a question, an answer and image paths: kilobytes, not megabytes
+_ROW_LIMIT = contextvars.ContextVar("max_row_bytes", default=DEFAULT_MAX_ROW_BYTES)
+_CHUNK = 1 << 20
+
+
+@contextlib.contextmanager
+def row_limit(max_row_bytes: int):
+    """Every rows reader inside the block rejects rows larger than `max_row_bytes` (``--max-row-bytes``)."""
+    if max_row_bytes < 1:
+        raise ValueError(f"max_row_bytes must be at least 1, got {max_row_bytes}")
+    token = _ROW_LIMIT.set(int(max_row_bytes))
+    try:
+        yield
+    finally:
+        _ROW_LIMIT.reset(token)
+
+
+def _limit(max_row_bytes: int | None) -> int:
+    return _ROW_LIMIT.get() if max_row_bytes is None else int(max_row_bytes)
+
+
+def _too_large(limit: int) -> str:
+    return f"row larger than --max-row-bytes {limit} bytes (not read)"
+
+
+def _not_utf8(e: UnicodeDecodeError, column: int | None = None) -> str:
+    where = f" at column {column}" if column is not None else ""
+    return f"not UTF-8 text (byte 0x{e.object[e.start]:02x}{where}); is this a binary file?"
 
 
 class DataError(ValueError):
@@ -105,11 +144,40 @@ def _object_or_error(source: str, line: int, line_based: bool, row: Any) -> Any:
     return _row_error(source, line, line_based, "not_object", f"row must be a JSON object, got {type(row).__name__}")
 
 
-def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    """Yield ``(line_no, row_dict | DataError)`` for each non-blank line."""
-    source = str(path)
-    with open(path, encoding="utf-8-sig") as f:
-        for line_no, line in enumerate(f, 1):
+def _read_line(f, limit: int) -> tuple[bytes | None, bool]:
+    """(the next line, without reading more than `limit` bytes of it; whether it was longer and skipped).
+    (None, False) at the end of the file."""
+    line = f.readline(limit + 1)
+    if not line:
+        return None, False
+    if len(line) <= limit or (len(line) == limit + 1 and line.endswith(b"\n")):
+        return line, False
+    while line and not line.endswith(b"\n"):  # skip the rest of the line, 64 KiB at a time
+        line = f.readline(1 << 16)
+    return b"", True
+
+
+def iter_jsonl(path: Path, max_row_bytes: int | None = None) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line_no, row_dict | DataError)`` for each non-blank line; a line over `max_row_bytes` (default: the
+    current :func:`row_limit`) is a ``row_too_large`` error and is never held in memory whole."""
+    source, limit = str(path), _limit(max_row_bytes)
+    with open(path, "rb") as f:
+        line_no = 0
+        while True:
+            raw, skipped = _read_line(f, limit)
+            if raw is None:
+                return
+            line_no += 1
+            if skipped:
+                yield line_no, DataError(source, line_no, "row_too_large", _too_large(limit))
+                continue
+            if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield line_no, DataError(source, line_no, "not_utf8", _not_utf8(e, e.start + 1))
+                continue
             if not line.strip():
                 continue
             try:
@@ -120,10 +188,97 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
             yield line_no, _object_or_error(source, line_no, True, row)
 
 
-def _json_document_rows(path: Path, source: str) -> Iterator[tuple[int, Any]] | None:
-    """Rows of a file holding one JSON list / ``{"data": [...]}`` / object; None if it holds something else."""
+_DATA_HEAD = re.compile(r'\s*\{\s*"data"\s*:\s*\[')
+
+
+def _stream_array(f, source: str, limit: int) -> Iterator[tuple[int, Any]]:
+    """Rows of a JSON array read from text file `f`, positioned just after its ``[``, one element at a time (an
+    element over `limit` characters stops the load with a ``row_too_large`` error)."""
+    decoder = json.JSONDecoder()
+    buf, pos, eof, row = "", 0, False, 0
+
+    def more(keep_from: int) -> int:
+        nonlocal buf, eof
+        chunk = f.read(max(_CHUNK, len(buf) - keep_from))
+        eof = not chunk
+        buf = buf[keep_from:] + chunk
+        return 0
+
+    def skip_ws():
+        nonlocal pos
+        while True:
+            while pos < len(buf) and buf[pos] in " \t\r\n":
+                pos += 1
+            if pos < len(buf) or eof:
+                return
+            pos = more(pos)
+
+    while True:
+        skip_ws()
+        if pos >= len(buf) or buf[pos] == "]":
+            return
+        if row:
+            if buf[pos] != ",":
+                raise DataError(source, row, "bad_json", f"invalid JSON after row {row} (expected ',' or ']')",
+                                where=f"{source}:row {row}")
+            pos += 1
+            skip_ws()
+        row += 1
+        while True:
+            try:
+                value, end = decoder.raw_decode(buf, pos)
+                if end < len(buf) or eof:
+                    break  # a number cut at the end of the buffer is not whole yet
+            except json.JSONDecodeError as e:
+                if eof:
+                    raise DataError(source, row, "bad_json", f"invalid JSON ({e.msg})",
+                                    where=f"{source}:row {row}") from None
+            if len(buf) - pos > limit:
+                raise DataError(source, row, "row_too_large", _too_large(limit), where=f"{source}:row {row}")
+            pos = more(pos)
+        if end - pos > limit:
+            raise DataError(source, row, "row_too_large", _too_large(limit), where=f"{source}:row {row}")
+        yield row, _object_or_error(source, row, False, value)
+        pos = end
+        if pos > _CHUNK:
+            buf, pos = buf[pos:], 0
+
+
+def _json_document_rows(path: Path, source: str, limit: int | None = None) -> Iterator[tuple[int, Any]] | None:
+    """Rows of a file holding one JSON list / ``{"data": [...]}`` / object; None if it holds something else. A file
+    over the row limit is streamed (a list or ``{"data": [...]}``) or left to the JSON lines reader."""
+    limit = _limit(limit)
+    if path.stat().st_size > limit:
+        f = open(path, encoding="utf-8-sig")
+        try:
+            head = f.read(64)
+        except UnicodeDecodeError as e:
+            f.close()
+            raise DataError(source, 1, "not_utf8", _not_utf8(e)) from None
+        start = head.lstrip()
+        m = _DATA_HEAD.match(head)
+        if not (start.startswith("[") or m):
+            f.close()
+            return None
+        f.seek(0)
+        f.read(len(head) - len(start) + 1 if start.startswith("[") else m.end())
+
+        def rows():
+            with f:
+                try:
+                    yield from _stream_array(f, source, limit)
+                except UnicodeDecodeError as e:
+                    raise DataError(source, None, "not_utf8", _not_utf8(e)) from None
+        return rows()
+    raw = path.read_bytes()
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise DataError(source, line, "not_utf8", _not_utf8(e, col)) from None
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError:
         return None  # probably JSON lines with a .json name
     if isinstance(data, dict) and isinstance(data.get("data"), list):
@@ -135,27 +290,39 @@ def _json_document_rows(path: Path, source: str) -> Iterator[tuple[int, Any]] | 
     return ((i, _object_or_error(source, i, False, r)) for i, r in enumerate(data, 1))
 
 
-def read_rows(path_or_id: str | os.PathLike, split: str = "train") -> tuple[str, bool, Iterator[tuple[int, Any]]]:
+def _parquet_rows(path: Path, source: str, limit: int) -> Iterator[tuple[int, Any]]:
+    import pyarrow.parquet as pq
+
+    n = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=64):
+        for row in batch.to_pylist():
+            n += 1
+            size = sum(len(v) for v in row.values() if isinstance(v, (str, bytes)))
+            yield n, (DataError(source, n, "row_too_large", _too_large(limit), where=f"{source}:row {n}")
+                      if size > limit else row)
+
+
+def read_rows(path_or_id: str | os.PathLike, split: str = "train",
+              max_row_bytes: int | None = None) -> tuple[str, bool, Iterator[tuple[int, Any]]]:
     """``(source, line_based, rows)`` of a local file or a hub dataset (see the module doc).
 
     ``rows`` yields ``(n, row_dict | DataError)``; ``n`` is the 1-based line when ``line_based``, else the row
-    number. ``source`` names the file (as given) or ``"ID[split]"`` for a hub dataset.
+    number. ``source`` names the file (as given) or ``"ID[split]"`` for a hub dataset. ``max_row_bytes``: the row
+    limit (default: the current :func:`row_limit`).
     """
+    limit = _limit(max_row_bytes)
     s = os.fspath(path_or_id)
     p = Path(s)
     suffix = p.suffix.lower()
     if suffix in (".jsonl", ".json", ".parquet") or p.is_file():
         p = check_file(p)
         if suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            rows = pq.read_table(p).to_pylist()
-            return s, False, iter(enumerate(rows, 1))
+            return s, False, _parquet_rows(p, s, limit)
         if suffix != ".jsonl":
-            rows = _json_document_rows(p, s)
+            rows = _json_document_rows(p, s, limit)
             if rows is not None:
                 return s, False, rows
-        return s, True, iter_jsonl(p)
+        return s, True, iter_jsonl(p, limit)
     # A hub dataset id (or a local dataset folder / script understood by `datasets`).
     import datasets
 

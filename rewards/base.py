@@ -12,6 +12,10 @@ class RewardOutput:
 # Metric names of the check statuses: a gold answer that does not parse is a data problem, the rest are the checker's.
 COUNT_NAMES = {"ok": "reward/checked", "gold_unparseable": "data/gold_unparseable", "timeout": "reward/timeout",
                "error": "reward/error"}
+# A prediction that parsed to only a piece of what the model wrote (scored 0, see rewards.math).
+PARTIAL_PARSE = "reward/partial_parse"
+# Worker pool events of the call: a worker replaced (after a time-out, an error or a crash), a failed start.
+POOL_COUNT_NAMES = {"restarts": "reward/worker_restarts", "start_failures": "reward/worker_start_failures"}
 
 
 class RewardFn(Protocol):

@@ -12,6 +12,13 @@ Two readings of a response, by name (`READINGS`):
   and golds that are prose ("see figure") or parse to no sympy object count as unparseable.
 
 Both fail closed on a gold that does not parse (reward 0, status "gold_unparseable"; the released code scored 1).
+
+Both score an answer whole or not at all (`whole=True`, the default): math-verify's unbracketed matches, a bare
+`\\frac{a}{b}` and (in the "answer" reading) a bare number or `1/2`-style expression, can be a piece of a longer
+expression (`2\\frac{1}{2}`, `\\frac{1}{2}\\pi`, `42+\\infty`, the innermost fraction of a nested chain). Such a
+partial parse is not a match (reward 0, `MathResult.partial`, counted as `reward/partial_parse`); the extraction
+itself (which match, in which order) is math-verify's, unchanged. `whole=False` pays partial parses as the released
+code does.
 """
 import itertools
 import logging
@@ -23,7 +30,8 @@ from dataclasses import dataclass
 
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 from math_verify.errors import TimeoutException
-from math_verify.parser import NormalizationConfig
+from math_verify.parser import NormalizationConfig, extract_match, get_extraction_regexes
+from math_verify.utils import timeout as _mv_timeout
 from sympy import Basic, MatrixBase
 
 from ._pool import KillPool
@@ -54,6 +62,7 @@ _LONG_WORD = re.compile(r"[A-Za-z]{3}")
 class MathResult:
     reward: float
     status: str  # one of STATUSES
+    partial: bool = False  # the prediction parsed to only a piece of the expression around it (scored 0)
 
 
 def _parse(text: str, timeout: int | None, **kw) -> list:
@@ -64,6 +73,138 @@ def _parse(text: str, timeout: int | None, **kw) -> list:
         raise
     except Exception:
         return []
+
+
+def _extract(text: str, configs, mode: str) -> tuple[list, tuple | None]:
+    """`math_verify.parser.extract_target_from_pred` step for step (the same matches, the same order, the same
+    result, fallback string included), also returning the regex match and target type that gave the parsed value,
+    so that where it sits in the text can be checked."""
+    patterns = sorted(((pattern, target, priority) for regexes, target in get_extraction_regexes(configs)
+                       for pattern, priority in regexes), key=lambda x: x[2])
+    extracted, fallbacks, chosen, found = [], [], None, False
+    for _, group in itertools.groupby(patterns, key=lambda x: x[2]):
+        matches = sorted(((m, m.start(), m.end(), target) for pattern, target, _ in group
+                          for m in pattern.finditer(text)), key=lambda x: (x[2], -x[1]), reverse=True)
+        for m, _, _, target in matches:
+            value, fallback = extract_match(m, target)
+            found = True
+            if fallback:
+                fallbacks.append(fallback)
+            if value is not None:
+                extracted.append(value)
+                chosen = (m, target)
+                break
+            if mode == "first_match":
+                break
+        if extracted or (found and mode == "first_match"):
+            break
+    if fallbacks:  # parse()'s default fallback_mode="first_match"
+        extracted.append(fallbacks[0])
+    return extracted, chosen
+
+
+# What may stand next to an unbracketed match without making it a piece of a longer expression.
+_HSPACE = re.compile(r"(?:[ \t]|\\[,;:! ]|\\q?quad\b|~)*")
+_HSPACE_BEFORE = re.compile(r"(?:[ \t]|\\[,;:! ]|\\q?quad\b|~)*\Z")
+_TEXT_CMDS = ("text", "textbf", "textit", "textrm", "mathrm", "mbox", "quad", "qquad")
+_CMD_AFTER = re.compile(r"\\([A-Za-z]+)")
+_CMD_BEFORE = re.compile(r"\\([A-Za-z]+)\Z")
+_OPERATORS = set("+-*/^_<>=×÷·≤≥±∓")
+_OPEN = {"(": ")", "[": "]"}
+_TAG_BEFORE = re.compile(r"</?[A-Za-z][A-Za-z0-9_-]{0,20}>\Z")
+_TAG_AFTER = re.compile(r"</?[A-Za-z][A-Za-z0-9_-]{0,20}>")
+
+
+def _skip_left(text: str, i: int) -> int:
+    """Index just after the last non-space character before `i` (LaTeX spacing commands count as space)."""
+    m = _HSPACE_BEFORE.search(text, max(0, i - 64), i)
+    return m.start() if m else i
+
+
+def _embedded(text: str, start: int, end: int) -> bool:
+    """True when text[start:end] is a piece of a longer expression: math stands right before or after it (a digit
+    or a math command across spaces; a letter, brace or bracket right beside it). Brackets that enclose exactly
+    the span (`(\\frac12)`, `\\left(\\frac12\\right)`) are part of it."""
+    while True:
+        a = _skip_left(text, start)
+        b = _HSPACE.match(text, end).end()
+        left, right = text[a - 1:a], text[b:b + 1]
+        if left in _OPEN:
+            if right == _OPEN[left]:
+                start, end = a - 1, b + 1
+                continue
+            lm = _CMD_BEFORE.search(text, max(0, a - 33), a - 1)
+            if lm and lm.group(1) == "left" and text.startswith("\\right" + _OPEN[left], b):
+                start, end = lm.start(), b + 7  # \left( ... \right) encloses the span: look around it
+                continue
+        break
+    lcmd = _CMD_BEFORE.search(text, max(0, a - 32), a)
+    # left side (an `<answer>` tag is a boundary, not a comparison)
+    if _TAG_BEFORE.search(text, max(0, a - 24), a):
+        left = ""
+    if _TAG_BEFORE.search(text, max(0, start - 24), start):
+        before = ""
+    else:
+        before = text[start - 1:start]
+    if before and (before.isalnum() or before in "{}()[]^_.!|'\\"):
+        return True  # "2\frac12", "x\frac12", "{\frac12}", "(\frac12, 3)"
+    if left and (left.isdigit() or left in _OPERATORS - {"="} or left in "{^_"):
+        return True  # "2 \frac12", "x - \frac12"
+    if lcmd and lcmd.group(1) not in _TEXT_CMDS:
+        return True  # "\pi \frac12", "\leq \frac12"
+    # right side
+    if _TAG_AFTER.match(text, b):
+        right = ""
+    after = "" if _TAG_AFTER.match(text, end) else text[end:end + 1]
+    if after and (after.isalnum() or after in "\\{}()[]^_!|'" or (after == "." and text[end + 1:end + 2].isdigit())):
+        return True  # "\frac12x", "\frac12\pi", "\frac{1}{2}}" (inside braces)
+    if right and (right.isdigit() or right in _OPERATORS - {"="} or right in "{^_("):
+        return True  # "\frac12 + 1", "42 \infty" is caught below
+    rcmd = _CMD_AFTER.match(text, b)
+    if rcmd and rcmd.group(1) not in _TEXT_CMDS:
+        return True  # "\frac12 \pi", "42 \cdot 3"
+    if right in (",", ";"):  # a list goes on: "\frac12, 3"; prose does not: "\frac12, so"
+        c = _HSPACE.match(text, b + 1).end()
+        nxt = text[c:c + 2]
+        if nxt[:1].isdigit() or (nxt[:1] == "-" and nxt[1:].isdigit()) or \
+                ((m := _CMD_AFTER.match(text, c)) and m.group(1) not in _TEXT_CMDS):
+            return True
+    return False
+
+
+def _match_spans(m: re.Match, target) -> list[tuple[int, int]]:
+    """Where the unbracketed parts of a match sit: bare `\\frac{a}{b}` groups of a LaTeX match, the number or
+    expression of a plain-expression match. Delimited LaTeX (`$...$`, `\\[...\\]`, `\\boxed{}`) has none: its whole
+    content is what gets parsed."""
+    groups = m.groupdict()
+    if isinstance(target, LatexExtractionConfig):  # a "%" after the fraction belongs to it
+        return [(m.start(name), max(m.end(name), m.end(name.split("_")[0] + "_percent")))
+                for name, value in groups.items() if value and name.endswith("latexFraction")]
+    if isinstance(target, ExprExtractionConfig):
+        names = [n for n, v in groups.items() if v is not None and n.startswith(("expr", "integer", "decimal",
+                                                                                 "percent"))]
+        if names:
+            return [(min(m.start(n) for n in names), max(m.end(n) for n in names))]
+    return []
+
+
+def is_partial(text: str, chosen: tuple | None) -> bool:
+    """True when the match math-verify parsed is a piece of a longer expression of `text` (see `_embedded`)."""
+    if chosen is None:
+        return False
+    return any(_embedded(text, a, b) for a, b in _match_spans(*chosen))
+
+
+def parse_prediction(text: str, timeout: int | None, configs, mode: str) -> tuple[list, bool]:
+    """math-verify's parse of a prediction (the same list `parse` returns) and whether it is partial. Ordinary
+    failures mean "nothing parsed"; MemoryError and timeouts propagate."""
+    try:
+        return (lambda out: (out[0], is_partial(text, out[1])))(
+            _mv_timeout(timeout_seconds=timeout)(_extract)(text, configs, mode))
+    except MemoryError:
+        raise
+    except Exception:
+        return [], False
 
 
 def _verify(first: list, second: list, timeout: int | None) -> bool:
@@ -112,10 +253,10 @@ def parse_gold_released(gold: str, timeout: int | None = None) -> list:
 
 
 def check(response: str, gold: str, max_chars: int | None = None, timeout: int | None = None,
-          reading: str = "released") -> MathResult:
+          reading: str = "released", whole: bool = True) -> MathResult:
     """One accuracy check, in the current process. `timeout` is math-verify's own (signal based). `max_chars`: only
     the response's last max_chars characters are read (None: the released reading reads all of it, the answer
-    reading its last MAX_RESPONSE_CHARS)."""
+    reading its last MAX_RESPONSE_CHARS). `whole`: a partial parse scores 0 (else it is verified, as released)."""
     if reading == "released":
         gold_parsed = parse_gold_released(gold, timeout)
     elif reading == "answer":
@@ -130,14 +271,19 @@ def check(response: str, gold: str, max_chars: int | None = None, timeout: int |
     if not text.strip():
         return MathResult(0.0, "ok")  # the released code read the prompt instead of an empty response
     if reading == "released":
-        pred = _parse(text, timeout, extraction_config=_RELEASED_PRED, extraction_mode="first_match")
-        return MathResult(float(bool(pred) and _verify(pred, gold_parsed, timeout)), "ok")
-    pred = _parse(answer_text(text, max_chars or MAX_RESPONSE_CHARS), timeout, extraction_config=_PRED_CONFIG)
-    return MathResult(float(bool(pred) and _verify(gold_parsed, pred, timeout)), "ok")
+        pred, partial = parse_prediction(text, timeout, _RELEASED_PRED, "first_match")
+        first, second = pred, gold_parsed
+    else:
+        pred, partial = parse_prediction(answer_text(text, max_chars or MAX_RESPONSE_CHARS), timeout, _PRED_CONFIG,
+                                         "any_match")
+        first, second = gold_parsed, pred
+    if partial and whole:
+        return MathResult(0.0, "ok", partial=True)
+    return MathResult(float(bool(pred) and _verify(first, second, timeout)), "ok", partial=partial)
 
 
 def math_accuracy(response: str, gold: str, timeout: float = DEFAULT_TIMEOUT,
-                  reading: str = "released") -> MathResult:
+                  reading: str = "released", whole: bool = True) -> MathResult:
     """In-process check for trusted text and quick use.
 
     No memory limit, and the timeout is best effort: math-verify's signal.alarm,
@@ -145,7 +291,7 @@ def math_accuracy(response: str, gold: str, timeout: float = DEFAULT_TIMEOUT,
     """
     on_main = threading.current_thread() is threading.main_thread()
     try:
-        return check(response, gold, timeout=math.ceil(timeout) if on_main else None, reading=reading)
+        return check(response, gold, timeout=math.ceil(timeout) if on_main else None, reading=reading, whole=whole)
     except TimeoutException:
         return MathResult(0.0, "timeout")
     except MemoryError:
@@ -192,18 +338,34 @@ class MathVerifier:
     score() waits for it. Calls from several threads are serialized.
 
     `reading` is one of READINGS; `max_chars` (None: the whole response for "released", its last
-    MAX_RESPONSE_CHARS characters for "answer") bounds what is read of each response.
+    MAX_RESPONSE_CHARS characters for "answer") bounds what is read of each response. `whole_answer`: a partial
+    parse scores 0 (False: paid as the released code pays it). A worker that fails to start is restarted;
+    `max_start_failures` failures in a row stop the pool with the cause (see KillPool). `setup`: the worker's
+    start-up function (default: math-verify warm-up and the memory cap), for fault injection.
     """
 
     def __init__(self, workers: int = 2, timeout: float = DEFAULT_TIMEOUT,
                  memory_limit_mb: int = DEFAULT_MEMORY_LIMIT_MB,
-                 max_chars: int | None = None, mp_context: str = "spawn", reading: str = "released"):
+                 max_chars: int | None = None, mp_context: str = "spawn", reading: str = "released",
+                 whole_answer: bool = True, max_start_failures: int = 3, setup=None, setup_args: tuple = ()):
         if reading not in READINGS:
             raise ValueError(f"unknown reading {reading!r}; expected one of {READINGS}")
         self.reading = reading
+        self.whole_answer = whole_answer
         self.max_chars = max_chars if max_chars is not None or reading == "released" else MAX_RESPONSE_CHARS
-        self._pool = KillPool(check, workers=workers, timeout=timeout, setup=_worker_setup,
-                              setup_args=(memory_limit_mb,), mp_context=mp_context)
+        if setup is None:
+            setup, setup_args = _worker_setup, (memory_limit_mb,)
+        self._pool = KillPool(check, workers=workers, timeout=timeout, setup=setup, setup_args=setup_args,
+                              mp_context=mp_context, max_start_failures=max_start_failures)
+
+    @property
+    def stats(self):
+        """Running totals of the pool: restarts (after a time-out, an error or a crash), start_failures."""
+        return self._pool.stats
+
+    @property
+    def pool(self) -> KillPool:
+        return self._pool
 
     @property
     def pids(self) -> list[int]:
@@ -215,7 +377,7 @@ class MathVerifier:
             raise ValueError(f"{len(responses)} responses but {len(golds)} golds")
         # Cut before sending: no point piping megabytes the worker will drop.
         cut = self.max_chars
-        tasks = [((r or "") if cut is None else (r or "")[-cut:], str(g), cut, None, self.reading)
+        tasks = [((r or "") if cut is None else (r or "")[-cut:], str(g), cut, None, self.reading, self.whole_answer)
                  for r, g in zip(responses, golds)]
         return [value if status == "ok" else _POOL_RESULTS[status]
                 for status, value in self._pool.map(tasks)]

@@ -2,7 +2,7 @@
 presets use it for every sample, multiple choice included); and this project's own readings, "r1_math_answer" (math
 read from the last answer block), "r1_choice" (option letters) and "r1_auto" (option letters for multiple-choice
 samples, the released math rule for the rest)."""
-from .base import COUNT_NAMES, RewardOutput, _check_lengths, _NoPool
+from .base import COUNT_NAMES, PARTIAL_PARSE, POOL_COUNT_NAMES, RewardOutput, _check_lengths, _NoPool
 from .choice import choice_reward, gold_letter
 from .format import format_reward
 from .math import STATUSES, MathVerifier
@@ -33,9 +33,11 @@ class R1ChoiceReward(_NoPool):
 
 class R1MathReward:
     """Name "r1_math": format (0 / 0.5) + math-verify accuracy (0 / 1) as the released code reads it (`rewards.math`,
-    reading "released"), checked in a worker pool.
+    reading "released"), checked in a worker pool. A prediction that parses to only part of what the model wrote
+    scores 0 (`whole_answer=False`: paid, as released).
 
-    `counts` has every status in STATUSES under its metric name (COUNT_NAMES).
+    `counts` has every status in STATUSES under its metric name (COUNT_NAMES), the partial parses
+    (`reward/partial_parse`) and the pool's worker restarts and failed starts of this call (POOL_COUNT_NAMES).
     """
 
     reading = "released"
@@ -47,9 +49,12 @@ class R1MathReward:
     def __call__(self, responses, golds, metas=None) -> RewardOutput:
         _check_lengths(responses, golds, metas)
         fmt = [format_reward(r) for r in responses]
+        before = dict(self.verifier.stats)
         results = self.verifier.score(responses, golds)
         acc = [r.reward for r in results]
         counts = {COUNT_NAMES[s]: sum(r.status == s for r in results) for s in STATUSES}
+        counts[PARTIAL_PARSE] = sum(r.partial for r in results)
+        counts.update({name: self.verifier.stats[k] - before.get(k, 0) for k, name in POOL_COUNT_NAMES.items()})
         return RewardOutput({"format": fmt, "accuracy": acc, "total": [f + a for f, a in zip(fmt, acc)]},
                             counts)
 

@@ -130,6 +130,16 @@ class Config:
     gpu_mem_gb: float = knob(80.0, "--plan: memory of one GPU in GiB (what nvidia-smi shows in MiB / 1024)")
     nproc: int = knob(1, "--plan: GPUs the run is spread over (torchrun + FSDP2 world size, all nodes); training "
                       "itself takes the world size from torchrun")
+    # reliability of inputs (data/io.py, data/gold.py, rewards/)
+    on_ambiguous_gold: str = knob("skip", "a gold answer the verifier reads wrongly (a repeating decimal, a time like "
+                                  "12:30, a number with words, a single letter in a math row; --check-data lists "
+                                  "them): 'skip' drops the row before training, 'keep' trains on it; counted either "
+                                  "way (data/gold_ambiguous)", choices=["skip", "keep"])
+    max_row_bytes: int = knob(16 * 2**20, "a data row larger than this many bytes is rejected (or skipped with "
+                              "--on-bad-row skip) without being read into memory")
+    whole_answer: bool = knob(True, "score an answer whole or not at all: a prediction that parses to only a piece "
+                              "of what the model wrote (2\\frac{1}{2} read as 1/2) scores 0 and is counted in "
+                              "reward/partial_parse; --no-whole-answer pays it, as the released code does")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -326,7 +336,7 @@ def invalid(cfg: Config) -> str | None:
 
     at_least = {"prompts_per_step": 1, "n_samples": 1, "max_new_tokens": 1, "max_prompt_len": 1, "gen_batch_size": 1,
                 "train_batch_size": 1, "micro_batch_size": 1, "ppo_epochs": 1, "logprob_chunk": 1, "min_pixels": 1,
-                "reward_workers": 1, "episodes": 0, "max_tokens_per_micro": 0, "max_steps": 0, "max_samples": 0, "save_every": 0,
+                "reward_workers": 1, "max_row_bytes": 1, "episodes": 0, "max_tokens_per_micro": 0, "max_steps": 0, "max_samples": 0, "save_every": 0,
                 "keep_last": 0, "kernel_check_every": 0, "max_bad_steps": 1, "nproc": 1}
     for name, low in at_least.items():
         if getattr(cfg, name) < low:

@@ -47,7 +47,8 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
 
 
 # Running counts that share a prefix with a curve (rewards.base.COUNT_NAMES): not drawn.
-COUNTS = {"reward/checked", "reward/timeout", "reward/error"}
+COUNTS = {"reward/checked", "reward/timeout", "reward/error", "reward/partial_parse", "reward/worker_restarts",
+          "reward/worker_start_failures"}
 
 
 def _series(rows: list[dict], patterns: list[str]) -> dict[str, tuple[list, list]]:

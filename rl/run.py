@@ -58,9 +58,11 @@ def check_model(name: str):
 
 def load_samples(cfg: Config, on_error: str | None = None) -> list:
     from data import DataError, load_dataset_by_name
+    from data.io import row_limit
     try:
-        samples = load_dataset_by_name(cfg.data, on_error=on_error or cfg.on_bad_row,
-                                       max_samples=cfg.max_samples or None, seed=cfg.seed)
+        with row_limit(cfg.max_row_bytes):
+            samples = load_dataset_by_name(cfg.data, on_error=on_error or cfg.on_bad_row,
+                                           max_samples=cfg.max_samples or None, seed=cfg.seed)
     except (FileNotFoundError, DataError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
     except Exception as e:  # noqa: BLE001 - a hub that cannot be reached: one line and the local alternative
@@ -97,15 +99,23 @@ def run(cfg: Config) -> Path | None:
                              f"{cfg.check_data_max_bad:g}")
         return None
     samples = load_samples(cfg)
+    ambiguous = 0
+    if cfg.reward not in ("sokoban", "football", "format"):  # golds the verifier would misread: --on-ambiguous-gold
+        from data.gold import ambiguous_gold_filter
+        samples, report = ambiguous_gold_filter(samples, cfg.on_ambiguous_gold)
+        ambiguous = report["ambiguous"]
     if not samples:
         raise SystemExit(f"error: --data {cfg.data}: no usable rows (empty, or every row was skipped)")
     if dist.is_main():
         print(f"{len(samples)} prompts from {cfg.data}; model {cfg.model}; preset {cfg.preset}", file=sys.stderr)
     if len(samples) < cfg.prompts_per_step:
         raise SystemExit(f"error: --prompts-per-step {cfg.prompts_per_step}: the data has only {len(samples)} prompts")
-    reward_fn = get_reward(cfg.reward, workers=cfg.reward_workers, timeout=cfg.reward_timeout)
+    reward_fn = get_reward(cfg.reward, workers=cfg.reward_workers, timeout=cfg.reward_timeout,
+                           whole_answer=cfg.whole_answer)
     try:
-        final = Trainer(cfg, samples, reward_fn).train()
+        trainer = Trainer(cfg, samples, reward_fn)
+        trainer.counts["data/gold_ambiguous"] = ambiguous  # set, not added: the same number on a resume
+        final = trainer.train()
     except (CheckpointError, NonFinite) as e:
         raise SystemExit(f"error: {e}") from None
     finally:

@@ -54,6 +54,13 @@ def sampler_max_diff(logp: torch.Tensor, sampler_logp: torch.Tensor, mask: torch
     return diff.max().item() if diff.numel() else 0.0
 
 
+def json_line(metrics: dict) -> tuple[str, int]:
+    """One line of strict JSON (no NaN / Infinity tokens): a non-finite number is written as null. Returns the line
+    and how many values were not finite."""
+    bad = {k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)}
+    return json.dumps({k: None if k in bad else v for k, v in metrics.items()}, allow_nan=False), len(bad)
+
+
 def chunks(items: list, size: int):
     for i in range(0, len(items), size):
         yield items[i:i + size]
@@ -148,6 +155,7 @@ class Trainer:
         self.step = 0
         self.update_step = 0
         self.counts = Counter()  # data problems seen so far (skipped prompts, unparseable gold answers, ...)
+        self.too_long: set[int] = set()  # prompts measured over --max-prompt-len: skipped without re-tokenizing
         self.guard = NonFiniteGuard(cfg.max_bad_steps)
         if cfg.resume:
             self.load_state(Path(cfg.resume))
@@ -183,8 +191,11 @@ class Trainer:
         (None when a reward is not finite: the step does not train)."""
         cfg, times = self.cfg, {}
         prompts, kept = [], []
-        for s, row in zip(samples, encode_prompts(self.processor, samples)):
+        fresh = [s for s in samples if id(s) not in self.too_long]  # an oversized prompt is measured once
+        self.counts["data/prompt_too_long"] += len(samples) - len(fresh)
+        for s, row in zip(fresh, encode_prompts(self.processor, fresh)):
             if row["prompt_ids"].numel() > cfg.max_prompt_len:
+                self.too_long.add(id(s))
                 self.counts["data/prompt_too_long"] += 1
                 continue
             prompts.append(row)
@@ -491,7 +502,11 @@ class Trainer:
                     metrics = {"step": self.step, "update_step": self.update_step, **metrics}
                     if monitor is not None:
                         metrics.update(monitor.after_step(self, metrics))  # evaluation results when one is due
-                    metrics_file.write(json.dumps(metrics) + "\n")
+                    line, nonfinite = json_line(metrics)  # strict JSON: NaN / Inf written as null, counted
+                    if nonfinite:
+                        self.counts["metrics/nonfinite"] += nonfinite
+                        line, _ = json_line({**metrics, "metrics/nonfinite": self.counts["metrics/nonfinite"]})
+                    metrics_file.write(line + "\n")
                     metrics_file.flush()
                     bar.update()
                     bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}",

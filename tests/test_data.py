@@ -360,3 +360,180 @@ def test_game_prompts_carry_their_state():
     assert foot.domain == "football" and "state" in foot.meta and len(foot.images) == 1
     with pytest.raises(ValueError, match="sokoban:N"):
         load_dataset_by_name("sokoban:many")
+
+
+# --------------------------------------------------------------------------- bounded reading (--max-row-bytes)
+
+
+def test_oversized_jsonl_row_is_skipped_unread(tmp_path):
+    import tracemalloc
+
+    from data.io import iter_jsonl, row_limit
+
+    good = json.dumps({"problem": "1+1?", "answer": "2"})
+    p = tmp_path / "big.jsonl"
+    with open(p, "w", encoding="utf-8") as f:
+        f.write(good + "\n")
+        f.write(json.dumps({"problem": "x" * 8_000_000, "answer": "1"}) + "\n")  # an 8 MB row
+        f.write(good + "\n")
+    tracemalloc.start()
+    rows = list(iter_jsonl(p, max_row_bytes=4096))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2**20  # read in bounded pieces, never the 8 MB line whole
+    assert [n for n, _ in rows] == [1, 2, 3]
+    err = rows[1][1]
+    assert isinstance(err, DataError) and err.reason == "row_too_large"
+    assert str(err) == f"{p}:2: row larger than --max-row-bytes 4096 bytes (not read)"
+    with row_limit(4096):  # the limit --max-row-bytes sets for every loader
+        with pytest.raises(DataError, match=r"big\.jsonl:2: row larger than --max-row-bytes 4096"):
+            load_deepscaler(p)
+        report = Counter()
+        assert len(load_deepscaler(p, on_error="skip", report=report)) == 2
+        assert report["skipped/row_too_large"] == 1
+    assert len(list(iter_jsonl(p))) == 3 and len(load_deepscaler(p, on_error="skip")) == 3  # the default: 16 MiB
+    # a row exactly at the limit is read
+    exact = tmp_path / "exact.jsonl"
+    exact.write_text(good + "\n")
+    assert isinstance(list(iter_jsonl(exact, max_row_bytes=len(good)))[0][1], dict)
+    assert isinstance(list(iter_jsonl(exact, max_row_bytes=len(good) - 1))[0][1], DataError)
+
+
+def test_binary_or_non_utf8_file_is_a_one_line_error(tmp_path):
+    p = tmp_path / "mixed.jsonl"
+    p.write_bytes(json.dumps({"problem": "a", "answer": "1"}).encode() + b"\n" + b'{"problem": "\xff\xfe"}\n')
+    with pytest.raises(DataError) as err:
+        load_deepscaler(p)
+    assert str(err.value) == f"{p}:2: not UTF-8 text (byte 0xff at column 14); is this a binary file?"
+    assert err.value.reason == "not_utf8"
+    binary = tmp_path / "data.json"  # a JSON document name, bytes inside
+    binary.write_bytes(b'[{"problem": "a",\n "answer": "\x89PNG\r\n\x1a\n\x00\x00"}]')
+    with pytest.raises(DataError, match=r"data\.json:2: not UTF-8 text \(byte 0x89 at column 13\)"):
+        load_deepscaler(binary)
+    gz = tmp_path / "rows.jsonl"  # a compressed file named .jsonl
+    import gzip
+    gz.write_bytes(gzip.compress(b'{"problem": "a", "answer": "1"}\n' * 100))
+    with pytest.raises(DataError, match=r"rows\.jsonl:1: not UTF-8 text"):
+        load_deepscaler(gz)
+
+
+def test_large_json_documents_are_streamed_row_by_row(tmp_path):
+    from data.io import read_rows
+
+    rows = [{"problem": f"P{i} " + "w" * 200, "answer": str(i)} for i in range(60)]
+    for name, doc in (("list.json", rows), ("data.json", {"data": rows})):
+        p = tmp_path / name
+        p.write_text(json.dumps(doc, indent=1))
+        assert p.stat().st_size > 4096
+        _, line_based, it = read_rows(p, max_row_bytes=4096)
+        got = list(it)
+        assert not line_based and [n for n, _ in got] == list(range(1, 61))
+        assert [r["answer"] for _, r in got] == [str(i) for i in range(60)]
+    # one row over the limit inside a document stops the load, naming the row
+    p = tmp_path / "one_big.json"
+    p.write_text(json.dumps(rows[:2] + [{"problem": "x" * 10_000, "answer": "1"}] + rows[2:4]))
+    _, _, it = read_rows(p, max_row_bytes=4096)
+    with pytest.raises(DataError, match=r"one_big\.json:row 3: row larger than --max-row-bytes 4096"):
+        list(it)
+    # a single object larger than the limit is read as JSON lines: one oversized line, not read
+    p = tmp_path / "object.json"
+    p.write_text(json.dumps({"problem": "x" * 10_000, "answer": "1"}))
+    _, line_based, it = read_rows(p, max_row_bytes=4096)
+    got = list(it)
+    assert line_based and len(got) == 1 and got[0][1].reason == "row_too_large"
+    # broken JSON inside a streamed document names the row
+    p = tmp_path / "broken.json"
+    p.write_text(json.dumps(rows[:30])[:-40] + "}, {oops]")
+    _, _, it = read_rows(p, max_row_bytes=4096)
+    with pytest.raises(DataError, match=r"broken\.json:row \d+: invalid JSON"):
+        list(it)
+
+
+# --------------------------------------------------------------------------- ambiguous golds (--on-ambiguous-gold)
+
+
+@pytest.mark.parametrize("gold, reason", [
+    ("0.\\overline{3}", "repeating_decimal"), ("0.333...", "repeating_decimal"), ("0.3\\dot{3}", "repeating_decimal"),
+    ("12:30", "clock_time"), ("3:45 PM", "clock_time"), ("5 dollars", "number_words"), ("2 pi", "number_words"),
+    ("B", "letter"), ("x", "letter"),
+    # read as written: units math-verify strips, ratios, algebra, prose
+    ("5 cm", None), ("12 square units", None), ("5\\text{ dollars}", None), ("1:2", None), ("2ab", None),
+    ("\\sqrt{abc}", None), ("42", None), ("\\frac{1}{2}", None), ("(1, 2]", None), ("x=5", None),
+])
+def test_gold_ambiguity(gold, reason):
+    from data.gold import gold_ambiguity
+
+    assert gold_ambiguity(Sample([], gold, "math")) == reason
+    assert gold_ambiguity(Sample([], gold, "choice")) is None  # option letters are read as letters
+
+
+def test_ambiguous_golds_skipped_or_kept_and_counted(tmp_path, caplog):
+    from data.check import check_samples, format_report
+    from data.gold import ambiguous_gold_filter
+
+    p = write_lines(tmp_path / "d.jsonl", [{"problem": "q", "answer": a} for a in
+                                          ["2", "0.\\overline{3}", "12:30", "0.333...", "5 dollars", "B", "7"]])
+    samples = load_deepscaler(p)
+    with caplog.at_level(logging.WARNING, logger="data.gold"):
+        kept, report = ambiguous_gold_filter(samples, "skip")
+    assert [s.answer for s in kept] == ["2", "7"]
+    assert report == Counter({"ambiguous": 5, "ambiguous/repeating_decimal": 2, "ambiguous/clock_time": 1,
+                              "ambiguous/number_words": 1, "ambiguous/letter": 1})
+    assert "5 rows have a gold answer the verifier reads wrongly" in caplog.text and "skipped" in caplog.text
+    kept, report = ambiguous_gold_filter(samples, "keep")
+    assert len(kept) == 7 and report["ambiguous"] == 5
+    # --check-data lists them with file, line and why
+    text = format_report(check_samples(samples))
+    assert "gold_ambiguous: 5" in text
+    assert f"{p}:2: '0.\\\\overline{{3}}' (a repeating decimal" in text
+    assert f"{p}:3: '12:30' (a time or a ratio" in text
+    assert "7 rows, 5 with problems" in text
+
+
+# --------------------------------------------------------------------------- inputs the trainer measures and writes
+
+
+def test_oversized_prompt_is_measured_once(monkeypatch):
+    """A prompt over --max-prompt-len is tokenized the first time it is drawn, then skipped unmeasured."""
+    from types import SimpleNamespace
+
+    import torch
+
+    import rl.trainer as trainer
+
+    calls = []
+
+    def encode(processor, samples, max_prompt_len=None):
+        calls.append(len(samples))
+        return [{"prompt_ids": torch.zeros(10)} for _ in samples]
+
+    monkeypatch.setattr(trainer, "encode_prompts", encode)
+    stub = SimpleNamespace(cfg=SimpleNamespace(max_prompt_len=5), counts=Counter(), too_long=set(), processor=None,
+                           step=0)
+    samples = [Sample([], "1"), Sample([], "2"), Sample([], "3")]
+    for _ in range(3):
+        with pytest.raises(RuntimeError, match="every prompt of step 0 is longer than --max-prompt-len 5"):
+            trainer.Trainer.make_experience(stub, samples)
+    assert calls == [3, 0, 0] and stub.counts["data/prompt_too_long"] == 9
+
+
+def test_metrics_lines_are_strict_json():
+    from rl.trainer import json_line
+
+    line, bad = json_line({"step": 1, "reward/mean": float("nan"), "kl": float("inf"), "loss": -float("inf"),
+                           "ok": 0.5, "flag": True})
+    assert bad == 3
+    assert line == '{"step": 1, "reward/mean": null, "kl": null, "loss": null, "ok": 0.5, "flag": true}'
+    assert json.loads(line)["reward/mean"] is None
+
+
+def test_input_flags():
+    from rl.config import parse_config
+
+    cfg = parse_config(["--preset", "debug"])
+    assert (cfg.on_ambiguous_gold, cfg.max_row_bytes, cfg.whole_answer) == ("skip", 16 * 2**20, True)
+    cfg = parse_config(["--preset", "debug", "--on-ambiguous-gold", "keep", "--max-row-bytes", "1000",
+                        "--no-whole-answer"])
+    assert (cfg.on_ambiguous_gold, cfg.max_row_bytes, cfg.whole_answer) == ("keep", 1000, False)
+    with pytest.raises(SystemExit, match="--max-row-bytes 0: must be at least 1"):
+        parse_config(["--preset", "debug", "--max-row-bytes", "0"])

@@ -183,6 +183,62 @@ def test_answer_math_cases_through_pool(answer_reward):
     assert [(r.reward, r.status) for r in results] == list(zip(rewards_, statuses))
 
 
+# An answer is scored whole or not at all: a parse of only a piece of what the model wrote is not a match.
+_CHAIN_2 = "\\frac{1}{" * 200 + "2" + "}" * 200  # 200 nested fractions: the value is 2
+PARTIAL_CASES = [  # (response, gold): paid by math-verify's parse of a piece of the answer, before the check
+    (r"<answer>2\frac{1}{2}</answer>", "1/2"),
+    (r"<answer>\frac{1}{2}\pi</answer>", "1/2"),
+    (r"<answer>\frac{1}{2}x^2</answer>", "1/2"),
+    (r"<answer>3 - \frac{1}{2}</answer>", "1/2"),
+    (r"<answer>\sqrt{\frac{1}{2}}</answer>", "1/2"),
+    ("<answer>" + _CHAIN_2 + "</answer>", "1/2"),
+    ("<answer>42+\\infty</answer>", "42"),
+    ("<answer>\\pi \\cdot 42</answer>", "42"),
+]
+WHOLE_CASES = [  # the same kind of match, standing alone: paid
+    (r"<answer>\frac{1}{2}</answer>", "1/2"),
+    (r"<answer>(\frac{1}{2})</answer>", "1/2"),
+    (r"<answer>\left(\frac{1}{2}\right)</answer>", "1/2"),
+    (r"<answer>x = \frac{1}{2}</answer>", "1/2"),
+    (r"<answer>\frac{1}{2} cm.</answer>", "1/2"),
+    (r"<answer>\frac{1}{2}, so we are done</answer>", "1/2"),
+]
+
+
+@pytest.mark.parametrize("reading", ["released", "answer"])
+def test_partial_parse_is_not_a_match(reading):
+    for response, gold in PARTIAL_CASES:
+        with_check = rmath.check(response, gold, reading=reading)
+        assert with_check.reward == 0.0, (response[:60], gold)
+        if reading == "answer" or "\\frac{1}{2}" in response[:30]:  # the released reading has no bare numbers
+            assert with_check.partial, (response[:60], gold)
+            # as released (whole=False) the piece is verified and paid
+            assert rmath.check(response, gold, reading=reading, whole=False) == rmath.MathResult(1.0, "ok", True)
+    for response, gold in WHOLE_CASES:
+        assert rmath.check(response, gold, reading=reading) == rmath.MathResult(1.0, "ok"), response
+    # delimited answers are parsed whole by math-verify itself: a mixed number is 5/2, not 1/2
+    assert rmath.check(r"\boxed{2\frac{1}{2}}", "1/2", reading=reading) == rmath.MathResult(0.0, "ok")
+    assert rmath.check(r"\boxed{2\frac{1}{2}}", "5/2", reading=reading) == rmath.MathResult(1.0, "ok")
+
+
+def test_extraction_is_math_verify_s(math_reward):
+    """parse_prediction returns exactly what math_verify.parse returns; it only adds where the match sits."""
+    from math_verify import parse
+    texts = [r for r, _, _, _ in RELEASED_CASES + ANSWER_CASES] + [r for r, _ in PARTIAL_CASES[:5] + WHOLE_CASES]
+    for text in texts:
+        for configs, mode in ((rmath._RELEASED_PRED, "first_match"), (rmath._PRED_CONFIG, "any_match")):
+            want = parse(text, extraction_config=configs, extraction_mode=mode, parsing_timeout=None)
+            got, _ = rmath.parse_prediction(text, None, configs, mode)
+            assert [str(x) for x in got] == [str(x) for x in want], text
+
+
+def test_partial_parses_counted_by_the_reward(answer_reward):
+    out = answer_reward(["<think>t</think><answer>42+\\infty</answer>", "<think>t</think><answer>42</answer>"],
+                        ["42", "42"])
+    assert out.components["accuracy"] == [0.0, 1.0]
+    assert out.counts["reward/partial_parse"] == 1
+
+
 def test_math_in_process_matches_pool():
     for response, gold, reward, status in RELEASED_CASES[:12] + RELEASED_CASES[-6:]:
         assert math_accuracy(response, gold) == MathResult(reward, status), (response, gold)
@@ -206,7 +262,8 @@ def test_r1_math_components_and_counts(math_reward):
         "accuracy": [1.0, 0.0, 1.0, 0.0, 1.0],  # an answer "2" with no `\boxed` scores 0
         "total": [1.5, 0.5, 1.0, 0.5, 1.5],
     }
-    assert out.counts == {"reward/checked": 4, "data/gold_unparseable": 1, "reward/timeout": 0, "reward/error": 0}
+    assert out.counts == {"reward/checked": 4, "data/gold_unparseable": 1, "reward/timeout": 0, "reward/error": 0,
+                          "reward/partial_parse": 0, "reward/worker_restarts": 0, "reward/worker_start_failures": 0}
 
 
 def test_r1_math_answer_components_and_counts(answer_reward):
@@ -221,7 +278,8 @@ def test_r1_math_answer_components_and_counts(answer_reward):
         "accuracy": [1.0, 0.0, 1.0, 0.0],
         "total": [1.5, 0.5, 1.0, 0.0],
     }
-    assert out.counts == {"reward/checked": 3, "data/gold_unparseable": 1, "reward/timeout": 0, "reward/error": 0}
+    assert out.counts == {"reward/checked": 3, "data/gold_unparseable": 1, "reward/timeout": 0, "reward/error": 0,
+                          "reward/partial_parse": 0, "reward/worker_restarts": 0, "reward/worker_start_failures": 0}
 
 
 def test_r1_auto_letters_for_choice_released_rule_for_the_rest():
@@ -230,7 +288,8 @@ def test_r1_auto_letters_for_choice_released_rule_for_the_rest():
                   r"<think>t</think><answer>\boxed{2}</answer>"],
                  ["B", "2", "2"], [{"domain": "choice"}, {"domain": "math"}, {}])
     assert out.components == {"format": [0.5, 0.5, 0.5], "accuracy": [1.0, 0.0, 1.0], "total": [1.5, 0.5, 1.5]}
-    assert out.counts == {"reward/checked": 3, "data/gold_unparseable": 0, "reward/timeout": 0, "reward/error": 0}
+    assert out.counts == {"reward/checked": 3, "data/gold_unparseable": 0, "reward/timeout": 0, "reward/error": 0,
+                          "reward/partial_parse": 0, "reward/worker_restarts": 0, "reward/worker_start_failures": 0}
 
 
 def test_timeout_kills_worker_and_rest_of_batch_is_scored(math_reward):
