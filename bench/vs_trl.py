@@ -20,7 +20,8 @@ Each side runs in a fresh process. Phases (inclusive, per step): generate, rewar
 gradient: old and reference), update (forward + backward + optimizer step), step (all, including the glue).
 CPU time is process time (all threads): stable when other jobs share the cores, unlike wall time. Peak memory is
 the resident set high-water mark (VmHWM, reset at every phase boundary, so each phase gets the peak of its own
-span), which includes the weights, the reference model, the optimizer states and the libraries.
+span), which includes the weights, the reference model, the optimizer states and the libraries; "at start" is the
+resident memory when the step begins (libraries, policy and reference weights, no gradients or optimizer states yet).
 """
 
 import argparse
@@ -58,7 +59,7 @@ class Phases:
     span since the last boundary is read, credited to every open phase, and reset (/proc/self/clear_refs)."""
 
     def __init__(self):
-        self.wall, self.cpu, self.peak, self.calls = {}, {}, {}, {}
+        self.wall, self.cpu, self.peak, self.calls, self.start = {}, {}, {}, {}, {}
         self.open = []  # [name, wall0, cpu0]
 
     def _boundary(self):
@@ -70,6 +71,7 @@ class Phases:
 
     def enter(self, name):
         self._boundary()
+        self.start.setdefault(name, _status_kib("VmRSS") * 1024)  # resident memory when the phase first starts
         self.open.append([name, time.perf_counter(), time.process_time()])
 
     def exit(self):
@@ -91,7 +93,7 @@ class Phases:
         return wrapped
 
     def result(self) -> dict:
-        return {"wall": self.wall, "cpu": self.cpu, "peak": self.peak, "calls": self.calls}
+        return {"wall": self.wall, "cpu": self.cpu, "peak": self.peak, "calls": self.calls, "start": self.start}
 
 
 def spread_reward(texts: list[str]) -> list[float]:
@@ -266,10 +268,11 @@ def trl_importable(python: str) -> str | None:
 
 def table(results: list[dict]) -> str:
     base = results[0]
-    lines = [f"{'':24}" + "".join(f"{p:>17}" for p in PHASES) + f"{'peak GiB':>10}"]
+    lines = [f"{'':24}" + "".join(f"{p:>17}" for p in PHASES) + f"{'peak GiB':>10}{'at start':>10}"]
     for r in results:
         cells = "".join(f"{r['cpu'].get(p, 0):>8.1f} /{r['wall'].get(p, 0):>7.1f}" for p in PHASES)
-        lines.append(f"{r['side']:24}{cells}{r['peak'].get('step', 0) / GiB:>10.2f}")
+        lines.append(f"{r['side']:24}{cells}{r['peak'].get('step', 0) / GiB:>10.2f}"
+                     f"{r['start'].get('step', 0) / GiB:>10.2f}")
     for r in results[1:]:
         ratio = "".join(f"{_ratio(r['cpu'].get(p), base['cpu'].get(p)):>8} /{_ratio(r['wall'].get(p), base['wall'].get(p)):>7}"
                         for p in PHASES)
@@ -278,7 +281,7 @@ def table(results: list[dict]) -> str:
 
 
 def _ratio(a, b) -> str:
-    return f"{a / b:.2f}x" if a and b else "-"
+    return f"{a / b:.2f}x" if a and b and b > 0.05 else "-"  # not for a phase that takes no time
 
 
 def main(argv=None):
