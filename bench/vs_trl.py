@@ -160,23 +160,19 @@ def worker_trl(args, phases: Phases) -> dict:
     from transformers import AutoModelForImageTextToText, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
+    from data import load_image
     from rl.policy import load_processor
 
     processor = load_processor(args.model)
     processor.tokenizer.padding_side = "left"
     samples, prompt_lens = _samples(args, processor)
     rows = []
-    for s in samples:
-        system, user = s.messages[0], s.messages[-1]
-        row = {"prompt": [{"role": "system", "content": system["content"][0]["text"]},
+    for s in samples:  # the same system prompt, question and image as our rows
+        row = {"prompt": [{"role": "system", "content": s.messages[0]["content"][0]["text"]},
                           {"role": "user", "content": s.question}]}
         if args.variant == "vl":
-            row["image"] = s.images[0]
+            row["image"] = load_image(s.images[0])
         rows.append(row)
-    from data import load_image
-    if args.variant == "vl":
-        for row in rows:
-            row["image"] = load_image(row["image"])
     dataset = Dataset.from_list(rows)
 
     def reward(completions, **kwargs):
@@ -187,8 +183,8 @@ def worker_trl(args, phases: Phases) -> dict:
         output_dir=tempfile.mkdtemp(), per_device_train_batch_size=args.micro_batch,
         gradient_accumulation_steps=args.prompts * args.n // args.micro_batch, num_generations=args.n,
         max_completion_length=args.new_tokens, temperature=1.0, top_p=1.0, top_k=0, beta=args.kl,
-        learning_rate=1e-6, optim={"adamw_8bit": "adamw_bnb_8bit", "adamw": "adamw_torch"}[args.optim], bf16=False, fp16=False, use_cpu=True,
-        gradient_checkpointing=True, max_steps=1, logging_steps=1, save_strategy="no", report_to=[],
+        learning_rate=1e-6, optim={"adamw_8bit": "adamw_bnb_8bit", "adamw": "adamw_torch"}[args.optim],
+        bf16=False, fp16=False, use_cpu=True, gradient_checkpointing=True, max_steps=1, logging_steps=1, save_strategy="no", report_to=[],
         dataloader_num_workers=0, dataloader_pin_memory=False, seed=0, log_completions=False)
     trainer = GRPOTrainer(model=model, reward_funcs=reward, args=config, train_dataset=dataset,
                           processing_class=processor)
@@ -268,15 +264,16 @@ def trl_importable(python: str) -> str | None:
 
 def table(results: list[dict]) -> str:
     base = results[0]
-    lines = [f"{'':24}" + "".join(f"{p:>17}" for p in PHASES) + f"{'peak GiB':>10}{'at start':>10}"]
+    lines = [f"{'':34}" + "".join(f"{p:>17}" for p in PHASES) + f"{'peak GiB':>10}{'at start':>10}"]
     for r in results:
         cells = "".join(f"{r['cpu'].get(p, 0):>8.1f} /{r['wall'].get(p, 0):>7.1f}" for p in PHASES)
-        lines.append(f"{r['side']:24}{cells}{r['peak'].get('step', 0) / GiB:>10.2f}"
+        lines.append(f"{r['side']:34}{cells}{r['peak'].get('step', 0) / GiB:>10.2f}"
                      f"{r['start'].get('step', 0) / GiB:>10.2f}")
     for r in results[1:]:
-        ratio = "".join(f"{_ratio(r['cpu'].get(p), base['cpu'].get(p)):>8} /{_ratio(r['wall'].get(p), base['wall'].get(p)):>7}"
-                        for p in PHASES)
-        lines.append(f"{r['side'] + ' / trl':24}{ratio}{_ratio(r['peak']['step'], base['peak']['step']):>10}")
+        ratio = "".join(f"{_ratio(r['cpu'].get(p), base['cpu'].get(p)):>8} /"
+                        f"{_ratio(r['wall'].get(p), base['wall'].get(p)):>7}" for p in PHASES)
+        memory = _ratio(r['peak']['step'], base['peak']['step'])
+        lines.append(f"{r['side'] + ' / ' + base['side']:34}{ratio}{memory:>10}")
     return "\n".join(lines)
 
 
