@@ -29,6 +29,13 @@ def setup(device: str) -> torch.device:
     return torch.device(device)
 
 
+def teardown():
+    """Leave the group cleanly (a process that exits with gloo's threads still running aborts)."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def world() -> int:
     return dist.get_world_size() if dist.is_initialized() else 1
 

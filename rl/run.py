@@ -116,6 +116,7 @@ def run(cfg: Config) -> Path | None:
         trainer = Trainer(cfg, samples, reward_fn)
         trainer.counts["data/gold_ambiguous"] = ambiguous  # set, not added: the same number on a resume
         final = trainer.train()
+        dist.teardown()
     except (CheckpointError, NonFinite) as e:
         raise SystemExit(f"error: {e}") from None
     finally:
