@@ -3,7 +3,6 @@ the run-time shadow check passes through the whole model (packed attention in th
 tower, fused log-prob, fused PPO + KL loss)."""
 
 import json
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,14 +11,7 @@ import kernels
 from data import load_fixture
 from rl.config import preset
 from rl.trainer import Trainer
-
-
-class Spread:
-    def __call__(self, responses, golds, metas):
-        return SimpleNamespace(components={"total": [len(set(r)) / 10 for r in responses]}, counts={})
-
-    def close(self):
-        pass
+from rewards_for_tests import Spread
 
 
 def _run(tmp_path, name):

@@ -11,6 +11,7 @@ from kernels.hf_attention import register
 from rl import algos
 from rl.batch import Rollout, encode_prompts, micro_batches
 from rl.policy import load_policy, pad_token_id, response_logprobs
+from rewards_for_tests import Spread
 
 
 def _image(w, h, colour):
@@ -94,15 +95,6 @@ def test_first_fit_decreasing_fills_the_budget():
     assert len(groups) == 4  # 12,800 tokens: the fewest bins of 4,096 that can hold them
     assert micro_batches([5000, 10], max_tokens=4096) == [[0], [1]]  # too long for the budget: alone
     assert all(len(g) <= 2 for g in micro_batches(lengths, max_tokens=10**6, max_rows=2))
-
-
-class Spread:
-    def __call__(self, responses, golds, metas):
-        from types import SimpleNamespace
-        return SimpleNamespace(components={"total": [len(set(r)) / 10 for r in responses]}, counts={})
-
-    def close(self):
-        pass
 
 
 def test_training_packed_equals_padded(tmp_path):

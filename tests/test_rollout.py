@@ -13,6 +13,7 @@ from data.sample import Sample, make_messages
 from rl.batch import collate, encode_prompts
 from rl.policy import load_policy, pad_token_id, response_logprobs, stop_token_ids
 from rl.rollout import ENGINES, cut_at_stop, draw, generate, sample, vision_token_ids
+from rewards_for_tests import Spread
 
 
 def _image(w, h, color):
@@ -237,15 +238,6 @@ def test_decode_step_traces_as_one_graph(policy, monkeypatch):
     assert [r.tolist() for r in ours.responses] == [r.tolist() for r in expected.responses]
 
 
-class _Spread:
-    def __call__(self, responses, golds, metas):
-        from types import SimpleNamespace
-        return SimpleNamespace(components={"total": [len(set(r)) / 10 for r in responses]}, counts={})
-
-    def close(self):
-        pass
-
-
 def test_old_logprobs_from_the_sampler_save_a_forward(tmp_path, tiny_checkpoint):
     """--old-logprobs sampler: no policy forward before the update, the same step otherwise; both modes report how
     far the sampler's log-probs are from the training forward's."""
@@ -257,7 +249,7 @@ def test_old_logprobs_from_the_sampler_save_a_forward(tmp_path, tiny_checkpoint)
     for mode in ("recompute", "sampler"):
         cfg = preset("debug", model=tiny_checkpoint, out=str(tmp_path / mode), max_steps=1, kl=0.01, save_every=0,
                      old_logprobs=mode, plots=False)
-        trainer = Trainer(cfg, load_fixture("math"), _Spread(), log=lambda *a: None)
+        trainer = Trainer(cfg, load_fixture("math"), Spread(), log=lambda *a: None)
         backbone, forwards = trainer.policy.model, []  # full-sequence passes of the policy (prefill included)
         inner = backbone.forward
         backbone.forward = lambda *a, **k: (forwards.append(torch.is_grad_enabled()), inner(*a, **k))[1]
@@ -280,6 +272,6 @@ def test_trainer_runs_with_the_hf_engine(tmp_path, tiny_checkpoint):
 
     cfg = preset("debug", model=tiny_checkpoint, out=str(tmp_path), max_steps=1, save_every=0, rollout="hf",
                  max_new_tokens=6, plots=False)
-    trainer = Trainer(cfg, load_fixture("math"), _Spread(), log=lambda *a: None)
+    trainer = Trainer(cfg, load_fixture("math"), Spread(), log=lambda *a: None)
     rollout, metrics = trainer.make_experience(trainer.prompts_for_step(0))
     assert "logprob/sampler_max_diff" not in metrics and rollout.mask.sum() > 0
