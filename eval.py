@@ -9,7 +9,7 @@
 
 Writes <out>/results.json, <out>/results.md (the table) and <out>/responses.jsonl (every response, what was read
 from it and whether it was right). --out defaults to <model>/eval for a local checkpoint, evals/<org>__<name> for a
-hub id. Benchmarks: 'all', a group (text, multimodal, games) or names, comma-separated.
+hub id. Benchmarks: 'all', a group (text, multimodal, games, classroom) or names, comma-separated.
 """
 
 import argparse
@@ -20,7 +20,8 @@ from pathlib import Path
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="checkpoint folder or hub id")
-    p.add_argument("--benchmarks", default="all", help="'all', text, multimodal, games, or names, comma-separated")
+    p.add_argument("--benchmarks", default="all", help="'all', text, multimodal, games, classroom (the toy sets of "
+                   "classroom.py, not in 'all'), or names, comma-separated")
     p.add_argument("--limit", type=int, default=0, help="first N items of each benchmark (0 = all)")
     p.add_argument("--samples", type=int, default=1, help="responses per question; k > 1 reports pass@k and mean@k")
     p.add_argument("--temperature", type=float, default=None,
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(marked 'fixture' in the table)")
     p.add_argument("--data", action="append", default=[], metavar="NAME=PATH",
                    help="read benchmark NAME from a local copy (data file or dataset folder); repeatable")
-    p.add_argument("--env-samples", type=int, default=200, help="Sokoban / Football items (fixed seeded sets)")
+    p.add_argument("--env-samples", type=int, default=200, help="items of the generated benchmarks (Sokoban, Football, classroom: fixed seeded sets)")
     p.add_argument("--max-pixels", type=int, default=640 * 28 * 28, help="images resized to at most this many pixels")
     p.add_argument("--min-pixels", type=int, default=4 * 28 * 28, help="images resized to at least this many pixels")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cuda, cpu")

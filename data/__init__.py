@@ -10,7 +10,8 @@ Modules (each imports only the ones above it; this file imports them all)::
     vermulti.py     VerMulti (rebases the released image paths)
     mathv360k.py    MathV360K (LLaVA records, answers read out of the replies)
     games.py        Sokoban / football prompts
-    synth/          generators: math.py (text problems, fixtures), geometry.py (+ geometry_draw.py) diagrams
+    synth/          generators: math.py (text problems, fixtures), geometry.py (+ geometry_draw.py) diagrams,
+                    classroom.py (the classroom problems, text and image forms)
 """
 
 from __future__ import annotations
@@ -71,6 +72,13 @@ def _synthetic_geo(family, arg, *, name, seed, path, cache_dir, **kwargs):
     return load_message_jsonl(geometry.cached_jsonl(n, seed, cache_dir), **kwargs)
 
 
+def _classroom(family, arg, *, name, seed, **kwargs):
+    from .synth.classroom import classroom_samples
+
+    samples = classroom_samples(family.split("-", 1)[1], int(arg), seed=seed, split="train")
+    return samples[:kwargs["max_samples"]] if kwargs.get("max_samples") else samples
+
+
 def _vermulti(family, arg, *, name, seed, path, cache_dir, **kwargs):
     subset = "geo" if family == "vermulti-geo" else "mathv60k"
     return load_vermulti(path or arg or VERMULTI_ID, subset, cache_dir=cache_dir, **kwargs)
@@ -106,6 +114,9 @@ _FAMILIES = {  # family -> loader
     "football": _game_prompts,
     "geo-fixture": _stage2(_geo_fixture),
     "synthetic-geo": _stage2(_synthetic_geo),
+    "classroom-text": _classroom,
+    "classroom-image": _classroom,
+    "classroom-geo": _classroom,
     "vermulti": _stage2(_vermulti),
     "vermulti-mathv60k": _stage2(_vermulti),
     "vermulti-geo": _stage2(_vermulti),
@@ -131,7 +142,7 @@ def data_name_problem(name_or_path: str | os.PathLike) -> str | None:
         return "empty; expected a data set name or a file"
     if s.lower() in _HUB_ALIASES:
         return None
-    if family in ("sokoban", "football"):
+    if family in ("sokoban", "football") or family.startswith("classroom-"):
         return None if arg.isdigit() and int(arg) > 0 else f"expected '{family}:N' with N > 0 prompts to generate"
     if family == "synthetic-geo":
         bits = arg.split(":")
@@ -160,6 +171,8 @@ def load_dataset_by_name(name_or_path: str | os.PathLike, *, split: str = "train
     * ``"deepscaler"`` -> :func:`load_deepscaler` (hub ``DEEPSCALER_ID``, ``split``);
     * ``"fixture"`` / ``"fixture:math"`` / ``"fixture:message"`` -> :func:`load_fixture`;
     * ``"sokoban:N"`` / ``"football:N"`` -> N generated game prompts (:mod:`data.games`, seeded by ``seed``);
+    * ``"classroom-text:N"`` / ``"classroom-image:N"`` / ``"classroom-geo:N"`` -> N problems of the training split
+      of :mod:`data.synth.classroom` (seeded by ``seed``; the held-out split is eval.py's ``classroom`` group);
     * ``"geo-fixture"`` -> :func:`load_geo_fixture`;
     * ``"synthetic-geo:N"`` (or ``"synthetic-geo:N:SEED"``) -> ``N`` problems of :mod:`data.synth.geometry`
       generated once into ``<cache_dir>/synthetic_geo/v<version>_seed<S>_n<N>/`` (default cache

@@ -35,7 +35,7 @@ class EvalSettings:
     batch_size: int = 8  # questions per generate() call
     limit: int | None = None  # first N items of each benchmark
     source: str = "auto"  # auto | hub | fixture | a local copy (see data.benchmarks.load_benchmark)
-    env_samples: int = 200  # Sokoban / Football items
+    env_samples: int = 200  # items of a generated benchmark (Sokoban, Football, classroom)
     data_paths: dict = field(default_factory=dict)  # benchmark name -> a local copy (overrides `source`)
 
 

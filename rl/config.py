@@ -22,7 +22,7 @@ class Config:
     # run
     preset: str = knob("fre-text", "named preset the other defaults come from (see --list-presets)")
     model: str = knob("Qwen/Qwen2.5-VL-3B-Instruct", "hub id or local checkpoint dir; 'tiny' builds a tiny random "
-                      "Qwen2.5-VL offline")
+                      "Qwen2.5-VL offline, 'classroom' the warm tiny model of the classroom presets (cached)")
     data: str = knob("deepscaler", "'deepscaler', 'fixture', a hub id, or a .jsonl file (plain or LMM-R1 message)")
     out: str = knob("runs/fre-text", "output dir: metrics.jsonl, checkpoints/step_N, final/")
     resume: str = knob("", "continue a run: its directory (the newest complete checkpoint, the run's own config; flags "
@@ -181,6 +181,12 @@ _DEBUG = dict(  # our choice: offline, a 2-core CPU, seconds
     max_new_tokens=24, max_prompt_len=512, gen_batch_size=4, train_batch_size=8, micro_batch_size=8, episodes=1,
     max_steps=4, actor_lr=1e-4, critic_lr=1e-4, save_every=2, reward_workers=1, max_pixels=112 * 112,
     gradient_checkpointing=False)
+_CLASSROOM = dict(  # our choice: the paper's two stages in miniature on a 2-core CPU (classroom.py), about 2 minutes a run
+    model="classroom", data="classroom-text:2048", device="cpu", dtype="fp32", kernels="torch", prompts_per_step=16,
+    n_samples=8, max_new_tokens=48, max_prompt_len=512, gen_batch_size=16, train_batch_size=128,
+    micro_batch_size=32, episodes=1, max_steps=100, actor_lr=3e-4, critic_lr=3e-4, save_every=0, reward_workers=2,
+    min_pixels=28 * 28, max_pixels=112 * 112, gradient_checkpointing=False,
+    eval_benchmarks="classroom-text,classroom-image")
 # Stage 2 (MGT) continues from the FRE-Text checkpoint (--init; paper); the reference model is that checkpoint.
 _MGT = {
     "geo": dict(
@@ -227,6 +233,11 @@ PRESETS: dict[str, dict] = {
         out="runs/fre-multi",  # our choice
     ),
     "debug": dict(_DEBUG, out="runs/debug"),
+    # the classroom (our choice): FRE-Text, FRE-Multi and a geometry stage 2 of the warm tiny model
+    "classroom": dict(_CLASSROOM, out="runs/classroom"),
+    "classroom-multi": dict(_CLASSROOM, data="classroom-image:2048", out="runs/classroom-multi"),
+    "mgt-classroom": dict(_CLASSROOM, model="", data="classroom-geo:2048", out="runs/mgt-classroom",
+                          eval_benchmarks="classroom-geo,classroom-text"),
     # model "": --init <FRE-Text checkpoint> is required (paper: stage 2 starts from FRE-Text); out: our choice
     **{f"mgt-{d}": {**_SHARED, **v, "model": "", "out": f"runs/mgt-{d}"} for d, v in _MGT.items()},
     # Direct-RL-Geo, the paper's ablation of the two stages: MGT-Geo's recipe from the base model

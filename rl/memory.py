@@ -45,8 +45,8 @@ GiB = 2**30
 RESERVE_BYTES = 1 * GiB  # CUDA context, cuBLAS/NCCL workspaces: outside PyTorch's allocator
 FRAGMENTATION = 0.05  # the caching allocator's slack on top of live tensors
 MIN_8BIT_SIZE, BNB_BLOCK, BNB_QMAP_BYTES = 4096, 256, 2 * 256 * 4  # bitsandbytes 0.50 AdamW8bit
-IMAGE_DATA = ("vermulti", "mathv360k", "geo-fixture", "synthetic-geo", "sokoban", "football", "fixture:message")
-
+IMAGE_DATA = ("vermulti", "mathv360k", "geo-fixture", "synthetic-geo", "sokoban", "football", "fixture:message",
+              "classroom-image", "classroom-geo")
 # config.json of the released checkpoints (the fields that shape the model; the rest are transformers' defaults).
 _VISION = dict(depth=32, hidden_act="silu", hidden_size=1280, intermediate_size=3420, num_heads=16, in_chans=3,
                patch_size=14, spatial_merge_size=2, spatial_patch_size=14, window_size=112,
@@ -86,7 +86,7 @@ STAGE1_MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
 def model_config(name: str):
     """The transformers config of `name`: a known id (offline), a local checkpoint directory, or the hub's cache."""
     from transformers import AutoConfig, Qwen2_5_VLConfig
-    name = name or STAGE1_MODEL
+    name = "tiny" if name == "classroom" else name or STAGE1_MODEL  # the classroom model has the tiny one's sizes
     if name in KNOWN_CONFIGS:
         values = json.loads(json.dumps(KNOWN_CONFIGS[name]))
         values.pop("model_type", None)

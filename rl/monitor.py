@@ -3,8 +3,9 @@
 The trainer calls `after_step` once per rollout step (its return value joins that step's metrics line) and `close`
 at the end:
 
-* `--eval-benchmarks a,b` evaluates the policy on eval.py's benchmarks (greedy, the same generation code) every
-  `--eval-every N` steps and at the last step, whose weights are the final checkpoint's. Each evaluation logs
+* `--eval-benchmarks a,b` evaluates the policy on eval.py's benchmarks (greedy, the same generation code) before
+  the first step (a metrics line of step 0), every `--eval-every N` steps and at the last step, whose weights are the
+  final checkpoint's; the end of the run logs each accuracy before and after. Each evaluation logs
   `eval/<benchmark>/accuracy` (a fraction), `eval/<benchmark>/unextractable`, `eval/<benchmark>/response_len` and
   `time/eval`, and writes its full report (results.json, results.md, responses.jsonl) to <out>/eval/step_<N>/.
 * `--log-with tensorboard|wandb` also sends every metrics line there (optional packages, imported only then; W&B
@@ -81,6 +82,7 @@ class Monitor:
             except ValueError as e:
                 raise SystemExit(f"error: --eval-benchmarks: {e}") from None
         self.scorer = None
+        self.accuracy = {}  # step -> {benchmark: accuracy} of this process's evaluations
         self.tracker = open_tracker(cfg.log_with, self.out, dataclasses.asdict(cfg))
 
     def due(self, step: int, total_steps: int) -> bool:
@@ -102,6 +104,7 @@ class Monitor:
         for name, b in results["benchmarks"].items():
             metrics.update({f"eval/{name}/accuracy": b["accuracy"], f"eval/{name}/unextractable": b["unextractable"],
                             f"eval/{name}/response_len": b["response_len"]})
+        self.accuracy[trainer.step] = {name: b["accuracy"] for name, b in results["benchmarks"].items()}
         self.log("eval at step {}: {}".format(trainer.step, ", ".join(
             f"{n} {100 * b['accuracy']:.1f} %" for n, b in results["benchmarks"].items())))
         return metrics
@@ -115,6 +118,10 @@ class Monitor:
         return extra
 
     def close(self) -> None:
+        if len(self.accuracy) > 1:
+            (first, before), (last, after) = min(self.accuracy.items()), max(self.accuracy.items())
+            self.log(f"accuracy at step {first} -> step {last}: " + ", ".join(
+                f"{n} {100 * before[n]:.1f} % -> {100 * after[n]:.1f} %" for n in after if n in before))
         if self.scorer is not None:
             self.scorer.close()
             self.scorer = None

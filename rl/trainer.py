@@ -33,6 +33,7 @@ from rl.monitor import Monitor
 from rl.optim import clip_grad_norm, local_shards, lr_at, make_optimizer, optimizer_step
 from rl.policy import Critic, Scorer, load_policy, pad_token_id, set_image_pixels, tokenizer_of
 from rl.rollout import generate
+from rl.classroom_model import classroom_model
 from rl.tiny_model import build_tiny_checkpoint
 
 
@@ -93,6 +94,11 @@ class Trainer:
                 build_tiny_checkpoint(self.out / "base_model", corpus=corpus, seed=cfg.seed)
             dist.barrier()
             base = str(self.out / "base_model")
+        elif base == "classroom":  # the warm tiny model of the classroom presets: cached, built once by rank 0
+            if dist.is_main():
+                classroom_model(cfg.seed, log=self.log)
+            dist.barrier()
+            base = str(classroom_model(cfg.seed))
         self.base_model = base
         self.kernels = kernels.select(cfg.kernels, self.device, cfg.attn, packed=cfg.max_tokens_per_micro > 0)
         self.log(self.kernels.reason)
@@ -486,6 +492,8 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=self.step, desc="rl", unit="step", dynamic_ncols=True,
                    disable=not main)
         try:
+            if monitor is not None and monitor.names and self.step == 0:  # the "before" of the evaluations
+                metrics_file.write(json_line({"step": 0, "update_step": 0, **monitor.evaluate(self)})[0] + "\n")
             with StopRequest(self.log) as stop:
                 while self.step < self.total_steps and not self.stopping(stop):
                     t0 = time.perf_counter()

@@ -13,7 +13,7 @@ from evaluation import PAPER, Score, Scorer, compare_table, markdown_table, summ
 from evaluation.scoring import normalize_text, numbers_in, score_choice, score_football, score_mathvista, \
     score_short, score_sokoban
 
-HUB_BENCHMARKS = [n for n, b in BENCHMARKS.items() if b.modality != "env"]
+HUB_BENCHMARKS = [n for n, b in BENCHMARKS.items() if b.generate is None]
 DOMAINS = {"math500": {"math"}, "gpqa_diamond": {"choice"}, "olympiadbench": {"math"},
            "mathverse": {"choice", "math"}, "mathvision_test": {"choice", "math"},
            "mathvision_testmini": {"choice", "math"}, "mathvista": {"choice", "mathvista"}, "mmstar": {"choice"},
@@ -82,7 +82,8 @@ def test_local_copy_and_bad_rows(tmp_path):
 
 
 def test_benchmark_names():
-    assert resolve_benchmark_names("all") == list(BENCHMARKS)
+    assert resolve_benchmark_names("all") == [n for n in BENCHMARKS if not n.startswith("classroom")]
+    assert resolve_benchmark_names("classroom") == ["classroom-text", "classroom-image", "classroom-geo"]
     assert resolve_benchmark_names("text,math500, MMStar") == GROUPS["text"] + ["mmstar"]
     with pytest.raises(ValueError, match="unknown benchmark 'mathvistaa'.*mathvista"):
         resolve_benchmark_names("mathvistaa")
@@ -202,14 +203,14 @@ def test_eval_end_to_end_and_compare(tiny_checkpoint, tmp_path, monkeypatch, cap
     _main("--model", tiny_checkpoint, "--benchmarks", "all", "--limit", 2, "--max-new-tokens", 6, "--env-samples", 2,
           "--workers", 1, "--quiet", "--out", out)
     results = json.loads((out / "results.json").read_text())
-    assert list(results["benchmarks"]) == list(BENCHMARKS) and "mmvet" in results["not_supported"]
+    assert list(results["benchmarks"]) == GROUPS["all"] and "mmvet" in results["not_supported"]
     assert results["settings"]["temperature"] == 0.0 and results["settings"]["max_new_tokens"] == 6
     for name, b in results["benchmarks"].items():
         assert b["n"] == 2 and b["k"] == 1 and 0 <= b["accuracy"] <= 1 and 0 <= b["unextractable"] <= 1
         assert 0 < b["response_len"] <= 6
         assert b["source"] == "fixture" or name in ("sokoban", "football")
     lines = [json.loads(x) for x in (out / "responses.jsonl").read_text().splitlines()]
-    assert len(lines) == 2 * len(BENCHMARKS)
+    assert len(lines) == 2 * len(GROUPS["all"])
     assert {"benchmark", "id", "question", "gold", "response", "extracted", "correct", "tokens"} <= set(lines[0])
     table = (out / "results.md").read_text()
     assert "| MathVerse testmini | fixture | 2 |" in table and f"{PAPER['mathverse']:.1f}" in table
@@ -222,7 +223,7 @@ def test_eval_end_to_end_and_compare(tiny_checkpoint, tmp_path, monkeypatch, cap
     _main("--compare", out, tmp_path / "b.json", "--out", tmp_path / "cmp")
     text = (tmp_path / "cmp" / "compare.md").read_text()
     assert "| MATH-500 | 2 / 2 |" in text and "| +50.0 |" in text and "| +0.0 |" in text
-    assert compare_table(results, better).count("\n| ") == len(BENCHMARKS) + 1
+    assert compare_table(results, better).count("\n| ") == len(GROUPS["all"]) + 1
 
 
 def test_sampling_reports_pass_at_k(tiny_checkpoint, tmp_path, monkeypatch):

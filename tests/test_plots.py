@@ -13,7 +13,7 @@ from rl.plots import main as plots_main
 from rl.plots import plot_run
 
 
-def test_debug_run_evaluates_and_leaves_plots(tmp_path, monkeypatch):
+def test_debug_run_evaluates_and_leaves_plots(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     import train_fre
 
@@ -22,7 +22,8 @@ def test_debug_run_evaluates_and_leaves_plots(tmp_path, monkeypatch):
                     "--eval-limit", "1", "--eval-max-new-tokens", "4"])
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     evaluated = [m["step"] for m in lines if "eval/mmstar/accuracy" in m]
-    assert evaluated == [3, 4]  # every 3 steps, and the last step (the final checkpoint's weights)
+    assert "accuracy at step 0 -> step 4: mmstar" in capsys.readouterr().out  # the before/after line
+    assert evaluated == [0, 3, 4]  # before the first step, every 3 steps, and the last (the final checkpoint's weights)
     last = lines[-1]
     assert 0 <= last["eval/sokoban/accuracy"] <= 1 and last["eval/mmstar/response_len"] <= 4 and last["time/eval"] > 0
     report = json.loads((out / "eval" / "step_4" / "results.json").read_text())

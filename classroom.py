@@ -1,0 +1,216 @@
+"""The paper's two findings in miniature, on a laptop CPU, in one command.
+
+    python classroom.py                          # 3 seeds, about 20-30 minutes on 2 cores
+    python classroom.py --seeds 1 --steps 10     # a quick look
+
+For each seed: the warm classroom model (rl/classroom_model.py) is the base; four runs of the same budget start
+from it, as in the paper:
+
+    FRE-Text   base -> RL on the text form of the classroom problems                 (--preset classroom)
+    FRE-Multi  base -> RL on the image form of the same problems                     (--preset classroom-multi)
+    MGT        FRE-Text -> RL on drawn geometry (perimeters from labelled sides)     (--preset mgt-classroom)
+    Direct-RL  base -> RL on the same geometry                                       (--preset mgt-classroom)
+
+Every checkpoint (and the base) is evaluated with eval.py on held-out text, image and geometry problems (greedy).
+The table gives the mean and spread over seeds; the verdict says whether each of the paper's two effects appears
+at this scale and by how much:
+
+1. Text-only RL lifts multimodal reasoning: FRE-Text's accuracy on the image form above the base's (the paper:
+   FRE-Text and FRE-Multi both improve multimodal reasoning, FRE-Multi at some cost to text reasoning).
+2. Two stages beat direct multimodal RL: MGT's geometry accuracy above Direct-RL's.
+
+An effect "appears" when its mean gain is positive in every seed, "leans" when the mean is positive but some seed
+disagrees, and "does not appear" otherwise. Nothing is tuned to make an effect appear: the runs use the presets as
+they are. Writes <out>/results.json, <out>/results.md (the table and verdict) and <out>/curves.png; a finished run
+or evaluation found in <out> is reused, so an interrupted study continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+from pathlib import Path
+
+ARMS = {  # name -> (preset, start: "base" or another arm's name)
+    "FRE-Text": ("classroom", "base"),
+    "FRE-Multi": ("classroom-multi", "base"),
+    "MGT": ("mgt-classroom", "FRE-Text"),
+    "Direct-RL": ("mgt-classroom", "base"),
+}
+SETS = {"classroom-text": "text", "classroom-image": "image", "classroom-geo": "geometry"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, default=3, help="repeat with seeds 0 .. K-1 (each its own warm model)")
+    p.add_argument("--steps", type=int, default=0, help="RL steps of every run (0 = the presets' --max-steps)")
+    p.add_argument("--warmup-steps", type=int, default=0,
+                   help="supervised warm-up steps of the base models (0 = the recipe's, rl/classroom_model.py)")
+    p.add_argument("--eval-items", type=int, default=200, help="held-out problems per evaluation set")
+    p.add_argument("--out", default="runs/classroom-study", help="output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def train_arm(arm: str, seed: int, init: str, out: Path, steps: int) -> Path:
+    """The final checkpoint of one run (trained now unless a finished one is in `out`)."""
+    from rl.config import invalid, preset
+    from rl.run import run
+
+    final = out / "final"
+    if (final / "config.json").is_file():
+        return final
+    overrides = dict(seed=seed, model=init, out=str(out), overwrite=True, eval_benchmarks="", plots=False)
+    if steps:
+        overrides["max_steps"] = steps
+    cfg = preset(ARMS[arm][0], **overrides)
+    problem = invalid(cfg)
+    if problem:
+        raise SystemExit(f"error: {problem}")
+    print(f"== seed {seed}: {arm} from {init}", file=sys.stderr)
+    return run(cfg)
+
+
+def evaluate_checkpoint(model_path: str, out: Path, items: int, progress: bool) -> dict:
+    """{set name: accuracy} on the held-out classroom sets (cached in out/results.json)."""
+    if (out / "results.json").is_file():
+        results = json.loads((out / "results.json").read_text())
+    else:
+        from evaluation import EvalSettings, evaluate
+        from rl.policy import load_policy, set_image_pixels
+        from rl.config import preset
+
+        cfg = preset("classroom")
+        model, processor = load_policy(model_path)
+        set_image_pixels(processor, cfg.min_pixels, cfg.max_pixels)
+        settings = EvalSettings(max_new_tokens=cfg.max_new_tokens, batch_size=32, env_samples=items)
+        results = evaluate(model, processor, list(SETS), settings, out_dir=out, model_name=model_path,
+                           progress=progress, log=lambda m: None)
+    return {name: b["accuracy"] for name, b in results["benchmarks"].items()}
+
+
+def curves(run_dir: Path) -> dict[str, list]:
+    from rl.plots import read_metrics
+
+    rows = [r for r in read_metrics(run_dir) if "reward/mean" in r]
+    return {key: [r[key] for r in rows] for key in ("reward/mean", "reward/format", "reward/accuracy")}
+
+
+def mean_sd(xs: list[float]) -> tuple[float, float]:
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def effect(gains: list[float]) -> str:
+    """'appears' (positive in every seed), 'leans' (positive on average only) or 'does not appear'."""
+    mean = statistics.fmean(gains)
+    if mean > 0 and all(g > 0 for g in gains):
+        return "appears"
+    return "leans that way" if mean > 0 else "does not appear"
+
+
+def verdict(acc: dict) -> list[str]:
+    """acc[model][set] = per-seed accuracies -> the two findings, plainly."""
+    def gains(a, b, s):
+        return [x - y for x, y in zip(acc[a][s], acc[b][s])]
+
+    def pts(xs):
+        m, sd = mean_sd(xs)
+        return f"{100 * m:+.1f} points (sd {100 * sd:.1f}, {sum(x > 0 for x in xs)} of {len(xs)} seeds positive)"
+
+    text_to_image = gains("FRE-Text", "base", "classroom-image")
+    multi_on_text = gains("FRE-Multi", "base", "classroom-text")
+    two_stage = gains("MGT", "Direct-RL", "classroom-geo")
+    return [
+        f"1. Text-only RL lifts multimodal reasoning: {effect(text_to_image)}. FRE-Text on the image form vs the "
+        f"base: {pts(text_to_image)}; FRE-Multi on the image form vs the base: "
+        f"{pts(gains('FRE-Multi', 'base', 'classroom-image'))}; FRE-Multi on the text form vs the base: "
+        f"{pts(multi_on_text)}.",
+        f"2. Two stages beat direct multimodal RL: {effect(two_stage)}. MGT vs Direct-RL on geometry: "
+        f"{pts(two_stage)}.",
+    ]
+
+
+def table(acc: dict, seeds: int, steps_note: str) -> str:
+    lines = [f"| model | {' | '.join(f'{v} % (mean ± sd)' for v in SETS.values())} |",
+             "|---|" + "---|" * len(SETS)]
+    for model in ["base", *ARMS]:
+        cells = []
+        for s in SETS:
+            m, sd = mean_sd(acc[model][s])
+            cells.append(f"{100 * m:.1f} ± {100 * sd:.1f}")
+        lines.append(f"| {model} | {' | '.join(cells)} |")
+    lines.append("")
+    lines.append(f"{seeds} seed(s); {steps_note}; held-out problems, greedy decoding, scored as eval.py does (the "
+                 f"answer of the <answer> block, else of the whole response).")
+    return "\n".join(lines)
+
+
+def plot(all_curves: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = ("reward/mean", "reward/format", "reward/accuracy")
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.6))
+    for ax, key in zip(axes, keys):
+        for arm, per_seed in all_curves.items():
+            series = [c[key] for c in per_seed if c[key]]
+            n = min(map(len, series))
+            mean = [statistics.fmean(s[i] for s in series) for i in range(n)]
+            lo = [min(s[i] for s in series) for i in range(n)]
+            hi = [max(s[i] for s in series) for i in range(n)]
+            steps = range(1, n + 1)
+            ax.plot(steps, mean, label=arm)
+            ax.fill_between(steps, lo, hi, alpha=0.2)
+        ax.set_title(f"{key} (mean, min-max over seeds)")
+        ax.set_xlabel("RL step")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
+    if args.seeds < 1 or args.steps < 0 or args.eval_items < 1 or args.warmup_steps < 0:
+        raise SystemExit("error: --seeds and --eval-items must be at least 1, --steps and --warmup-steps at least 0")
+    from rl.classroom_model import classroom_model
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    acc = {m: {s: [] for s in SETS} for m in ["base", *ARMS]}
+    all_curves = {arm: [] for arm in ARMS}
+    for seed in range(args.seeds):
+        folder = out / f"seed{seed}"
+        checkpoints = {"base": classroom_model(seed, steps=args.warmup_steps or None,
+                                               log=lambda m: print(m, file=sys.stderr))}
+        for arm, (_, start) in ARMS.items():
+            checkpoints[arm] = train_arm(arm, seed, str(checkpoints[start]), folder / arm, args.steps)
+            all_curves[arm].append(curves(folder / arm))
+        for model, path in checkpoints.items():
+            for s, a in evaluate_checkpoint(str(path), folder / "eval" / model, args.eval_items,
+                                            not args.quiet).items():
+                acc[model][s].append(a)
+        print(f"== seed {seed}: " + "; ".join(f"{m} " + "/".join(f"{100 * acc[m][s][-1]:.0f}" for s in SETS)
+                                             for m in acc) + " (text/image/geometry %)", file=sys.stderr)
+
+    from rl.config import preset
+    steps = args.steps or preset("classroom").max_steps
+    report = table(acc, args.seeds, f"{steps} RL steps per run") + "\n\n" + "\n".join(verdict(acc)) + "\n"
+    plot(all_curves, out / "curves.png")
+    (out / "results.md").write_text(report)
+    results = {"seeds": args.seeds, "steps": steps, "accuracy": acc, "verdict": verdict(acc),
+               "settings": dataclasses.asdict(preset("classroom"))}
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    print(report)
+    print(f"wrote {out / 'results.md'}, {out / 'results.json'} and {out / 'curves.png'}", file=sys.stderr)
+    return results
+
+
+if __name__ == "__main__":
+    main()

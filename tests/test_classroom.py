@@ -1,0 +1,135 @@
+"""The classroom: problems with a text and an image form, the warm tiny model, a run that learns, classroom.py."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from data.synth.classroom import CELL, GEO_CELLS, STRIP_CELLS, classroom_samples
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _value(key: str) -> int:
+    """The answer of a problem, recomputed from its key ('sum3:1,2,3' ...)."""
+    kind, args = key.split(":")
+    a = [int(x) for x in args.split(",")]
+    return {"sum2": sum, "sum3": sum, "diff": lambda v: v[0] - v[1], "larger": max, "missing": lambda v: v[1],
+            "rect": lambda v: 2 * (v[0] + v[1]), "tri": sum}[kind](a)
+
+
+def test_problems_have_both_forms_right_answers_and_disjoint_splits():
+    text, image = classroom_samples("text", 60, seed=3), classroom_samples("image", 60, seed=3)
+    geo = classroom_samples("geo", 20, seed=3)
+    assert [s.meta["id"] for s in text] == [s.meta["id"] for s in image]  # the same problems, two forms
+    assert {s.meta["kind"] for s in text} == {"sum2", "sum3", "diff", "larger", "missing"}
+    for s in text + image + geo:
+        assert s.answer == str(_value(s.meta["id"]))
+        assert s.meta["target"].endswith(f"<answer> \\boxed{{{s.answer}}} </answer>")
+    assert not text[0].images and "What is" in text[0].question
+    assert image[0].images[0].size == (STRIP_CELLS * CELL, CELL)
+    assert geo[0].images[0].size == (GEO_CELLS * CELL, GEO_CELLS * CELL)
+    # deterministic, and the held-out split shares no problem with the training split
+    assert [s.meta["id"] for s in classroom_samples("text", 60, seed=3)] == [s.meta["id"] for s in text]
+    assert image[0].images[0].tobytes() == classroom_samples("image", 1, seed=3)[0].images[0].tobytes()
+    train = {s.meta["id"] for form in ("text", "geo") for s in classroom_samples(form, 400, seed=0)}
+    test = {s.meta["id"] for form in ("text", "geo") for s in classroom_samples(form, 400, seed=0, split="test")}
+    assert train and test and not train & test
+
+
+def test_cache_builds_once_and_rebuilds_an_incomplete_model(tmp_path, monkeypatch):
+    import rl.classroom_model as cm
+
+    built = []
+
+    def fake_build(path, seed, steps):
+        built.append((seed, steps))
+        (path / "warmup.json").write_text("{}")
+
+    monkeypatch.setattr(cm, "build", fake_build)
+    first = cm.classroom_model(seed=5, cache=tmp_path, log=lambda m: None)
+    assert cm.classroom_model(seed=5, cache=tmp_path, log=lambda m: None) == first and len(built) == 1
+    (first / "warmup.json").unlink()  # as if a build had been killed before its end
+    assert cm.classroom_model(seed=5, cache=tmp_path, log=lambda m: None) == first and len(built) == 2
+    assert cm.classroom_model(seed=5, cache=tmp_path, steps=3, log=lambda m: None).name.endswith("_steps3")
+    assert built == [(5, cm.STEPS)] * 2 + [(5, 3)]
+
+
+@pytest.fixture(scope="module")
+def warm_cache(tmp_path_factory):
+    """The real warm classroom model of seed 0, built once into a cache of its own."""
+    from rl.classroom_model import classroom_model
+
+    cache = tmp_path_factory.mktemp("cache")
+    classroom_model(seed=0, cache=cache, log=lambda m: None)
+    return cache
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("warm_classroom_model")  # one worker builds the model for both tests
+def test_warm_model_is_weak_but_not_random(warm_cache):
+    from evaluation import EvalSettings, evaluate
+    from rl.classroom_model import classroom_model
+    from rl.policy import load_policy
+
+    model, processor = load_policy(str(classroom_model(seed=0, cache=warm_cache)))
+    settings = EvalSettings(max_new_tokens=48, batch_size=50, env_samples=100)
+    results = evaluate(model, processor, ["classroom-text", "classroom-image"], settings, progress=False,
+                       log=lambda m: None)
+    acc = {name: b["accuracy"] for name, b in results["benchmarks"].items()}
+    # above chance (answers run 0-19) on text, weaker on images, far from solved on both
+    assert 0.15 <= acc["classroom-text"] <= 0.7, acc
+    assert 0.0 < acc["classroom-image"] < acc["classroom-text"], acc
+    info = json.loads((classroom_model(seed=0, cache=warm_cache) / "warmup.json").read_text())
+    assert info["loss"][-1] < info["loss"][0] / 5
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("warm_classroom_model")
+def test_classroom_preset_raises_the_reward(warm_cache, tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "LMM_R1_CACHE": str(warm_cache)}
+    proc = subprocess.run([sys.executable, "train_fre.py", "--preset", "classroom", "--out", str(out), "--max-steps",
+                           "40", "--eval-limit", "40"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["step"] == 0 and "eval/classroom-text/accuracy" in rows[0]  # the "before"
+    steps = [r for r in rows if r["step"] > 0]
+    first, last = steps[:8], steps[-8:]
+
+    def mean(rs, key):
+        return sum(r[key] for r in rs) / len(rs)
+
+    assert mean(last, "reward/mean") > mean(first, "reward/mean") + 0.1
+    assert mean(last, "reward/format") > mean(first, "reward/format") + 0.05  # the format is learned
+    assert "accuracy at step 0 -> step 40: classroom-text" in proc.stderr + proc.stdout
+    assert (out / "plots" / "reward.png").is_file() and (out / "final" / "config.json").is_file()
+
+
+@pytest.mark.slow
+def test_classroom_study_end_to_end(tmp_path):
+    out = tmp_path / "study"
+    env = {**os.environ, "LMM_R1_CACHE": str(tmp_path / "cache")}
+    cmd = [sys.executable, "classroom.py", "--seeds", "2", "--warmup-steps", "4", "--steps", "2", "--eval-items", "6",
+           "--out", str(out), "--quiet"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = (out / "results.md").read_text()
+    for row in ("| base |", "| FRE-Text |", "| FRE-Multi |", "| MGT |", "| Direct-RL |"):
+        assert row in table
+    assert "1. Text-only RL lifts multimodal reasoning:" in table and "2. Two stages beat direct multimodal RL:" in table
+    results = json.loads((out / "results.json").read_text())
+    assert all(len(v) == 2 for sets in results["accuracy"].values() for v in sets.values())  # 2 seeds each
+    assert (out / "curves.png").stat().st_size > 0
+    # MGT started from FRE-Text's final checkpoint, Direct-RL from the base model
+    mgt = json.loads((out / "seed0" / "MGT" / "config.json").read_text())
+    assert mgt["model"] == str(out / "seed0" / "FRE-Text" / "final")
+    assert "classroom_model" in json.loads((out / "seed1" / "Direct-RL" / "config.json").read_text())["model"]
+    # a second call reuses every run and evaluation
+    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0 and "== seed 0: FRE-Text" not in again.stderr
+    assert (out / "results.md").read_text() == table
