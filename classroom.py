@@ -19,8 +19,9 @@ at this scale and by how much:
    FRE-Text and FRE-Multi both improve multimodal reasoning, FRE-Multi at some cost to text reasoning).
 2. Two stages beat direct multimodal RL: MGT's geometry accuracy above Direct-RL's.
 
-An effect "appears" when its mean gain is positive in every seed, "leans" when the mean is positive but some seed
-disagrees, and "does not appear" otherwise. Nothing is tuned to make an effect appear: the runs use the presets as
+An effect "appears" when its mean gain is positive in every seed and above twice its standard error (the larger of
+the spread over seeds and the sampling noise of the evaluation set), "leans that way" when only the mean is
+positive, and "does not appear" otherwise. Nothing is tuned to make an effect appear: the runs use the presets as
 they are. Writes <out>/results.json, <out>/results.md (the table and verdict) and <out>/curves.png; a finished run
 or evaluation found in <out> is reused, so an interrupted study continues where it stopped.
 """
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -103,33 +105,36 @@ def mean_sd(xs: list[float]) -> tuple[float, float]:
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
-def effect(gains: list[float]) -> str:
-    """'appears' (positive in every seed), 'leans' (positive on average only) or 'does not appear'."""
-    mean = statistics.fmean(gains)
-    if mean > 0 and all(g > 0 for g in gains):
+def effect(a: list[float], b: list[float], n: int) -> str:
+    """Whether model A beats model B, from their accuracies per seed on the same n held-out items: 'appears' when the
+    mean gain is positive in every seed and above twice its standard error, 'leans that way' when only the mean is
+    positive, 'does not appear' otherwise. The standard error takes the larger of the spread over seeds and the
+    sampling noise of n items (a few seeds cannot measure their own spread)."""
+    gains = [x - y for x, y in zip(a, b)]
+    mean, sd = mean_sd(gains)
+    noise = statistics.fmean(x * (1 - x) / n + y * (1 - y) / n for x, y in zip(a, b))  # variance of one gain
+    se = math.sqrt(max(sd ** 2, noise) / len(gains))
+    if mean > 2 * se and all(g > 0 for g in gains):
         return "appears"
-    return "leans that way" if mean > 0 else "does not appear"
+    return "leans that way (within the noise)" if mean > 0 else "does not appear"
 
 
-def verdict(acc: dict) -> list[str]:
-    """acc[model][set] = per-seed accuracies -> the two findings, plainly."""
-    def gains(a, b, s):
-        return [x - y for x, y in zip(acc[a][s], acc[b][s])]
-
-    def pts(xs):
+def verdict(acc: dict, n: int) -> list[str]:
+    """acc[model][set] = per-seed accuracies on n items per set -> the two findings, plainly."""
+    def gain(a, b, s):
+        xs = [x - y for x, y in zip(acc[a][s], acc[b][s])]
         m, sd = mean_sd(xs)
         return f"{100 * m:+.1f} points (sd {100 * sd:.1f}, {sum(x > 0 for x in xs)} of {len(xs)} seeds positive)"
 
-    text_to_image = gains("FRE-Text", "base", "classroom-image")
-    multi_on_text = gains("FRE-Multi", "base", "classroom-text")
-    two_stage = gains("MGT", "Direct-RL", "classroom-geo")
+    one = effect(acc["FRE-Text"]["classroom-image"], acc["base"]["classroom-image"], n)
+    two = effect(acc["MGT"]["classroom-geo"], acc["Direct-RL"]["classroom-geo"], n)
     return [
-        f"1. Text-only RL lifts multimodal reasoning: {effect(text_to_image)}. FRE-Text on the image form vs the "
-        f"base: {pts(text_to_image)}; FRE-Multi on the image form vs the base: "
-        f"{pts(gains('FRE-Multi', 'base', 'classroom-image'))}; FRE-Multi on the text form vs the base: "
-        f"{pts(multi_on_text)}.",
-        f"2. Two stages beat direct multimodal RL: {effect(two_stage)}. MGT vs Direct-RL on geometry: "
-        f"{pts(two_stage)}.",
+        f"1. Text-only RL lifts multimodal reasoning: {one}. FRE-Text on the image form vs the base: "
+        f"{gain('FRE-Text', 'base', 'classroom-image')}; FRE-Multi on the image form vs the base: "
+        f"{gain('FRE-Multi', 'base', 'classroom-image')}; FRE-Multi on the text form vs the base: "
+        f"{gain('FRE-Multi', 'base', 'classroom-text')}.",
+        f"2. Two stages beat direct multimodal RL: {two}. MGT vs Direct-RL on geometry: "
+        f"{gain('MGT', 'Direct-RL', 'classroom-geo')}.",
     ]
 
 
@@ -201,10 +206,11 @@ def main(argv=None) -> dict:
 
     from rl.config import preset
     steps = args.steps or preset("classroom").max_steps
-    report = table(acc, args.seeds, f"{steps} RL steps per run") + "\n\n" + "\n".join(verdict(acc)) + "\n"
+    lines = verdict(acc, args.eval_items)
+    report = table(acc, args.seeds, f"{steps} RL steps per run") + "\n\n" + "\n".join(lines) + "\n"
     plot(all_curves, out / "curves.png")
     (out / "results.md").write_text(report)
-    results = {"seeds": args.seeds, "steps": steps, "accuracy": acc, "verdict": verdict(acc),
+    results = {"seeds": args.seeds, "steps": steps, "eval_items": args.eval_items, "accuracy": acc, "verdict": lines,
                "settings": dataclasses.asdict(preset("classroom"))}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     print(report)

@@ -146,34 +146,36 @@ class Config:
 
 
 # The paper's runs and offline debug variants. Each value's source is named beside it: a released training script of
-# LMM-R1 (examples/scripts/lmm_r1/<name>.sh), the released code, the paper, or "our choice". Config's defaults are
-# FRE-Text's values (a test checks that PRESETS["fre-text"] changes nothing).
+# LMM-R1 (examples/scripts/lmm_r1/<name>.sh at its first release, commit 9cb1513, the day after the paper), the
+# released code's defaults for what the scripts leave unset (openrlhf/cli/train_ppo_ray.py, ppo_actor.py), the paper,
+# or "our choice". Config's defaults are FRE-Text's values (a test checks that PRESETS["fre-text"] changes nothing).
 _SHARED = dict(  # every paper run
-    prompts_per_step=256, n_samples=16,  # released scripts: 256 prompts x 16 samples per rollout step
-    train_batch_size=256,  # released scripts
-    ppo_epochs=1,  # released scripts
-    episodes=2,  # released scripts
-    temperature=1.0,  # released scripts
-    max_new_tokens=4096,  # released scripts (PerceReason: 8000)
-    max_pixels=640 * 28 * 28,  # released scripts
-    eps_clip=0.2,  # released scripts
-    value_clip=0.2,  # released code (gae)
-    gamma=1.0, lam=1.0,  # released code
-    kl_estimator="k1", kl_in="reward",  # released code: k1 of the sampling policy against the reference, in the reward
-    loss_agg="seq-mean-token-mean",  # released code at paper time
-    grad_clip=1.0,  # released scripts
-    adam_betas=(0.9, 0.95), weight_decay=0.0,  # released scripts
-    warmup_ratio=0.03, min_lr_ratio=0.1,  # released scripts: 3 % warmup, cosine decay to 0.1 x lr
-    freeze_vision=False,  # released scripts: the vision tower trains (frozen only for Sokoban)
+    prompts_per_step=256, n_samples=16,  # scripts: --rollout_batch_size 256 --n_samples_per_prompt 16
+    train_batch_size=256,  # scripts: --train_batch_size 256
+    ppo_epochs=1,  # scripts: --max_epochs 1
+    episodes=2,  # scripts: --num_episodes 2
+    temperature=1.0,  # scripts: --temperature 1.0
+    max_new_tokens=4096,  # scripts: --generate_max_len 4096 (PerceReason 8000, Sokoban 8196)
+    max_pixels=640 * 28 * 28,  # train_ppo_ray.py default --max_pixels at 9cb1513 (the scripts leave it unset)
+    eps_clip=0.2,  # train_ppo_ray.py default --eps_clip
+    value_clip=0.2,  # train_ppo_ray.py default --value_clip (gae)
+    gamma=1.0, lam=1.0,  # scripts: --gamma 1 --lambd 1
+    kl_estimator="k1", kl_in="reward",  # train_ppo_ray.py defaults: --kl_estimator k1, no --use_kl_loss (KL in reward)
+    loss_agg="seq-mean-token-mean",  # ppo_actor.py at 9cb1513: per-sequence token mean, then the batch mean
+    grad_clip=1.0,  # train_ppo_ray.py default --max_norm
+    adam_betas=(0.9, 0.95), weight_decay=0.0,  # train_ppo_ray.py defaults --adam_betas, --l2
+    warmup_ratio=0.03,  # train_ppo_ray.py default --lr_warmup_ratio
+    min_lr_ratio=0.1,  # ppo_actor.py: cosine_with_min_lr, min_lr = 0.1 x lr
+    freeze_vision=False,  # scripts: the vision tower trains (train_sokoban.sh alone: --freeze_prefix visual)
 )
 _FRE_TEXT = dict(
     _SHARED,
-    model="Qwen/Qwen2.5-VL-3B-Instruct",  # paper: Qwen2.5-VL-3B-Instruct
-    data="deepscaler",  # train_fre_text.sh: DeepScaleR-Preview (40k problems)
-    reward="r1_math",  # released math verifier (format 0.5 + accuracy 1)
-    estimator="reinforce_baseline",  # train_fre_text.sh
-    kl=0.001,  # train_fre_text.sh
-    actor_lr=4e-7,  # train_fre_text.sh
+    model="Qwen/Qwen2.5-VL-3B-Instruct",  # train_fre_text.sh: --pretrain Qwen2.5-VL-3B-Instruct
+    data="deepscaler",  # train_fre_text.sh: deepscaler_message.jsonl (DeepScaleR-Preview, 40k problems)
+    reward="r1_math",  # math_verifier.py (format 0.5 + accuracy 1)
+    estimator="reinforce_baseline",  # train_fre_text.sh: --advantage_estimator reinforce_baseline
+    kl=0.001,  # train_fre_text.sh: --init_kl_coef 0.001
+    actor_lr=4e-7,  # train_fre_text.sh: --actor_learning_rate 4e-7
     out="runs/fre-text",  # our choice
 )
 _DEBUG = dict(  # our choice: offline, a 2-core CPU, seconds
@@ -190,29 +192,32 @@ _CLASSROOM = dict(  # our choice: the paper's two stages in miniature on a 2-cor
 # Stage 2 (MGT) continues from the FRE-Text checkpoint (--init; paper); the reference model is that checkpoint.
 _MGT = {
     "geo": dict(
-        data="vermulti-geo",  # train_mgt_geo.sh: VerMulti's geometry subset
-        reward="r1_math",  # released math verifier
-        estimator="gae",  # train_mgt_geo.sh: PPO with a critic
-        kl=0.001,  # train_mgt_geo.sh
-        actor_lr=1e-6,  # train_mgt_geo.sh
-        critic_lr=9e-6,  # train_mgt_geo.sh
+        data="vermulti-geo",  # train_mgt_geo.sh: VerMulti's mathv_geo_message.jsonl (the geometry split of MathV360K)
+        reward="r1_math",  # math_verifier.py
+        estimator="gae",  # train_mgt_geo.sh: --advantage_estimator gae (PPO with a critic)
+        kl=0.001,  # train_mgt_geo.sh: --init_kl_coef 0.001
+        actor_lr=1e-6,  # train_mgt_geo.sh: --actor_learning_rate 1e-6
+        critic_lr=9e-6,  # train_ppo_ray.py default --critic_learning_rate (the script leaves it unset)
     ),
     "percereason": dict(
-        data="vermulti",  # train_mgt_percereas.sh: VerMulti, mixed perception and reasoning
-        reward="r1_math",  # released math verifier, for every sample (multiple choice included)
+        data="vermulti",  # train_mgt_percereas.sh: VerMulti's mathv60k_message.jsonl, perception and reasoning
+        reward="r1_math",  # math_verifier.py, for every sample (multiple choice included)
         estimator="reinforce_baseline",  # train_mgt_percereas.sh
-        kl=0.0,  # train_mgt_percereas.sh: no KL, so no reference model
+        kl=0.0,  # train_mgt_percereas.sh at 9cb1513: --init_kl_coef 0.0, no reference model (0.001 from 83244e9)
         actor_lr=4e-7,  # train_mgt_percereas.sh
-        max_new_tokens=8000,  # train_mgt_percereas.sh
+        max_new_tokens=8000,  # train_mgt_percereas.sh at 9cb1513: --generate_max_len 8000 (8192 from 83244e9)
     ),
     "sokoban": dict(
         data="sokoban:4096",  # our choice: generated levels (6x6-10x10, 1-3 boxes), each proved solvable
-        reward="sokoban",  # released Sokoban verifier (rewards/sokoban.py)
-        estimator="gae",  # released Sokoban run
-        kl=0.0,  # released Sokoban run
-        freeze_vision=True,  # released Sokoban run
-        actor_lr=1e-6,  # released Sokoban run
-        critic_lr=5e-6,  # released Sokoban run
+        reward="sokoban",  # sokoban_verifier.py (ours: rewards/sokoban.py)
+        estimator="gae",  # train_sokoban.sh: --advantage_estimator gae
+        kl=0.0,  # train_sokoban.sh: --init_kl_coef 0
+        freeze_vision=True,  # train_sokoban.sh: --freeze_prefix visual
+        actor_lr=1e-6,  # train_sokoban.sh: --actor_learning_rate 1e-6
+        critic_lr=5e-6,  # train_sokoban.sh: --critic_learning_rate 5e-6
+        prompts_per_step=128, train_batch_size=128,  # train_sokoban.sh: --rollout_batch_size 128 --train_batch_size 128
+        episodes=4,  # train_sokoban.sh: --num_episodes 4
+        max_new_tokens=8196,  # train_sokoban.sh: --generate_max_len 8196
     ),
     "football": dict(  # our own game: every value is our choice (Sokoban's recipe)
         data="football:4096",  # our choice
@@ -228,8 +233,8 @@ PRESETS: dict[str, dict] = {
     "fre-text": _FRE_TEXT,
     "fre-multi": dict(
         _FRE_TEXT,
-        data="vermulti",  # train_fre_multi.sh: VerMulti (MathV360K filtered to verifiable answers)
-        actor_lr=1e-6,  # train_fre_multi.sh
+        data="vermulti",  # train_fre_multi.sh: VerMulti's mathv60k_message.jsonl (MathV360K, verifiable answers)
+        actor_lr=1e-6,  # train_fre_multi.sh: --actor_learning_rate 1e-6
         out="runs/fre-multi",  # our choice
     ),
     "debug": dict(_DEBUG, out="runs/debug"),
@@ -241,7 +246,8 @@ PRESETS: dict[str, dict] = {
     # model "": --init <FRE-Text checkpoint> is required (paper: stage 2 starts from FRE-Text); out: our choice
     **{f"mgt-{d}": {**_SHARED, **v, "model": "", "out": f"runs/mgt-{d}"} for d, v in _MGT.items()},
     # Direct-RL-Geo, the paper's ablation of the two stages: MGT-Geo's recipe from the base model
-    # (train_direct_rl_geo.sh)
+    # (train_direct_rl_geo.sh: --pretrain Qwen2.5-VL-3B-Instruct; it reads ./data/MathV360k/geo_split.jsonl, the
+    # file train_mgt_geo.sh also read at 9cb1513 before it was renamed to VerMulti's mathv_geo_message.jsonl)
     "direct-rl-geo": {**_SHARED, **_MGT["geo"], "model": "Qwen/Qwen2.5-VL-3B-Instruct", "out": "runs/direct-rl-geo"},
     # debug variants (our choice): the domain's recipe at debug size; `--init` a debug stage-1 checkpoint
     **{f"{d}-debug": {**v, **_DEBUG, "model": "", "data": _MGT_DEBUG_DATA[d], "out": f"runs/{d}-debug",
