@@ -61,7 +61,7 @@ def test_cache_builds_once_and_rebuilds_an_incomplete_model(tmp_path, monkeypatc
 SEED = 1  # the warm model these tests build (the recipe as it is; seed 1 reads 8 % of the images, seed 0 only 2 %)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def warm_cache(tmp_path_factory):
     """The real warm classroom model of SEED, built once into a cache of its own."""
     from rl.classroom_model import classroom_model
@@ -96,28 +96,48 @@ def test_classroom_preset_raises_the_reward(warm_cache, tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "LMM_R1_CACHE": str(warm_cache)}
     proc = subprocess.run([sys.executable, "train_fre.py", "--preset", "classroom", "--seed", str(SEED), "--out",
-                           str(out), "--max-steps", "40", "--eval-limit", "40"], cwd=ROOT, env=env,
+                           str(out), "--max-steps", "25", "--eval-limit", "40"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["step"] == 0 and "eval/classroom-text/accuracy" in rows[0]  # the "before"
     steps = [r for r in rows if r["step"] > 0]
-    first, last = steps[:5], steps[-10:]
+    first, last = steps[:5], steps[-8:]
 
     def mean(rs, key):
         return sum(r[key] for r in rs) / len(rs)
 
     assert mean(last, "reward/format") > mean(first, "reward/format") + 0.08  # the format is learned
     assert mean(last, "reward/mean") > mean(first, "reward/mean") + 0.08
-    assert "accuracy at step 0 -> step 40: classroom-text" in proc.stderr + proc.stdout
+    assert "accuracy at step 0 -> step 25: classroom-text" in proc.stderr + proc.stdout
     assert (out / "plots" / "reward.png").is_file() and (out / "final" / "config.json").is_file()
+
+
+def test_verdict_weighs_the_gain_against_seeds_and_evaluation_noise():
+    from classroom import effect, mean_sd, table, verdict
+
+    assert mean_sd([0.1, 0.3]) == pytest.approx((0.2, 0.1414213), abs=1e-6)
+    # +20 points on 200 items in each of 3 seeds: far above the noise
+    assert effect([0.5, 0.55, 0.6], [0.3, 0.35, 0.4], n=200) == "appears"
+    # +1.2 points, positive in every seed, but one evaluation of 200 items is noisier than that
+    assert effect([0.112, 0.06, 0.13], [0.1, 0.048, 0.118], n=200).startswith("leans that way")
+    assert effect([0.3, 0.2], [0.3, 0.25], n=200) == "does not appear"
+    acc = {m: {s: [0.5, 0.7] for s in ("classroom-text", "classroom-image", "classroom-geo")}
+           for m in ("base", "FRE-Text", "FRE-Multi", "MGT", "Direct-RL")}
+    acc["MGT"]["classroom-geo"] = [0.9, 0.95]
+    lines = verdict(acc, n=200)
+    assert lines[0].startswith("1. Text-only RL lifts multimodal reasoning: does not appear. FRE-Text on the image "
+                               "form vs the base: +0.0 points (sd 0.0, 0 of 2 seeds positive)")
+    assert lines[1].startswith("2. Two stages beat direct multimodal RL: appears. MGT vs Direct-RL on geometry: "
+                               "+32.5 points (sd 10.6, 2 of 2 seeds positive)")
+    assert "| MGT | 60.0 ± 14.1 | 60.0 ± 14.1 | 92.5 ± 3.5 |" in table(acc, 2, "2 RL steps per run")
 
 
 @pytest.mark.slow
 def test_classroom_study_end_to_end(tmp_path):
     out = tmp_path / "study"
     env = {**os.environ, "LMM_R1_CACHE": str(tmp_path / "cache")}
-    cmd = [sys.executable, "classroom.py", "--seeds", "2", "--warmup-steps", "4", "--steps", "2", "--eval-items", "6",
+    cmd = [sys.executable, "classroom.py", "--seeds", "1", "--warmup-steps", "4", "--steps", "2", "--eval-items", "6",
            "--out", str(out), "--quiet"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -126,12 +146,13 @@ def test_classroom_study_end_to_end(tmp_path):
         assert row in table
     assert "1. Text-only RL lifts multimodal reasoning:" in table and "2. Two stages beat direct multimodal RL:" in table
     results = json.loads((out / "results.json").read_text())
-    assert all(len(v) == 2 for sets in results["accuracy"].values() for v in sets.values())  # 2 seeds each
+    assert set(results["accuracy"]) == {"base", "FRE-Text", "FRE-Multi", "MGT", "Direct-RL"}
+    assert all(len(v) == 1 and 0 <= v[0] <= 1 for sets in results["accuracy"].values() for v in sets.values())
     assert (out / "curves.png").stat().st_size > 0
     # MGT started from FRE-Text's final checkpoint, Direct-RL from the base model
     mgt = json.loads((out / "seed0" / "MGT" / "config.json").read_text())
     assert mgt["model"] == str(out / "seed0" / "FRE-Text" / "final")
-    assert "classroom_model" in json.loads((out / "seed1" / "Direct-RL" / "config.json").read_text())["model"]
+    assert "classroom_model" in json.loads((out / "seed0" / "Direct-RL" / "config.json").read_text())["model"]
     # a second call reuses every run and evaluation
     again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and "== seed 0: FRE-Text" not in again.stderr
