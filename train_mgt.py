@@ -5,18 +5,24 @@
     python train_mgt.py --domain sokoban --init runs/fre-text/final                               # generated levels
     python train_mgt.py --domain football --init runs/fre-text/final                              # generated scenes
     python train_mgt.py --preset sokoban-debug --init runs/debug/final --out runs/sokoban-debug  # CPU, offline
+    python train_mgt.py --preset classroom --init runs/classroom/final   # the classroom's stage 2 (drawn geometry)
 
 The reference model of the KL term is the --init checkpoint.
 """
 
 import argparse
+import sys
 
 from rl.config import parse_config
 
-DOMAINS = ("geo", "percereason", "sokoban", "football")
+DOMAINS = ("geo", "percereason", "sokoban", "football", "classroom")
 
 
 def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for i, arg in enumerate(argv):  # --preset classroom here is the classroom's stage 2
+        if arg == "--preset=classroom" or (arg == "classroom" and i and argv[i - 1] == "--preset"):
+            argv[i] = arg.replace("classroom", "mgt-classroom")
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--domain", choices=DOMAINS, default="geo")
     known, rest = pre.parse_known_args(argv)

@@ -157,3 +157,17 @@ def test_classroom_study_end_to_end(tmp_path):
     again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and "== seed 0: FRE-Text" not in again.stderr
     assert (out / "results.md").read_text() == table
+
+
+def test_preset_classroom_names_the_stage_of_each_script(capsys):
+    import train_fre
+    import train_mgt
+
+    train_mgt.main(["--preset", "classroom", "--init", "classroom", "--plan"])
+    assert "preset mgt-classroom" in capsys.readouterr().out  # stage 2: the drawn geometry
+    train_fre.main(["--preset", "classroom", "--plan"])
+    assert "memory plan: classroom, preset classroom," in capsys.readouterr().out
+    from rl.config import preset
+
+    assert preset("classroom").data.startswith("classroom-text") and preset("mgt-classroom").data.startswith(
+        "classroom-geo") and preset("classroom-multi").data.startswith("classroom-image")
