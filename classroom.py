@@ -76,7 +76,7 @@ def train_arm(arm: str, seed: int, init: str, out: Path, steps: int) -> Path:
     return run(cfg)
 
 
-def evaluate_checkpoint(model_path: str, out: Path, items: int, progress: bool) -> dict:
+def evaluate_checkpoint(model_path: str, out: Path, items: int, scorer, progress: bool) -> dict:
     """{set name: accuracy} on the held-out classroom sets (cached in out/results.json)."""
     if (out / "results.json").is_file():
         results = json.loads((out / "results.json").read_text())
@@ -89,7 +89,7 @@ def evaluate_checkpoint(model_path: str, out: Path, items: int, progress: bool) 
         model, processor = load_policy(model_path)
         set_image_pixels(processor, cfg.min_pixels, cfg.max_pixels)
         settings = EvalSettings(max_new_tokens=cfg.max_new_tokens, batch_size=32, env_samples=items)
-        results = evaluate(model, processor, list(SETS), settings, out_dir=out, model_name=model_path,
+        results = evaluate(model, processor, list(SETS), settings, scorer, out_dir=out, model_name=model_path,
                            progress=progress, log=lambda m: None)
     return {name: b["accuracy"] for name, b in results["benchmarks"].items()}
 
@@ -184,25 +184,27 @@ def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
     if args.seeds < 1 or args.steps < 0 or args.eval_items < 1 or args.warmup_steps < 0:
         raise SystemExit("error: --seeds and --eval-items must be at least 1, --steps and --warmup-steps at least 0")
+    from evaluation import Scorer
     from rl.classroom_model import classroom_model
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     acc = {m: {s: [] for s in SETS} for m in ["base", *ARMS]}
     all_curves = {arm: [] for arm in ARMS}
-    for seed in range(args.seeds):
-        folder = out / f"seed{seed}"
-        checkpoints = {"base": classroom_model(seed, steps=args.warmup_steps or None,
-                                               log=lambda m: print(m, file=sys.stderr))}
-        for arm, (_, start) in ARMS.items():
-            checkpoints[arm] = train_arm(arm, seed, str(checkpoints[start]), folder / arm, args.steps)
-            all_curves[arm].append(curves(folder / arm))
-        for model, path in checkpoints.items():
-            for s, a in evaluate_checkpoint(str(path), folder / "eval" / model, args.eval_items,
-                                            not args.quiet).items():
-                acc[model][s].append(a)
-        print(f"== seed {seed}: " + "; ".join(f"{m} " + "/".join(f"{100 * acc[m][s][-1]:.0f}" for s in SETS)
-                                             for m in acc) + " (text/image/geometry %)", file=sys.stderr)
+    with Scorer(workers=2) as scorer:  # one pool of answer checkers for every evaluation
+        for seed in range(args.seeds):
+            folder = out / f"seed{seed}"
+            checkpoints = {"base": classroom_model(seed, steps=args.warmup_steps or None,
+                                                   log=lambda m: print(m, file=sys.stderr))}
+            for arm, (_, start) in ARMS.items():
+                checkpoints[arm] = train_arm(arm, seed, str(checkpoints[start]), folder / arm, args.steps)
+                all_curves[arm].append(curves(folder / arm))
+            for model, path in checkpoints.items():
+                for s, a in evaluate_checkpoint(str(path), folder / "eval" / model, args.eval_items, scorer,
+                                                not args.quiet).items():
+                    acc[model][s].append(a)
+            print(f"== seed {seed}: " + "; ".join(f"{m} " + "/".join(f"{100 * acc[m][s][-1]:.0f}" for s in SETS)
+                                                 for m in acc) + " (text/image/geometry %)", file=sys.stderr)
 
     from rl.config import preset
     steps = args.steps or preset("classroom").max_steps

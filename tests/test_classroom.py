@@ -63,12 +63,17 @@ SEED = 1  # the warm model these tests build (the recipe as it is; seed 1 reads 
 
 @pytest.fixture(scope="session")
 def warm_cache(tmp_path_factory):
-    """The real warm classroom model of SEED, built once into a cache of its own."""
+    """The real warm classroom model of SEED, built once per test run into a cache of its own (shared by the
+    parallel workers: the first builds it, under a lock; xdist may tear a session fixture down between tests)."""
+    from filelock import FileLock
+
     from rl.classroom_model import classroom_model
 
-    cache = tmp_path_factory.mktemp("cache")
-    classroom_model(seed=SEED, cache=cache, log=lambda m: None)
-    return cache
+    root = tmp_path_factory.getbasetemp()
+    root = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root  # the run's folder, above the workers'
+    with FileLock(str(root / "classroom-cache.lock")):
+        classroom_model(seed=SEED, cache=root / "classroom-cache", log=lambda m: None)
+    return root / "classroom-cache"
 
 
 @pytest.mark.slow
