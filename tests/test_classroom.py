@@ -64,7 +64,7 @@ SEED = 1  # the warm model these tests build (the recipe as it is; seed 1 reads 
 @pytest.fixture(scope="session")
 def warm_cache(tmp_path_factory):
     """The real warm classroom model of SEED, built once per test run into a cache of its own (shared by the
-    parallel workers: the first builds it, under a lock; xdist may tear a session fixture down between tests)."""
+    parallel workers under a lock: xdist may tear a session fixture down between tests)."""
     from filelock import FileLock
 
     from rl.classroom_model import classroom_model
@@ -77,27 +77,24 @@ def warm_cache(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("warm_classroom_model")  # one worker builds the model for both tests
-def test_warm_model_is_weak_but_not_random(warm_cache):
+def test_warm_model_is_weak_but_not_random_and_a_classroom_run_raises_the_reward(warm_cache, tmp_path):
+    """One test, so that one worker builds the warm model and uses it twice."""
     from evaluation import EvalSettings, evaluate
     from rl.classroom_model import classroom_model
     from rl.policy import load_policy
 
+    # the warm model: above chance (answers run 0-19) on text, weaker on images, far from solved on both
     model, processor = load_policy(str(classroom_model(seed=SEED, cache=warm_cache)))
     settings = EvalSettings(max_new_tokens=48, batch_size=50, env_samples=200)
     results = evaluate(model, processor, ["classroom-text", "classroom-image"], settings, progress=False,
                        log=lambda m: None)
     acc = {name: b["accuracy"] for name, b in results["benchmarks"].items()}
-    # above chance (answers run 0-19) on text, weaker on images, far from solved on both
     assert 0.15 <= acc["classroom-text"] <= 0.7, acc
     assert 0.0 < acc["classroom-image"] < acc["classroom-text"], acc
     info = json.loads((classroom_model(seed=SEED, cache=warm_cache) / "warmup.json").read_text())
     assert info["loss"][-1] < info["loss"][0] / 5
 
-
-@pytest.mark.slow
-@pytest.mark.xdist_group("warm_classroom_model")
-def test_classroom_preset_raises_the_reward(warm_cache, tmp_path):
+    # a short run of the classroom preset from it: the reward rises, the format first
     out = tmp_path / "run"
     env = {**os.environ, "LMM_R1_CACHE": str(warm_cache)}
     proc = subprocess.run([sys.executable, "train_fre.py", "--preset", "classroom", "--seed", str(SEED), "--out",
