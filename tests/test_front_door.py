@@ -81,6 +81,7 @@ def test_resume_restores_the_runs_config_and_refuses_what_breaks_exactness(tmp_p
     assert f"--model {run / 'final'} (stage 1) or --init" in error_of(["--resume", str(run / "final")])
 
 
+@pytest.mark.slow
 def test_out_of_an_earlier_run_needs_resume_or_overwrite(tmp_path):
     run = _fake_run(tmp_path / "run")
     line = one_line_error(script("train_fre.py", "--preset", "debug", "--out", str(run)))
@@ -115,6 +116,7 @@ def test_missing_init_fails_before_any_level_is_generated(tmp_path):
     assert "levels" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_unreachable_hub_names_the_local_alternative(tmp_path):
     line = one_line_error(script("train_fre.py", "--model", "nobody/no-such-model", "--out", str(tmp_path / "a")))
     assert line.startswith("error: --model/--init nobody/no-such-model: cannot be loaded from the hub")
@@ -124,6 +126,7 @@ def test_unreachable_hub_names_the_local_alternative(tmp_path):
     assert line.startswith("error: --data nobody/no-such-data: cannot be loaded") and "--data path/to/file.jsonl" in line
 
 
+@pytest.mark.slow
 def test_check_data_reports_before_any_model_loads(tmp_path):
     data = tmp_path / "d.jsonl"
     rows = [{"problem": "1+1?", "answer": "2"}, {"problem": "Which way?", "answer": "increasing"},

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from rl.config import PRESETS, Config, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,6 +22,7 @@ def run(*args, timeout=300):
                           timeout=timeout, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
 
+@pytest.mark.slow
 def test_debug_preset_end_to_end(tmp_path):
     out = tmp_path / "run"
     proc = run("--preset", "debug", "--out", str(out), "--estimator", "gae", "--save-every", "2")

@@ -28,6 +28,7 @@ def run_script(script, *args):
                           cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("domain", ["geo", "percereason", "sokoban", "football"])
 def test_domain_debug_runs_from_stage1(stage1, tmp_path, domain):
     out = tmp_path / domain
