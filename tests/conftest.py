@@ -16,9 +16,13 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # one worker per core (pytest.ini): o
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
+LONGEST = ("test_classroom.py", "test_kernels_compile.py")  # a minute or more of one worker each
+
+
 def pytest_collection_modifyitems(items):
-    """The slow tests first: spread over the workers at the start, they run beside the many short ones."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The longest tests first, then the other slow ones, then the rest: idle workers take (steal) queued tests from
+    busy ones (pytest.ini: --dist worksteal), so the long ones run beside the many short ones, not after them."""
+    items.sort(key=lambda item: (item.path.name not in LONGEST, item.get_closest_marker("slow") is None))
 
 
 @pytest.fixture(scope="session")
