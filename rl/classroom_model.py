@@ -88,13 +88,12 @@ def warmup_data(seed: int) -> list:
     return pairs
 
 
-def build(path: Path, seed: int, steps: int | None = None, progress: bool = True) -> dict:
+def build(path: Path, seed: int, steps: int) -> dict:
     """Write the warm classroom model to `path` (model, processor, warmup.json with the loss curve)."""
     from rl.batch import collate, encode_prompts
     from rl.policy import load_policy, pad_token_id, response_logprobs, stop_token_ids, tokenizer_of
     from rl.tiny_model import build_tiny_checkpoint
 
-    steps = steps or STEPS
     pairs = warmup_data(seed)
     corpus = [s.question for s, _ in pairs[:512]] + [t for _, t in pairs[:512]]
     build_tiny_checkpoint(path, corpus=corpus, hidden=HIDDEN, layers=LAYERS, rope_theta=ROPE_THETA, max_pixels=112 * 112, seed=seed)
@@ -112,7 +111,7 @@ def build(path: Path, seed: int, steps: int | None = None, progress: bool = True
     order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed)).tolist()
     losses = []
     model.train()
-    for i in tqdm(range(steps), desc="classroom warm-up", unit="step", dynamic_ncols=True, disable=not progress):
+    for i in tqdm(range(steps), desc="classroom warm-up", unit="step", dynamic_ncols=True):
         idx = [order[(i * BATCH + j) % len(order)] for j in range(BATCH)]
         batch = collate([rows[k] for k in idx], pad)
         logp, _ = response_logprobs(model, batch)
