@@ -11,7 +11,8 @@ Two readings of a response, by name (`READINGS`):
   whole response) is parsed, boxed first, then any LaTeX or plain expression ("42"); `verify(gold, prediction)`;
   and golds that are prose ("see figure") or parse to no sympy object count as unparseable.
 
-Both fail closed on a gold that does not parse (reward 0, status "gold_unparseable"; the released code scored 1).
+Both fail closed on a gold that does not parse (reward 0, status "gold_unparseable"); `fail_closed=False` pays it 1,
+as the released code does ("to skip this example"), still counted.
 
 Both score an answer whole or not at all (`whole=True`, the default): math-verify's unbracketed matches, a bare
 `\\frac{a}{b}` and (in the "answer" reading) a bare number or `1/2`-style expression, can be a piece of a longer
@@ -248,15 +249,19 @@ def parse_gold(gold: str, timeout: int | None = None) -> list:
 
 
 def parse_gold_released(gold: str, timeout: int | None = None) -> list:
-    """The released rule's gold: `$gold$`, default LaTeX extraction, first match; [] = unparseable."""
-    return _parse(f"${gold}$", timeout, extraction_config=_RELEASED_GOLD, extraction_mode="first_match")
+    """The released rule's gold: stripped, wrapped in `$...$` unless it starts with `$`, default LaTeX extraction,
+    first match; [] = unparseable."""
+    gold = str(gold).strip()
+    return _parse(gold if gold.startswith("$") else f"${gold}$", timeout, extraction_config=_RELEASED_GOLD,
+                  extraction_mode="first_match")
 
 
 def check(response: str, gold: str, max_chars: int | None = None, timeout: int | None = None,
-          reading: str = "released", whole: bool = True) -> MathResult:
+          reading: str = "released", whole: bool = True, fail_closed: bool = True) -> MathResult:
     """One accuracy check, in the current process. `timeout` is math-verify's own (signal based). `max_chars`: only
     the response's last max_chars characters are read (None: the released reading reads all of it, the answer
-    reading its last MAX_RESPONSE_CHARS). `whole`: a partial parse scores 0 (else it is verified, as released)."""
+    reading its last MAX_RESPONSE_CHARS). `whole`: a partial parse scores 0 (else it is verified, as released).
+    `fail_closed`: an unparseable gold scores 0 (else 1, as released); its status is "gold_unparseable" either way."""
     if reading == "released":
         gold_parsed = parse_gold_released(gold, timeout)
     elif reading == "answer":
@@ -264,12 +269,12 @@ def check(response: str, gold: str, max_chars: int | None = None, timeout: int |
     else:
         raise ValueError(f"unknown reading {reading!r}; expected one of {READINGS}")
     if not gold_parsed:
-        return MathResult(0.0, "gold_unparseable")  # fail closed: the released code (and open-r1) scored this 1.0
+        return MathResult(0.0 if fail_closed else 1.0, "gold_unparseable")  # released (and open-r1): 1.0
     text = response or ""
     if max_chars is not None:
         text = text[-max_chars:]
     if not text.strip():
-        return MathResult(0.0, "ok")  # the released code read the prompt instead of an empty response
+        return MathResult(0.0, "ok")  # the released code read the prompt instead: --empty-response prompt
     if reading == "released":
         pred, partial = parse_prediction(text, timeout, _RELEASED_PRED, "first_match")
         first, second = pred, gold_parsed
@@ -283,7 +288,7 @@ def check(response: str, gold: str, max_chars: int | None = None, timeout: int |
 
 
 def math_accuracy(response: str, gold: str, timeout: float = DEFAULT_TIMEOUT,
-                  reading: str = "released", whole: bool = True) -> MathResult:
+                  reading: str = "released", whole: bool = True, fail_closed: bool = True) -> MathResult:
     """In-process check for trusted text and quick use.
 
     No memory limit, and the timeout is best effort: math-verify's signal.alarm,
@@ -291,7 +296,8 @@ def math_accuracy(response: str, gold: str, timeout: float = DEFAULT_TIMEOUT,
     """
     on_main = threading.current_thread() is threading.main_thread()
     try:
-        return check(response, gold, timeout=math.ceil(timeout) if on_main else None, reading=reading, whole=whole)
+        return check(response, gold, timeout=math.ceil(timeout) if on_main else None, reading=reading, whole=whole,
+                     fail_closed=fail_closed)
     except TimeoutException:
         return MathResult(0.0, "timeout")
     except MemoryError:
@@ -339,7 +345,8 @@ class MathVerifier:
 
     `reading` is one of READINGS; `max_chars` (None: the whole response for "released", its last
     MAX_RESPONSE_CHARS characters for "answer") bounds what is read of each response. `whole_answer`: a partial
-    parse scores 0 (False: paid as the released code pays it). A worker that fails to start is restarted;
+    parse scores 0 (False: paid as the released code pays it). `fail_closed`: an unparseable gold scores 0 (False:
+    1, as released). A worker that fails to start is restarted;
     `max_start_failures` failures in a row stop the pool with the cause (see KillPool). `setup`: the worker's
     start-up function (default: math-verify warm-up and the memory cap), for fault injection.
     """
@@ -347,11 +354,13 @@ class MathVerifier:
     def __init__(self, workers: int = 2, timeout: float = DEFAULT_TIMEOUT,
                  memory_limit_mb: int = DEFAULT_MEMORY_LIMIT_MB,
                  max_chars: int | None = None, mp_context: str = "spawn", reading: str = "released",
-                 whole_answer: bool = True, max_start_failures: int = 3, setup=None, setup_args: tuple = ()):
+                 whole_answer: bool = True, fail_closed: bool = True, max_start_failures: int = 3, setup=None,
+                 setup_args: tuple = ()):
         if reading not in READINGS:
             raise ValueError(f"unknown reading {reading!r}; expected one of {READINGS}")
         self.reading = reading
         self.whole_answer = whole_answer
+        self.fail_closed = fail_closed
         self.max_chars = max_chars if max_chars is not None or reading == "released" else MAX_RESPONSE_CHARS
         if setup is None:
             setup, setup_args = _worker_setup, (memory_limit_mb,)
@@ -377,8 +386,8 @@ class MathVerifier:
             raise ValueError(f"{len(responses)} responses but {len(golds)} golds")
         # Cut before sending: no point piping megabytes the worker will drop.
         cut = self.max_chars
-        tasks = [((r or "") if cut is None else (r or "")[-cut:], str(g), cut, None, self.reading, self.whole_answer)
-                 for r, g in zip(responses, golds)]
+        tasks = [((r or "") if cut is None else (r or "")[-cut:], str(g), cut, None, self.reading, self.whole_answer,
+                  self.fail_closed) for r, g in zip(responses, golds)]
         return [value if status == "ok" else _POOL_RESULTS[status]
                 for status, value in self._pool.map(tasks)]
 

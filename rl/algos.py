@@ -7,8 +7,9 @@ Conventions
 * Rows are grouped contiguously by prompt: rows ``[i*g:(i+1)*g]`` share prompt ``i``.
 * Padding is always excluded with ``torch.where`` (not by multiplying), so a
   non-finite value sitting on a padding position (e.g. ``exp`` of a garbage
-  log-prob) can never leak NaN/Inf into a loss or its gradient. The released
-  LMM-R1/OpenRLHF code had an unmasked-KL bug; every KL use here is masked.
+  log-prob) can never leak NaN/Inf into a loss or its gradient. Every KL use
+  is masked, as in the released code's training (it masks the log-ratio, or the
+  shaped rewards before the returns).
 * Empty rows (no valid token) are allowed everywhere: they get zero rewards,
   zero advantages/returns, contribute nothing to losses and never produce NaN.
 
@@ -98,7 +99,7 @@ def kl_estimate(logp: Tensor, ref_logp: Tensor, kind: str = "k3") -> Tensor:
     """Per-token estimate of KL(pi || pi_ref) from sampled log-probs; raw (unmasked)."""
     # Schulman, "Approximating KL Divergence" (2020): k1 unbiased, k2 = 0.5*log-ratio^2,
     # k3 = (r - 1) - log r with r = pi_ref/pi (unbiased, non-negative; GRPO, DeepSeekMath eq. 4).
-    # Returned raw: callers MUST mask (the released code's unmasked-KL bug).
+    # Returned raw: callers mask it.
     log_ratio = logp - ref_logp
     if kind == "k1":
         return log_ratio

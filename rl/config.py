@@ -140,6 +140,10 @@ class Config:
     whole_answer: bool = knob(True, "score an answer whole or not at all: a prediction that parses to only a piece "
                               "of what the model wrote (2\\frac{1}{2} read as 1/2) scores 0 and is counted in "
                               "reward/partial_parse; --no-whole-answer pays it, as the released code does")
+    fail_closed_gold: bool = knob(True, "a gold answer math-verify cannot parse scores 0 (counted in "
+                                  "data/gold_unparseable); --no-fail-closed-gold pays it 1, as the released code does")
+    empty_response: str = knob("zero", "an empty response: 'zero' scores it 0; 'prompt' scores the prompt text in its "
+                               "place (format and accuracy), as the released code does", choices=["zero", "prompt"])
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -171,7 +175,7 @@ _SHARED = dict(  # every paper run
 _FRE_TEXT = dict(
     _SHARED,
     model="Qwen/Qwen2.5-VL-3B-Instruct",  # train_fre_text.sh: --pretrain Qwen2.5-VL-3B-Instruct
-    data="deepscaler",  # train_fre_text.sh: deepscaler_message.jsonl (DeepScaleR-Preview, 40k problems)
+    data="deepscaler",  # train_fre_text.sh: DeepScaler/train.jsonl (deepscaler_message.jsonl at HEAD), 40k problems
     reward="r1_math",  # math_verifier.py (format 0.5 + accuracy 1)
     estimator="reinforce_baseline",  # train_fre_text.sh: --advantage_estimator reinforce_baseline
     kl=0.001,  # train_fre_text.sh: --init_kl_coef 0.001
@@ -192,7 +196,7 @@ _CLASSROOM = dict(  # our choice: the paper's two stages in miniature on a 2-cor
 # Stage 2 (MGT) continues from the FRE-Text checkpoint (--init; paper); the reference model is that checkpoint.
 _MGT = {
     "geo": dict(
-        data="vermulti-geo",  # train_mgt_geo.sh: VerMulti's mathv_geo_message.jsonl (the geometry split of MathV360K)
+        data="vermulti-geo",  # train_mgt_geo.sh: MathV360k/geo_split.jsonl, at HEAD VerMulti/mathv_geo_message.jsonl
         reward="r1_math",  # math_verifier.py
         estimator="gae",  # train_mgt_geo.sh: --advantage_estimator gae (PPO with a critic)
         kl=0.001,  # train_mgt_geo.sh: --init_kl_coef 0.001
@@ -200,7 +204,7 @@ _MGT = {
         critic_lr=9e-6,  # train_ppo_ray.py default --critic_learning_rate (the script leaves it unset)
     ),
     "percereason": dict(
-        data="vermulti",  # train_mgt_percereas.sh: VerMulti's mathv60k_message.jsonl, perception and reasoning
+        data="vermulti",  # train_mgt_percereas.sh: MathV360k/train_filter50.jsonl, at HEAD VerMulti/mathv60k_message
         reward="r1_math",  # math_verifier.py, for every sample (multiple choice included)
         estimator="reinforce_baseline",  # train_mgt_percereas.sh
         kl=0.0,  # train_mgt_percereas.sh at 9cb1513: --init_kl_coef 0.0, no reference model (0.001 from 83244e9)
@@ -233,7 +237,7 @@ PRESETS: dict[str, dict] = {
     "fre-text": _FRE_TEXT,
     "fre-multi": dict(
         _FRE_TEXT,
-        data="vermulti",  # train_fre_multi.sh: VerMulti's mathv60k_message.jsonl (MathV360K, verifiable answers)
+        data="vermulti",  # train_fre_multi.sh: MathV360k/train_filter50.jsonl, at HEAD VerMulti/mathv60k_message
         actor_lr=1e-6,  # train_fre_multi.sh: --actor_learning_rate 1e-6
         out="runs/fre-multi",  # our choice
     ),

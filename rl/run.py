@@ -111,7 +111,7 @@ def run(cfg: Config) -> Path | None:
     if len(samples) < cfg.prompts_per_step:
         raise SystemExit(f"error: --prompts-per-step {cfg.prompts_per_step}: the data has only {len(samples)} prompts")
     reward_fn = get_reward(cfg.reward, workers=cfg.reward_workers, timeout=cfg.reward_timeout,
-                           whole_answer=cfg.whole_answer)
+                           whole_answer=cfg.whole_answer, fail_closed=cfg.fail_closed_gold)
     try:
         trainer = Trainer(cfg, samples, reward_fn)
         trainer.counts["data/gold_ambiguous"] = ambiguous  # set, not added: the same number on a resume

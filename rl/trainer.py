@@ -67,6 +67,13 @@ def chunks(items: list, size: int):
         yield items[i:i + size]
 
 
+def empty_as_query(texts: list[str], rollout: Rollout, tokenizer) -> list[str]:
+    """--empty-response prompt, the released verifiers' `get_response_from_query(q) or q`: an empty (or blank)
+    response text is replaced by its whole query q, the prompt and the response decoded with special tokens."""
+    return [t if t.strip() else tokenizer.decode(torch.cat([row["prompt_ids"], row["response_ids"]]))
+            for t, row in zip(texts, rollout.rows(range(len(rollout))))]
+
+
 class Trainer:
     def __init__(self, cfg: Config, samples: list, reward_fn, log=print):
         if len(samples) < cfg.prompts_per_step:
@@ -217,6 +224,8 @@ class Trainer:
 
         with self.phase("reward", times):
             texts = self.tokenizer.batch_decode(rollout.responses, skip_special_tokens=True)
+            if cfg.empty_response == "prompt":
+                texts = empty_as_query(texts, rollout, self.tokenizer)
             group = [s for s in kept for _ in range(cfg.n_samples)]
             scored = self.reward_fn(texts, [s.answer for s in group], [{**s.meta, "domain": s.domain} for s in group])
         self.counts.update(scored.counts)

@@ -531,9 +531,10 @@ def test_input_flags():
     from rl.config import parse_config
 
     cfg = parse_config(["--preset", "debug"])
-    assert (cfg.on_ambiguous_gold, cfg.max_row_bytes, cfg.whole_answer) == ("skip", 16 * 2**20, True)
+    flags = lambda c: (c.on_ambiguous_gold, c.max_row_bytes, c.whole_answer, c.fail_closed_gold, c.empty_response)
+    assert flags(cfg) == ("skip", 16 * 2**20, True, True, "zero")
     cfg = parse_config(["--preset", "debug", "--on-ambiguous-gold", "keep", "--max-row-bytes", "1000",
-                        "--no-whole-answer"])
-    assert (cfg.on_ambiguous_gold, cfg.max_row_bytes, cfg.whole_answer) == ("keep", 1000, False)
+                        "--no-whole-answer", "--no-fail-closed-gold", "--empty-response", "prompt"])
+    assert flags(cfg) == ("keep", 1000, False, False, "prompt")
     with pytest.raises(SystemExit, match="--max-row-bytes 0: must be at least 1"):
         parse_config(["--preset", "debug", "--max-row-bytes", "0"])

@@ -80,6 +80,24 @@ def test_sokoban_win_worth_11_45_trains_as_10():
     assert torch.allclose(ret, torch.full((1, 3), 10.0)) and torch.allclose(adv, torch.full((1, 3), 10.0))
 
 
+def test_released_behaviour_behind_each_bug_fix_is_one_flag_away():
+    """--no-fail-closed-gold pays an unparseable gold 1 (counted either way); --empty-response prompt hands the
+    reward the query in place of the empty response (tests/test_trainer.py), so a boxed answer in the prompt pays."""
+    from rewards import get_reward
+
+    responses = [r"<think>a</think><answer>\boxed{1}</answer>", r"\boxed{3}", r"\boxed{3}"]
+    golds = ["", "$3", "3"]
+    for fail_closed, accuracy in ((True, [0.0, 0.0, 1.0]), (False, [1.0, 1.0, 1.0])):
+        with get_reward("r1_math", workers=1, fail_closed=fail_closed) as reward_fn:
+            out = reward_fn(responses, golds)
+        assert out.components["accuracy"] == accuracy and out.components["format"] == [0.5, 0.0, 0.0]
+        assert (out.counts["data/gold_unparseable"], out.counts["reward/checked"]) == (2, 1)
+    query = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nWhy is the answer "
+             "\\boxed{3}?<|im_end|>\n<|im_start|>assistant\n")
+    with get_reward("r1_math", workers=1) as reward_fn:
+        assert reward_fn(["", query], ["3", "3"]).components["total"] == [0.0, 1.0]
+
+
 @pytest.mark.slow
 def test_direct_rl_geo_debug_runs_without_init(tmp_path):
     # train_mgt.py picks the preset named by --preset (its --domain only picks the default one); the model is set, so

@@ -121,9 +121,12 @@ RELEASED_CASES = [  # (response, gold, reward, status)
     (r"\boxed{1}", "see figure", 0.0, "ok"),
     ("", "1", 0.0, "ok"),
     ("   ", "1", 0.0, "ok"),
-    # fail closed: an unparseable gold scores 0 (the released code scored 1)
+    # fail closed: an unparseable gold scores 0 (the released code scored 1: --no-fail-closed-gold)
     (r"\boxed{1}", "", 0.0, "gold_unparseable"),
     (r"\boxed{1}", "   ", 0.0, "gold_unparseable"),
+    # the gold is stripped and wrapped in $...$ unless it starts with "$": "$3" is parsed as written, and does not
+    (r"\boxed{7}", " 7 ", 1.0, "ok"),
+    (r"\boxed{3}", "$3", 0.0, "gold_unparseable"),
     # the whole response is read, however long
     ("junk " * 4000 + r"\boxed{2}", "2", 1.0, "ok"),
     (r"\boxed{2}" + " junk" * 4000, "2", 1.0, "ok"),

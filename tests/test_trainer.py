@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from data import load_fixture
+from rl.batch import encode_prompts
 from rl.config import preset
 from rl.trainer import Trainer
 
@@ -79,3 +80,35 @@ def test_too_few_samples_is_a_clear_error(tmp_path):
     cfg = preset("debug", out=str(tmp_path), prompts_per_step=1000)
     with pytest.raises(ValueError, match="fewer than --prompts-per-step"):
         Trainer(cfg, load_fixture("math"), LengthReward())
+
+
+@pytest.mark.parametrize("mode", ["zero", "prompt"])
+def test_empty_response_is_scored_as_released_only_when_asked(tmp_path, monkeypatch, mode):
+    """--empty-response prompt: the reward reads the whole query (prompt + response, special tokens kept) in place of
+    an empty response, as the released verifiers' `get_response_from_query(q) or q` do; 'zero' passes it empty."""
+    import rl.trainer as trainer_module
+    from rl.batch import Rollout
+
+    real = trainer_module.generate
+
+    def first_response_empty(*args, **kwargs):
+        r = real(*args, **kwargs)
+        return Rollout(r.prompts, r.n, [r.responses[0][:0]] + r.responses[1:], [True] + r.finished[1:])
+
+    monkeypatch.setattr(trainer_module, "generate", first_response_empty)
+    seen = []
+
+    class Recording(LengthReward):
+        def __call__(self, responses, golds, metas):
+            seen.append(list(responses))
+            return super().__call__(responses, golds, metas)
+
+    cfg = preset("debug", out=str(tmp_path), empty_response=mode)
+    samples = load_fixture("math")
+    trainer = Trainer(cfg, samples, Recording())
+    trainer.make_experience(samples[:cfg.prompts_per_step])
+    texts = seen[0]
+    prompt_ids = encode_prompts(trainer.processor, samples[:1])[0]["prompt_ids"]
+    query = trainer.tokenizer.decode(prompt_ids)
+    assert query.endswith("<|im_start|>assistant\n") and "<|im_start|>user" in query
+    assert texts[0] == ("" if mode == "zero" else query)
