@@ -78,8 +78,18 @@ class Config:
     warmup_ratio: float = knob(0.03, "linear warmup, fraction of all optimizer steps")
     min_lr_ratio: float = knob(0.1, "cosine decay ends at this fraction of the lr")
     grad_clip: float = knob(1.0, "max global grad norm")
-    optim: str = knob("adamw_8bit", "optimizer: bitsandbytes 8-bit AdamW or torch AdamW",
-                      choices=["adamw_8bit", "adamw"])
+    optim: str = knob("adamw_8bit", "optimizer: 'adamw_8bit' bitsandbytes 8-bit AdamW over fp32 master weights; "
+                      "'paged_adamw_8bit' the same with its states paged to the CPU under GPU memory pressure; "
+                      "'adamw' torch AdamW (fp32 states); 'adamw_8bit_bf16' torchao's 8-bit AdamW over bf16 weights "
+                      "and gradients with stochastic rounding (no fp32 master copy: half the weight and gradient "
+                      "memory, and updates far below bf16's resolution, lr 4e-7, still land in expectation)",
+                      choices=["adamw_8bit", "paged_adamw_8bit", "adamw", "adamw_8bit_bf16"])
+    ref_offload: bool = knob(False, "keep the reference model on the CPU and bring it to the GPU only for its "
+                             "log-prob forward (its bf16 weights leave the GPU for generation and the update; "
+                             "with torchrun, FSDP2's CPU offload)")
+    critic_offload: bool = knob(False, "move the critic (gae) and its optimizer states to the CPU during generation, "
+                                "where the KV cache needs the room (with torchrun, FSDP2's CPU offload: they stay "
+                                "on the CPU, and its optimizer steps there)")
     train_batch_size: int = knob(256, "samples per optimizer step")
     micro_batch_size: int = knob(4, "samples per forward/backward (gradient accumulation up to train_batch_size); "
                                  "with --max-tokens-per-micro, the most samples in one packed micro-batch")
@@ -294,7 +304,8 @@ def build_parser(base: Config, description: str, aliases: dict | None = None,
 # Flags that may differ from the run's own config when it is resumed: they do not change what is computed.
 RESUME_MAY_CHANGE = {"resume", "out", "overwrite", "save_every", "keep_last", "reward_workers", "reward_timeout",
                      "kernel_check_every", "kernel_check_tol", "stall_timeout", "max_bad_steps", "check_data",
-                     "check_data_max_bad", "log_with", "plots", "plan", "gpu_mem_gb", "nproc"}
+                     "check_data_max_bad", "log_with", "plots", "plan", "gpu_mem_gb", "nproc", "ref_offload",
+                     "critic_offload"}
 
 
 def _restore_run(values: dict, given: dict) -> dict:

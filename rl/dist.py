@@ -84,22 +84,26 @@ def is_sharded(model) -> bool:
     return isinstance(model, FSDPModule)
 
 
-def shard(model, mixed_precision: bool):
+def shard(model, mixed_precision: bool, offload: bool = False):
     """FSDP2 over all ranks: each decoder layer and vision block its own unit, then the rest. With
     `mixed_precision` (CUDA) the all-gathered weights and the compute are bf16 over fp32 master weights and fp32
-    gradient reduction."""
+    gradient reduction. With `offload` (CUDA; --ref-offload, --critic-offload) the shards, their gradients and
+    the optimizer step stay on the CPU, copied to the GPU one unit at a time."""
     if world() == 1:
         return model
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
     device = next(model.parameters()).device
     mesh = init_device_mesh(device.type, (world(),))
     policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if mixed_precision \
         else MixedPrecisionPolicy()
+    # FSDP2 offloads to the CPU from an accelerator only: a CPU run has nothing to offload.
+    kw = dict(mesh=mesh, mp_policy=policy,
+              offload_policy=CPUOffloadPolicy() if offload and device.type != "cpu" else OffloadPolicy())
     for module in model.modules():
         if type(module).__name__.endswith(("DecoderLayer", "VisionBlock")):
-            fully_shard(module, mesh=mesh, mp_policy=policy)
-    fully_shard(model, mesh=mesh, mp_policy=policy)
+            fully_shard(module, **kw)
+    fully_shard(model, **kw)
     # FSDP takes the first module to run forward as its root; generation calls the inner model directly, so fix
     # the root now (torch has no public call for this).
     model._get_fsdp_state()._lazy_init()

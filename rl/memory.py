@@ -7,15 +7,18 @@ Parameters are counted exactly: the model is built from its config on the meta d
 Qwen2.5-VL-3B/7B-Instruct are below, so the paper's runs plan offline). The rest is arithmetic on what the trainer
 does (rl/trainer.py, rl/policy.py, rl/rollout.py, kernels/logprob.py), per GPU:
 
-* master weights: the policy's parameters, fp32. Under bf16 autocast (on a GPU), autocast's cache holds a bf16 copy
-  of every weight a matmul reads for as long as the autocast block lasts ("weights"): the whole generation, the
-  whole log-prob phase, the forward of each update micro-batch.
-* gradients: fp32, of the trained parameters, in the update only (freed after each optimizer step).
-* optimizer states: bitsandbytes AdamW8bit: per tensor of >= 4096 elements two uint8 states with an fp32 absmax per
-  block of 256 (2n + 8 ceil(n / 256) bytes), fp32 states below (8n), two 256-entry fp32 maps per optimizer; torch
-  AdamW: 8n, and its foreach step a temporary fp32 copy of the parameters.
-* reference (kl > 0): a bf16 copy of the policy. critic (gae): an fp32 copy of the backbone + a value head, with
-  its own gradients and optimizer states.
+* master weights: the policy's parameters, fp32 (bf16 with --optim adamw_8bit_bf16). Under bf16 autocast over fp32
+  weights, autocast's cache holds a bf16 copy of every weight a matmul reads for as long as the autocast block lasts
+  ("weights"): the whole generation, the whole log-prob phase, the forward of each update micro-batch.
+* gradients: of the trained parameters in their dtype, in the update only (freed after each optimizer step).
+* optimizer states: 8-bit AdamW (bitsandbytes, its paged variant counted as resident, and torchao's): per tensor of
+  >= 4096 elements two uint8 states with an fp32 scale per block of 256 (2n + 8 ceil(n / 256) bytes; torchao: only
+  where n is a multiple of 256, else states in the parameter's dtype) and 256-entry fp32 maps; bitsandbytes' fp32
+  states below 4096 (8n); torch AdamW 8n. Temporaries of the step: torch's foreach AdamW an fp32 copy of the
+  parameters; torchao's compiled per-tensor step two fp32 copies of the largest tensor (an estimate).
+* reference (kl > 0): a bf16 copy of the policy (--ref-offload: on the GPU only in the log-prob phase; with FSDP2
+  never). critic (gae): an fp32 copy of the backbone + a value head, with its own gradients and optimizer states
+  (--critic-offload: off the GPU during generation; with FSDP2 always).
 * activations at the token budget: what each decoder layer saves for backward per token under autocast over fp32
   weights (fp32 residual stream and norms, a bf16 copy of each projection's input, bf16 attention and MLP
   tensors), or with activation checkpointing one fp32 [tokens, hidden] input per layer plus one layer recomputed.
@@ -26,9 +29,8 @@ does (rl/trainer.py, rl/policy.py, rl/rollout.py, kernels/logprob.py), per GPU:
 
 With --nproc N (torchrun + FSDP2) master weights, gradients, optimizer states, reference and critic are sharded N
 ways (dim 0); the forward gathers bf16 weights one layer at a time (plus one prefetched; embedding and head stay
-gathered) and generation is planned on the gathered bf16 model. tests/test_memory.py checks the bytes of weights,
-gradients and optimizer states against a real model and optimizer, and the activation estimate against the measured
-allocator peak of one update on the CPU.
+gathered) and generation is planned on the gathered bf16 model. tests/test_memory.py checks these bytes against a
+real model, optimizer and one update's measured allocator peak on the CPU.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from pathlib import Path
 GiB = 2**30
 RESERVE_BYTES = 1 * GiB  # CUDA context, cuBLAS/NCCL workspaces: outside PyTorch's allocator
 FRAGMENTATION = 0.05  # the caching allocator's slack on top of live tensors
-MIN_8BIT_SIZE, BNB_BLOCK, BNB_QMAP_BYTES = 4096, 256, 2 * 256 * 4  # bitsandbytes 0.50 AdamW8bit
+MIN_8BIT_SIZE, BNB_BLOCK, BNB_QMAP_BYTES = 4096, 256, 2 * 256 * 4  # bitsandbytes 0.50 AdamW8bit (torchao 0.18 alike)
 IMAGE_DATA = ("vermulti", "mathv360k", "geo-fixture", "synthetic-geo", "sokoban", "football", "fixture:message",
               "classroom-image", "classroom-geo")
 # config.json of the released checkpoints (the fields that shape the model; the rest are transformers' defaults).
@@ -136,11 +138,8 @@ class ModelInfo:
     @property
     def block_params(self) -> int:
         """Elements of the largest FSDP2 unit (a decoder layer or a vision block)."""
-        sizes = {}
-        for p in self.params:
-            if p.block >= 0:
-                sizes[(p.vision, p.block)] = sizes.get((p.vision, p.block), 0) + p.numel
-        return max(sizes.values(), default=0)
+        units = {(p.vision, p.block) for p in self.params if p.block >= 0}
+        return max((sum(p.numel for p in self.params if (p.vision, p.block) == u) for u in units), default=0)
 
 
 def inspect_model(config) -> ModelInfo:
@@ -151,9 +150,8 @@ def inspect_model(config) -> ModelInfo:
     is_vlm = hasattr(config, "vision_config")
     with torch.device("meta"):
         model = (AutoModelForImageTextToText if is_vlm else AutoModelForCausalLM).from_config(config)
-    matmul = {id(m.weight) for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv3d))}
-    matmul |= {id(m.bias) for m in model.modules()
-               if isinstance(m, (torch.nn.Linear, torch.nn.Conv3d)) and m.bias is not None}
+    linear = [m for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv3d))]
+    matmul = {id(t) for m in linear for t in (m.weight, m.bias) if t is not None}
     head = model.get_output_embeddings().weight
     tied = head is model.get_input_embeddings().weight
     def block(name):
@@ -193,6 +191,9 @@ def optimizer_state_bytes(shapes: list, optim: str, nproc: int = 1) -> int:
     numels = [shard_numel(s, nproc) for s in shapes]
     if optim in ("adamw", "adamw_torch"):
         return 8 * sum(numels)  # exp_avg, exp_avg_sq (the step counters are host scalars)
+    if optim == "adamw_8bit_bf16":  # torchao: codes, a scale per block and a map per state; else bf16 states
+        return sum(2 * (n + 4 * (n // BNB_BLOCK) + 256 * 4) if n >= MIN_8BIT_SIZE and n % BNB_BLOCK == 0 else 4 * n
+                   for n in numels)
     eight_bit = sum(adamw8bit_state_bytes(n) for n in numels)
     return eight_bit + (BNB_QMAP_BYTES if any(n >= MIN_8BIT_SIZE for n in numels) else 0)
 
@@ -230,8 +231,7 @@ def logprob_forward_peak(rows: int, chunk: int, vocab: int, triton: bool, bf16_h
     """The chunked LM head's forward (kernels/logprob.py): two reused fp32 [chunk, vocab] buffers (logits, exp),
     and a bf16 product per chunk when the head is bf16 (FSDP2's gathered weights). The fused Triton kernel keeps
     only [splits, rows] partials."""
-    c = min(chunk, rows)
-    return 16 * rows if triton else (10 if bf16_head else 8) * c * vocab
+    return 16 * rows if triton else (10 if bf16_head else 8) * min(chunk, rows) * vocab
 
 
 def logprob_backward_peak(rows: int, chunk: int, vocab: int, hidden: int) -> int:
@@ -333,7 +333,7 @@ def nograd_activations(info: ModelInfo, tokens: int, response: int, st: Setup, c
 
 
 # -- the plan --------------------------------------------------------------------------------------------------------
-ROWS = ("weights (bf16 copy)", "master weights (fp32)", "gradients", "optimizer states", "reference", "critic",
+ROWS = ("weights (bf16 copy)", "master weights", "gradients", "optimizer states", "reference", "critic",
         "activations", "log-prob path", "generation KV cache", "CUDA context + allocator margin")
 PHASES = ("generation", "log-prob", "update")
 
@@ -384,23 +384,20 @@ def _phase(moment: str, **rows) -> Phase:
     return Phase(named, moment)
 
 
-def plan_memory(cfg, gpu_mem_gb: float, nproc: int = 1, info: ModelInfo | None = None, ref_offload: bool = False,
-                bf16_weights: bool = False) -> Plan:
-    """Bytes per GPU of each phase of one step of `cfg` on `nproc` GPUs of `gpu_mem_gb` GiB. `ref_offload` and
-    `bf16_weights` plan what the trainer cannot do yet: the reference on the CPU outside the log-prob phase, and
-    bf16 parameters and gradients (8-bit states with stochastic rounding) instead of fp32 master weights."""
+def plan_memory(cfg, gpu_mem_gb: float, nproc: int = 1, info: ModelInfo | None = None) -> Plan:
+    """Bytes per GPU of each phase of one step of `cfg` on `nproc` GPUs of `gpu_mem_gb` GiB."""
     info = info or inspect_model(model_config(cfg.model))
     st, shape, notes, n = setup_of(cfg), shapes(cfg, info), [], nproc
     st.bf16_head = n > 1 and st.autocast
+    bf16_weights = cfg.optim == "adamw_8bit_bf16"
     low, wb = (2 if st.autocast else 4), (2 if bf16_weights else 4)  # compute dtype; parameter and gradient
     run_vision = shape.patches > 0  # a text-only step never runs (or casts) the vision tower
     trained = [p for p in info.params if not (cfg.freeze_vision and p.vision)]
     grads = _sharded(trained, n, wb)
     states = optimizer_state_bytes([p.shape for p in trained], cfg.optim, n)
-    step_tmp = _sharded(trained, n, 4) if cfg.optim == "adamw" else 0  # foreach AdamW: sqrt(exp_avg_sq)
-    if cfg.optim not in ("adamw", "adamw_8bit"):
-        notes.append(f"optimizer {cfg.optim!r} is unknown to the planner: counted as AdamW8bit")
-    ref = _sharded(info.params, n, low) if cfg.kl > 0 else 0
+    step_tmp = {"adamw": _sharded(trained, n, 4),  # foreach AdamW: sqrt(exp_avg_sq); torchao: its largest tensor
+                "adamw_8bit_bf16": 8 * max(shard_numel(p.shape, n) for p in trained)}.get(cfg.optim, 0)
+    ref = _sharded(info.params, n, min(low, wb)) if cfg.kl > 0 else 0
 
     def cast(params) -> int:  # autocast's bf16 copies of the matmul weights of `params`
         on = st.autocast and not bf16_weights
@@ -415,6 +412,8 @@ def plan_memory(cfg, gpu_mem_gb: float, nproc: int = 1, info: ModelInfo | None =
         critic = _sharded(body, n, wb) + optimizer_state_bytes([p.shape for p in body_trained], cfg.optim, n)
         critic_grads = _sharded(body_trained, n, wb)
         critic_cast = cast([p for p in body if not p.head]) if n == 1 else 0
+        if cfg.critic_offload and n > 1:  # FSDP2 CPU offload: shards, gradients and optimizer states on the CPU
+            critic = critic_grads = 0
     if n == 1:
         cast_gen, cast_fwd = cast(info.params), cast([p for p in info.params if not p.head])
         cast_block = 2 * info.block_params if cast_fwd else 0  # one layer, recomputed in backward
@@ -424,7 +423,9 @@ def plan_memory(cfg, gpu_mem_gb: float, nproc: int = 1, info: ModelInfo | None =
         cast_fwd = cast_block = 2 * (root + 2 * info.block_params)
         notes.append(f"{n} GPUs: FSDP2 shards master weights, gradients, optimizer states, reference and critic "
                      f"{n} ways; generation is planned on the gathered bf16 model")
-    base = dict(master=_sharded(info.params, n, wb), optimizer=states, reference=0 if ref_offload else ref)
+    ref_between, critic_gen = (0 if cfg.ref_offload else ref), (0 if cfg.critic_offload else critic)
+    ref = 0 if cfg.ref_offload and n > 1 else ref  # FSDP2 CPU offload: shards on the CPU, copied in unit by unit
+    base = dict(master=_sharded(info.params, n, wb), optimizer=states, reference=ref_between)
 
     # generation: the KV cache of gen_batch_size x n_samples rows; prefill the prompts, then one token a step
     kv_dim, L = info.kv_heads * info.head_dim, shape.seq
@@ -435,9 +436,9 @@ def plan_memory(cfg, gpu_mem_gb: float, nproc: int = 1, info: ModelInfo | None =
     decode = kv // info.layers + shape.gen_rows * (16 * cfg.max_new_tokens + L)  # a layer's K/V copy; outputs
     decode_logits = shape.gen_rows * info.vocab * (8 + 4 + low + (28 if cfg.top_p < 1 else 0))
     gen = max((_phase("prefill", activations=prefill, log_prob=cfg.gen_batch_size * info.vocab * (4 + low),
-                      weights=cast_gen, generation=kv, critic=critic, **base),
+                      weights=cast_gen, generation=kv, critic=critic_gen, **base),
                _phase("decode", activations=decode, log_prob=decode_logits, weights=cast_gen, generation=kv,
-                      critic=critic, **base)), key=lambda p: p.total)
+                      critic=critic_gen, **base)), key=lambda p: p.total)
 
     # log-prob: old (and reference) log-probs, critic values, no graph; one autocast block for all of them
     act, lp = nograd_activations(info, shape.tokens, shape.response, st, cfg.logprob_chunk, True, shape.patches)
@@ -462,18 +463,11 @@ def plan_memory(cfg, gpu_mem_gb: float, nproc: int = 1, info: ModelInfo | None =
                 {"generation": gen, "log-prob": logprob, "update": max(updates, key=lambda p: p.total)}, notes)
 
 
-def offload_flag() -> str | None:
-    """The trainer's reference-offload flag, if it has one."""
-    from rl.config import Config
-    names = [f.name for f in dataclasses.fields(Config) if "offload" in f.name and "ref" in f.name]
-    return names[0].replace("_", "-") if names else None
-
-
 # -- the knobs -------------------------------------------------------------------------------------------------------
 def _knobs(cfg):
-    """(flag, config) for one notch of each memory knob that can still turn, in the order to try them: activation
-    checkpointing, micro-batch size / token budget, 8-bit optimizer, (more GPUs: the caller), (reference offload:
-    not in the trainer yet), generation batch size."""
+    """(flag, config) for one notch of each memory knob that can still turn, in the order to try them (the cheapest
+    in time and fidelity first): activation checkpointing, micro-batch size / token budget, 8-bit optimizer,
+    reference offload, critic offload, generation batch size, bf16 weights; more GPUs is the caller's."""
     replace = dataclasses.replace
     if not cfg.gradient_checkpointing:
         yield "--gradient-checkpointing", replace(cfg, gradient_checkpointing=True)
@@ -487,29 +481,44 @@ def _knobs(cfg):
         yield f"--micro-batch-size {mb}", replace(cfg, micro_batch_size=mb)
     if cfg.optim == "adamw":
         yield "--optim adamw_8bit", replace(cfg, optim="adamw_8bit")
+    if cfg.kl > 0 and not cfg.ref_offload:
+        yield "--ref-offload", replace(cfg, ref_offload=True)
+    if cfg.estimator == "gae" and not cfg.critic_offload:
+        yield "--critic-offload", replace(cfg, critic_offload=True)
     if cfg.gen_batch_size > 1:
         yield f"--gen-batch-size {cfg.gen_batch_size // 2}", replace(cfg, gen_batch_size=cfg.gen_batch_size // 2)
+    if cfg.optim != "adamw_8bit_bf16":
+        yield "--optim adamw_8bit_bf16", replace(cfg, optim="adamw_8bit_bf16")
 
 
 def turn_knobs(cfg, gpu_mem_gb: float, nproc: int, info: ModelInfo) -> tuple[list, Plan]:
     """Greedy, on `nproc` GPUs: the first knob (in order) that lowers the bytes over budget, one notch at a time,
-    until the run fits or no knob helps. Returns (the flags turned, the last plan)."""
+    until the run fits or no knob helps; then the batch sizes grow back while the run still fits. Returns (the
+    flags turned, in order, and the last plan)."""
     steps, plan = [], plan_memory(cfg, gpu_mem_gb, nproc, info)
     while not plan.fits:
-        for flag, candidate in _knobs(plan.cfg):
-            trial = plan_memory(candidate, gpu_mem_gb, nproc, info)
-            if trial.overflow < plan.overflow:
-                steps.append(flag)
-                plan = trial
-                break
-        else:
+        trials = ((flag, plan_memory(c, gpu_mem_gb, nproc, info)) for flag, c in _knobs(plan.cfg))
+        flag, trial = next(((f, t) for f, t in trials if t.overflow < plan.overflow), (None, None))
+        if trial is None:
             break
+        steps.append(flag)
+        plan = trial
+    for key in ("gen_batch_size", "micro_batch_size"):
+        while plan.fits and getattr(plan.cfg, key) < getattr(cfg, key):
+            trial = plan_memory(dataclasses.replace(plan.cfg, **{key: 2 * getattr(plan.cfg, key)}), gpu_mem_gb,
+                                nproc, info)
+            if not trial.fits:
+                break
+            plan = trial
     return steps, plan
 
 
-def _flags(steps: list) -> list:
-    """The last value of each flag turned."""
-    return list({s.split()[0]: s for s in steps}.values())
+def _flags(cfg, new) -> list:
+    """The flags that turn `cfg` into `new`."""
+    names = ("gradient_checkpointing", "max_tokens_per_micro", "micro_batch_size", "ref_offload", "critic_offload",
+             "gen_batch_size", "optim")
+    return [f"--{k.replace('_', '-')}" + ("" if getattr(new, k) is True else f" {getattr(new, k)}")
+            for k in names if getattr(new, k) != getattr(cfg, k)]
 
 
 def gpus_phrase(n: int) -> str:
@@ -528,44 +537,35 @@ def advise(plan: Plan, max_gpus: int = 64) -> list[str]:
     lines = [f"does not fit: {', '.join(over)} of {gb:g} GiB per GPU on {gpus_phrase(plan.nproc)}"]
     steps, here = turn_knobs(cfg, gb, plan.nproc, info)
     lines.append(f"first knob: {steps[0]}" if steps else "first knob: more GPUs (torchrun + FSDP2; plan with --nproc)")
+    turned, at = " ".join(_flags(cfg, here.cfg)), f"{here.peak[1] / GiB:.1f} GiB, {here.peak[0]}"
     if here.fits:
-        return lines + [f"fits with: {' '.join(_flags(steps))} (peak {here.peak[1] / GiB:.1f} GiB, {here.peak[0]})"]
+        return lines + [f"fits with: {turned} (peak {at})"]
     lines.append(f"on {gpus_phrase(plan.nproc)} the trainer's knobs do not make it fit"
-                 + (f" (with {' '.join(_flags(steps))} the peak is {here.peak[1] / GiB:.1f} GiB, {here.peak[0]})"
-                    if steps else ""))
+                 + (f" (with {turned} the peak is {at})" if steps else ""))
     n, more, best = plan.nproc, [], here
     while not best.fits and n < max_gpus:
         n *= 2
         more, best = turn_knobs(cfg, gb, n, info)
     if best.fits:
-        lines.append(f"fits on {gpus_phrase(n)}" + (f" with {' '.join(_flags(more))}" if more else "")
+        lines.append(f"fits on {gpus_phrase(n)}" + (f" with {' '.join(_flags(cfg, best.cfg))}" if more else "")
                      + f" (peak {best.peak[1] / GiB:.1f} GiB, {best.peak[0]})")
     else:
         lines.append(f"does not fit on {max_gpus} GPUs either")
-    return lines + [what_if(here, gb, info)]
-
-
-def what_if(plan: Plan, gb: float, info: ModelInfo) -> str:
-    """What the knobs the trainer does not have yet would do to `plan` (its own knobs already turned)."""
-    options = {"bf16 weights with 8-bit states and stochastic rounding": {"bf16_weights": True}}
-    if plan.cfg.kl > 0 and not offload_flag():
-        options = {"reference offload to the CPU": {"ref_offload": True}, **options,
-                   "both": {"ref_offload": True, "bf16_weights": True}}
-    later = {name: plan_memory(plan.cfg, gb, plan.nproc, info, **kw) for name, kw in options.items()}
-    return f"not available yet, on {gpus_phrase(plan.nproc)}: " + "; ".join(
-        f"{k}: peak {p.peak[1] / GiB:.1f} GiB ({'fits' if p.fits else 'does not fit'})" for k, p in later.items())
+    return lines
 
 
 # -- the printout ----------------------------------------------------------------------------------------------------
 def format_plan(plan: Plan) -> str:
     cfg, info, shape, st = plan.cfg, plan.info, plan.shape, plan.setup
     trained = sum(p.numel for p in info.params if not (cfg.freeze_vision and p.vision))
-    dtype = "bf16 autocast over fp32 master weights" if st.autocast else "fp32"
+    dtype = ("bf16 weights and gradients, 8-bit states, stochastic rounding" if cfg.optim == "adamw_8bit_bf16" else
+             "bf16 autocast over fp32 master weights" if st.autocast else "fp32")
     micro = (f"packed micro-batches of up to {shape.tokens} tokens (at most {cfg.micro_batch_size} rows)"
              if not shape.padded else f"micro-batches of {shape.rows} x ({cfg.max_prompt_len} + "
              f"{cfg.max_new_tokens}) tokens, padded")
-    parts = [f"reference (kl {cfg.kl:g})" if cfg.kl > 0 else "no reference (kl 0)",
-             "critic (gae)" if cfg.estimator == "gae" else "no critic"]
+    parts = [(f"reference (kl {cfg.kl:g}){', offloaded' if cfg.ref_offload else ''}" if cfg.kl > 0 else
+              "no reference (kl 0)"),
+             f"critic (gae){', offloaded' if cfg.critic_offload else ''}" if cfg.estimator == "gae" else "no critic"]
     lines = [
         f"memory plan: {cfg.model or STAGE1_MODEL}, preset {cfg.preset}, {gpus_phrase(plan.nproc)} of "
         f"{plan.gpu_bytes / GiB:g} GiB",

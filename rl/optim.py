@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 from typing import Iterable, Union
+from unittest import mock
 
 import torch
 
 __all__ = ["OPTIMIZERS", "lr_at", "make_optimizer", "clip_grad_norm", "set_lr", "optimizer_step", "local_shards"]
 
-OPTIMIZERS = ("adamw_8bit", "adamw")
+OPTIMIZERS = ("adamw_8bit", "paged_adamw_8bit", "adamw", "adamw_8bit_bf16")
+BF16_WEIGHTS = "adamw_8bit_bf16"  # the optimizer that keeps the weights themselves in bf16 (no fp32 master copy)
 
 
 def lr_at(
@@ -45,21 +47,42 @@ def make_optimizer(
     weight_decay: float = 0.0,
     kind: str = "adamw_8bit",
 ) -> torch.optim.Optimizer:
-    """Build AdamW ("adamw") or bitsandbytes 8-bit AdamW ("adamw_8bit", the default)."""
-    # 8-bit Adam (Dettmers et al. 2022, block-wise quantised states); bnb keeps fp32 state for
-    # tensors < 4096 elements (min_8bit_size). bitsandbytes is imported lazily.
+    """Build one of OPTIMIZERS: torch AdamW ("adamw"); bitsandbytes 8-bit AdamW ("adamw_8bit", the default), or its
+    paged variant ("paged_adamw_8bit": the states in CUDA unified memory, evicted to the CPU under memory pressure;
+    the same update); torchao's 8-bit AdamW over bf16 weights with stochastic rounding ("adamw_8bit_bf16": the
+    caller keeps the parameters in bf16; an update far below a bf16 weight's resolution still lands, in
+    expectation)."""
+    # 8-bit Adam (Dettmers et al. 2022, block-wise quantised states); bnb and torchao keep unquantised states for
+    # tensors < 4096 elements. Both libraries are imported lazily.
     if kind == "adamw":
         return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay)
-    if kind == "adamw_8bit":
-        try:
-            import bitsandbytes as bnb  # noqa: PLC0415 (lazy: optional heavy dependency)
-        except Exception as e:  # ImportError, or RuntimeError from a broken native lib
-            raise ImportError(
-                f"optimizer 'adamw_8bit' needs bitsandbytes, which failed to import ({e!r}); "
-                "install bitsandbytes or pass --optim adamw"
-            ) from e
-        return bnb.optim.AdamW8bit(params, lr=lr, betas=betas, weight_decay=weight_decay)
+    if kind in ("adamw_8bit", "paged_adamw_8bit"):
+        bnb = _import(kind, "bitsandbytes")
+        cls = bnb.optim.AdamW8bit if kind == "adamw_8bit" else bnb.optim.PagedAdamW8bit
+        return cls(params, lr=lr, betas=betas, weight_decay=weight_decay)
+    if kind == BF16_WEIGHTS:
+        ao = _import(kind, "torchao.optim")
+
+        class AdamW8bitBf16(ao.AdamW8bit):
+            """On the CPU the per-parameter step runs eagerly: torch.compile there costs seconds per tensor shape."""
+
+            def step(self, closure=None):
+                if any(p.device.type != "cpu" for g in self.param_groups for p in g["params"]):
+                    return super().step(closure)
+                with mock.patch.object(torch, "compile", lambda fn, **_: fn):  # torchao compiles at each call
+                    return super().step(closure)
+
+        return AdamW8bitBf16(params, lr=lr, betas=betas, weight_decay=weight_decay, bf16_stochastic_round=True)
     raise ValueError(f"unknown optimizer {kind!r}; expected one of {OPTIMIZERS}")
+
+
+def _import(kind: str, module: str):
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except Exception as e:  # ImportError, or RuntimeError from a broken native library
+        raise ImportError(f"optimizer {kind!r} needs {module.split('.')[0]}, which failed to import ({e!r}); "
+                          "install it (requirements.txt) or pass --optim adamw") from e
 
 
 def clip_grad_norm(
@@ -74,7 +97,10 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Set the learning rate of every param group of `optimizer`."""
     # Manual per-step schedule (lr_at) instead of a stateful torch LR scheduler.
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        if torch.is_tensor(group["lr"]):  # torchao keeps lr a tensor (its compiled step reads it)
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
 
 
 def local_shards(params: list) -> list:

@@ -30,7 +30,8 @@ from rl.checkpoint import CheckpointError, prune, write_atomic
 from rl.config import Config
 from rl.guards import NonFiniteGuard, StopRequest, watchdog
 from rl.monitor import Monitor
-from rl.optim import clip_grad_norm, local_shards, lr_at, make_optimizer, optimizer_step
+from rl.offload import move, placed
+from rl.optim import BF16_WEIGHTS, clip_grad_norm, local_shards, lr_at, make_optimizer, optimizer_step
 from rl.policy import Critic, Scorer, load_policy, pad_token_id, set_image_pixels, tokenizer_of
 from rl.rollout import generate
 from rl.classroom_model import classroom_model
@@ -110,7 +111,8 @@ class Trainer:
         self.kernels = kernels.select(cfg.kernels, self.device, cfg.attn, packed=cfg.max_tokens_per_micro > 0)
         self.log(self.kernels.reason)
         attn = self.kernels.attn_implementation
-        self.policy, self.processor = load_policy(cfg.resume or base, torch.float32, attn, self.device)
+        weights = torch.bfloat16 if cfg.optim == BF16_WEIGHTS else torch.float32  # else fp32 master weights
+        self.policy, self.processor = load_policy(cfg.resume or base, weights, attn, self.device)
         kernels.prepare_model(self.policy, self.kernels)
         self.tokenizer = tokenizer_of(self.processor)
         self.pad_id = pad_token_id(self.processor)
@@ -123,13 +125,15 @@ class Trainer:
         # The reference model (the initial policy) exists only when it is used (kl > 0); frozen, compute dtype.
         self.ref = None
         if cfg.kl > 0:
-            self.ref = kernels.prepare_model(load_policy(base, torch.float32, attn, self.device)[0], self.kernels) \
+            self.ref = kernels.prepare_model(load_policy(base, weights, attn, self.device)[0], self.kernels) \
                 if cfg.resume else copy.deepcopy(self.policy)
             self.ref.requires_grad_(False).eval()
             if self.autocast_dtype is not None:
                 self.ref.to(self.autocast_dtype)
-        self.critic = None
         sharded = self.world > 1
+        if self.ref is not None and cfg.ref_offload and not sharded:
+            move(self.ref, torch.device("cpu"))  # visits the device in the log-prob phase only
+        self.critic = None
         if cfg.estimator == "gae":
             self.critic = Critic(self.policy, keep_vision_in_graph=sharded).to(self.device)
             if cfg.freeze_vision and is_vision_model(self.policy):
@@ -143,9 +147,9 @@ class Trainer:
             mixed = self.device.type == "cuda" and self.autocast_dtype is not None
             dist.shard(self.scorer, mixed)
             if self.ref_scorer is not None:
-                dist.shard(self.ref_scorer, mixed_precision=False)
+                dist.shard(self.ref_scorer, mixed_precision=False, offload=cfg.ref_offload)
             if self.critic is not None:
-                dist.shard(self.critic, mixed)
+                dist.shard(self.critic, mixed, offload=cfg.critic_offload)
 
         self.packed = cfg.max_tokens_per_micro > 0
         self.rollout_size = cfg.prompts_per_step * cfg.n_samples
@@ -217,7 +221,8 @@ class Trainer:
             raise RuntimeError(f"every prompt of step {self.step} is longer than --max-prompt-len {cfg.max_prompt_len}")
         # The samples depend on the seed, the step and the prompt, not on how many processes share the step.
         seed = (cfg.seed * 1_000_003 + self.step) * 65_536 + self.rank * (cfg.prompts_per_step // self.world)
-        with self.phase("generate", times), self.autocast(), dist.gathered(self.scorer):
+        with self.phase("generate", times), self.autocast(), dist.gathered(self.scorer), \
+                placed(self.critic, torch.device("cpu"), self.critic_optimizer, enabled=cfg.critic_offload):
             rollout = generate(self.policy, self.processor, prompts, cfg.n_samples, cfg.temperature, cfg.top_p,
                                cfg.max_new_tokens, cfg.gen_batch_size, engine=cfg.rollout,
                                compile=cfg.compile_decode, seed=seed)
@@ -241,7 +246,8 @@ class Trainer:
         if from_sampler:  # the log-probs (and entropies) the sampler drew with: one forward pass fewer
             rollout.old_logp = rollout.sampler_logp.clone()
         self.policy.eval()
-        with self.phase("logprob", times), torch.no_grad(), self.autocast():
+        with self.phase("logprob", times), torch.no_grad(), self.autocast(), \
+                placed(self.ref, self.device, enabled=cfg.ref_offload):
             for idx, real in self.in_step(self.micro_batches(rollout, range(len(rollout)))):
                 batch = rollout.batch(idx, self.pad_id, packed=self.packed)
                 if from_sampler:

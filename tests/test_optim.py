@@ -72,6 +72,39 @@ def test_adamw_8bit_step_moves_against_gradient(n):
         assert next(iter(opt.state.values()))["state1"].dtype == torch.uint8
 
 
+def test_paged_adamw_8bit_is_the_same_update():
+    """The paged variant keeps its states in (CUDA) unified memory; the update is AdamW8bit's, bit for bit."""
+    bnb = pytest.importorskip("bitsandbytes")
+    w, _, opt = _one_step("paged_adamw_8bit", 8192)
+    assert isinstance(opt, bnb.optim.PagedAdamW8bit)
+    assert torch.equal(w, _one_step("adamw_8bit", 8192)[0])
+
+
+def test_bf16_weights_with_8bit_states_land_updates_far_below_bf16_resolution():
+    """lr 4e-7 on a bf16 weight of 1.0 (resolution 2^-8 just below 1): round-to-nearest loses every update, torchao's
+    stochastic rounding lands them in expectation. Adam with a constant gradient steps by lr each time, so after
+    N steps the mean weight is 1 - N lr."""
+    ao = pytest.importorskip("torchao.optim")
+    torch.manual_seed(0)
+    n, steps, lr = 65536, 50, 4e-7
+    ours, nearest = (torch.nn.Parameter(torch.ones(n, dtype=torch.bfloat16)) for _ in range(2))
+    opt = O.make_optimizer([ours], lr=lr, kind="adamw_8bit_bf16")
+    plain = torch.optim.AdamW([nearest], lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
+    assert isinstance(opt, ao.AdamW8bit) and opt.bf16_stochastic_round
+    for _ in range(steps):
+        for p, o in ((ours, opt), (nearest, plain)):
+            p.grad = torch.ones_like(p)
+            o.step()
+    assert torch.equal(nearest, torch.ones_like(nearest))  # every update lost
+    moved = 1.0 - ours.double().mean().item()
+    assert moved == pytest.approx(steps * lr, rel=0.2)  # 2e-5; the sampling error is about 5 %
+    assert ours.dtype == torch.bfloat16
+    state = opt.state[ours]["exp_avg"]
+    assert state.codes.dtype == torch.uint8 and state.codes.numel() == n and state.scale.numel() == n // 256
+    O.set_lr(opt, 1e-3)  # torchao keeps the lr a tensor
+    assert torch.is_tensor(opt.param_groups[0]["lr"]) and opt.param_groups[0]["lr"].item() == pytest.approx(1e-3)
+
+
 def test_adamw_torch_step():
     w, c, opt = _one_step("adamw", 10)
     assert isinstance(opt, torch.optim.AdamW)

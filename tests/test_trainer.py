@@ -47,15 +47,18 @@ def test_image_prompts_train_the_vision_tower_unless_frozen(tmp_path, freeze_vis
     assert not _changed(visual, trainer.ref.model.visual)  # the reference stays frozen
 
 
-@pytest.mark.parametrize("estimator", ["reinforce_baseline", "gae"])
-def test_resumed_equals_uninterrupted(tmp_path, estimator):
-    """4 steps in one go == 2 steps, stop, resume from the step-2 checkpoint, 2 more (weights and metrics)."""
+@pytest.mark.parametrize("estimator,optim", [("reinforce_baseline", "adamw_8bit"), ("gae", "adamw_8bit"),
+                                             ("gae", "adamw_8bit_bf16")])
+def test_resumed_equals_uninterrupted(tmp_path, estimator, optim):
+    """4 steps in one go == 2 steps, stop, resume from the step-2 checkpoint, 2 more (weights and metrics). With
+    bf16 weights the torchao 8-bit states and the stochastic rounding's random stream resume too."""
     import json
 
     from safetensors.torch import load_file
 
     def config(out, **kw):
-        return preset("debug", out=str(out), estimator=estimator, max_steps=4, save_every=2, kl=0.01, **kw)
+        return preset("debug", out=str(out), estimator=estimator, max_steps=4, save_every=2, kl=0.01, optim=optim,
+                      **kw)
 
     whole = Trainer(config(tmp_path / "a"), load_fixture("math"), LengthReward())
     whole.train()
@@ -63,8 +66,11 @@ def test_resumed_equals_uninterrupted(tmp_path, estimator):
                       load_fixture("math"), LengthReward())
     assert resumed.step == 2
     resumed.train()
-    a, b = (load_file(tmp_path / d / "final" / "model.safetensors") for d in ("a", "b"))
+    a, b, base = (load_file(tmp_path / d) for d in ("a/final/model.safetensors", "b/final/model.safetensors",
+                                                     "a/base_model/model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert {v.dtype for v in a.values()} == {torch.bfloat16 if optim == "adamw_8bit_bf16" else torch.float32}
+    assert any(not torch.equal(a[k].float(), base[k].float()) for k in a)  # it trained
     drop = ("time/", "tokens_per_s", "mem/")
     lines = [[{k: v for k, v in json.loads(ln).items() if not k.startswith(drop)}
               for ln in open(tmp_path / d / "metrics.jsonl")] for d in ("a", "b")]
@@ -112,3 +118,64 @@ def test_empty_response_is_scored_as_released_only_when_asked(tmp_path, monkeypa
     query = trainer.tokenizer.decode(prompt_ids)
     assert query.endswith("<|im_start|>assistant\n") and "<|im_start|>user" in query
     assert texts[0] == ("" if mode == "zero" else query)
+
+
+def test_offloaded_models_visit_the_device_only_for_their_phases(tmp_path, monkeypatch):
+    """--ref-offload: the reference is placed on the device around the log-prob phase (its forward runs inside);
+    --critic-offload: the critic and its optimizer states are placed on the CPU around generation. (A CPU run has
+    nothing to move: `placed` is recorded here, and tested on its own below.)"""
+    import contextlib
+
+    import rl.trainer as trainer_module
+
+    events = []
+
+    @contextlib.contextmanager
+    def recording(module, device, optimizer=None, enabled=True):
+        name = "ref" if module is trainer.ref else "critic" if module is trainer.critic else "?"
+        events.append(("enter", name, device.type, optimizer is trainer.critic_optimizer, enabled))
+        yield
+        events.append(("exit", name))
+
+    real_generate = trainer_module.generate
+    monkeypatch.setattr(trainer_module, "placed", recording)
+    monkeypatch.setattr(trainer_module, "generate", lambda *a, **k: events.append("generate") or real_generate(*a, **k))
+    cfg = preset("debug", out=str(tmp_path), estimator="gae", kl=0.001, ref_offload=True, critic_offload=True)
+    samples = load_fixture("math")
+    trainer = Trainer(cfg, samples, LengthReward())
+    ref_forward = trainer.ref_scorer.forward
+    monkeypatch.setattr(trainer.ref_scorer, "forward", lambda *a, **k: events.append("ref") or ref_forward(*a, **k))
+    trainer.make_experience(samples[:cfg.prompts_per_step])
+    assert events[:3] == [("enter", "critic", "cpu", True, True), "generate", ("exit", "critic")]
+    assert events[3] == ("enter", "ref", trainer.device.type, False, True) and events[-1] == ("exit", "ref")
+    assert set(events[4:-1]) == {"ref"}
+
+
+def test_placed_moves_and_always_moves_back(monkeypatch):
+    import rl.offload as offload
+
+    moves = []
+    monkeypatch.setattr(offload, "move", lambda module, device, optimizer=None: moves.append(torch.device(device).type))
+    module = torch.nn.Linear(2, 2)
+    with offload.placed(module, torch.device("cuda")):
+        assert moves == ["cuda"]
+    assert moves == ["cuda", "cpu"]
+    with pytest.raises(RuntimeError), offload.placed(module, torch.device("cuda")):
+        raise RuntimeError("a failing phase")
+    assert moves == ["cuda", "cpu"] * 2
+    with offload.placed(module, torch.device("cuda"), enabled=False), offload.placed(module, torch.device("cpu")):
+        pass
+    assert moves == ["cuda", "cpu"] * 2  # disabled, or already there: nothing moves
+
+
+def test_move_keeps_parameters_and_carries_optimizer_states():
+    from rl.offload import move
+
+    module = torch.nn.Linear(64, 64)
+    opt = torch.optim.AdamW(module.parameters(), lr=1e-3)
+    module(torch.ones(1, 64)).sum().backward()
+    opt.step()
+    params = list(module.parameters())
+    move(module, torch.device("cpu"), opt)
+    assert [id(p) for p in module.parameters()] == [id(p) for p in params] and set(opt.state) == set(params)
+    assert all(s["step"].dim() == 0 and s["exp_avg"].device.type == "cpu" for s in opt.state.values())
