@@ -1,0 +1,8 @@
+"""The RL side: config, trainer, rollout, algorithms, checkpoints, memory planner."""
+import logging
+
+# transformers imports torchao (--optim adamw_8bit_bf16) whenever it is installed; on a machine without its CUDA
+# build, torchao logs each extension it cannot load, and torch logs deprecation notes for torchao's enums. Neither
+# concerns a run of ours.
+for _name in ("torchao", "torch.utils._pytree"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
