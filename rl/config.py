@@ -44,7 +44,8 @@ class Config:
     kernel_check_tol: float = knob(0.0, "max |log-prob difference| of the shadow check "
                                    "(0 = 1e-3 in fp32, 5e-2 in bf16)")
     gradient_checkpointing: bool = knob(True, "recompute activations in backward (memory for time)")
-    freeze_vision: bool = knob(False, "freeze the vision tower (the paper does so only for Sokoban)")
+    freeze_vision: bool = knob(False, "freeze the policy's vision tower (the paper does so only for Sokoban; the "
+                               "critic's tower still trains, as in the released code)")
     # rollout
     prompts_per_step: int = knob(256, "prompts per rollout step (rollout batch size)")
     n_samples: int = knob(16, "samples per prompt (the group of GRPO/RLOO/REINFORCE++-baseline)")

@@ -405,10 +405,9 @@ def plan_memory(cfg, gpu_mem_gb: float, nproc: int = 1, info: ModelInfo | None =
 
     critic = critic_cast = critic_grads = 0
     if cfg.estimator == "gae":
-        value_head = [Param("value_head.weight", (1, info.hidden), False, True, False, True, -1),
-                      Param("value_head.bias", (1,), False, True, False, True, -1)]
-        body = [p for p in info.params if p.backbone] + value_head
-        body_trained = [p for p in body if not (cfg.freeze_vision and p.vision)]
+        body = [p for p in info.params if p.backbone] + [Param("value_head.weight", (1, info.hidden), False, True,
+                                                                False, True, -1)]
+        body_trained = body  # --freeze-vision freezes the actor's tower only
         critic = _sharded(body, n, wb) + optimizer_state_bytes([p.shape for p in body_trained], cfg.optim, n)
         critic_grads = _sharded(body_trained, n, wb)
         critic_cast = cast([p for p in body if not p.head]) if n == 1 else 0

@@ -22,20 +22,18 @@ def lr_at(
     min_lr_ratio: float = 0.1,
 ) -> float:
     """Learning rate for 0-indexed optimizer `step`: linear warmup then cosine decay to min_lr_ratio*base_lr."""
-    # OpenRLHF "cosine_with_min_lr" schedule, shifted by one so the first update is not lr=0:
-    # warmup lr = base*(step+1)/W for W = ceil(warmup_ratio*total) steps (step W-1 hits base_lr),
-    # then cosine base -> min with progress (step+1-W)/(total-W), reaching min at step total-1.
+    # The released schedule: transformers' "cosine_with_min_lr" (a LambdaLR stepped after each optimizer step), so
+    # update k uses lambda(k): k / W during the W = ceil(warmup_ratio * total) warmup steps (the first update at lr
+    # 0), then min + (base - min) * 0.5 * (1 + cos(pi * (k - W) / (total - W))).
     if total_steps < 1:
         raise ValueError(f"total_steps must be >= 1, got {total_steps}")
     if step < 0:
         raise ValueError(f"step must be >= 0, got {step}")
     # -1e-9 guards float noise: 0.07*100 == 7.000000000000001 must give 7, not 8.
     warmup = max(0, math.ceil(warmup_ratio * total_steps - 1e-9))
-    s = step + 1
-    if s <= warmup:
-        return base_lr * s / warmup
-    decay = total_steps - warmup
-    progress = min(1.0, (s - warmup) / decay)
+    if step < warmup:
+        return base_lr * step / warmup
+    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
     min_lr = base_lr * min_lr_ratio
     return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 

@@ -226,9 +226,9 @@ class Critic(nn.Module):
         super().__init__()
         self.backbone = copy.deepcopy(policy.model)
         hidden = policy.get_output_embeddings().weight.shape[1]
-        self.value_head = nn.Linear(hidden, 1, dtype=policy.dtype)
-        nn.init.zeros_(self.value_head.weight)
-        nn.init.zeros_(self.value_head.bias)
+        # As the released critic: no bias, weight ~ N(0, 1 / (hidden + 1)) (the std, not the variance).
+        self.value_head = nn.Linear(hidden, 1, bias=False, dtype=policy.dtype)
+        nn.init.normal_(self.value_head.weight, std=1 / (hidden + 1))
         self.keep_vision_in_graph = keep_vision_in_graph and hasattr(policy.config, "vision_config")
 
     def forward(self, batch: dict) -> torch.Tensor:

@@ -135,9 +135,8 @@ class Trainer:
             move(self.ref, torch.device("cpu"))  # visits the device in the log-prob phase only
         self.critic = None
         if cfg.estimator == "gae":
-            self.critic = Critic(self.policy, keep_vision_in_graph=sharded).to(self.device)
-            if cfg.freeze_vision and is_vision_model(self.policy):
-                self.critic.backbone.visual.requires_grad_(False)
+            # --freeze-vision freezes the actor's vision tower only, as the released --freeze_prefix does
+            self.critic = Critic(self.policy, keep_vision_in_graph=sharded).to(self.device).requires_grad_(True)
             if cfg.resume:
                 self.critic.load_state_dict(torch.load(Path(cfg.resume) / "critic.pt"))
         # The log-prob forwards as modules: with several processes each is an FSDP2 root over its layers.
@@ -158,7 +157,10 @@ class Trainer:
         self.total_steps = cfg.episodes * steps_per_episode
         if cfg.max_steps:
             self.total_steps = min(self.total_steps, cfg.max_steps) if cfg.episodes else cfg.max_steps
-        self.total_updates = self.total_steps * self.updates_per_step
+        # The schedule's length: the released count, from the data set's size (it also counts the last, dropped
+        # partial rollout); a run cut short by --max-steps spans its own updates.
+        self.total_updates = self.total_steps * self.updates_per_step if cfg.max_steps else max(1, math.ceil(
+            cfg.episodes * (len(samples) * cfg.n_samples // cfg.train_batch_size * cfg.ppo_epochs)))
         self.actor_params = [p for p in self.policy.parameters() if p.requires_grad]
         self.actor_shards = local_shards(self.actor_params)  # what this process updates
         self.optimizer = make_optimizer(self.actor_shards, cfg.actor_lr, tuple(cfg.adam_betas), cfg.weight_decay,

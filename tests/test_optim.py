@@ -9,39 +9,43 @@ from rl import optim as O
 
 
 # ---------------------------------------------------------------- schedule
-# total=21, warmup_ratio=0.1 -> W = ceil(2.1) = 3 warmup steps; cosine over the remaining 18.
+# total=21, warmup_ratio=0.1 -> W = ceil(2.1) = 3 warmup steps; cosine over the remaining 18. Update k uses the
+# released LambdaLR's value at k: the first update at lr 0.
 
 
 def test_lr_warmup_values():
-    assert O.lr_at(0, 21, 1.0, 0.1, 0.1) == pytest.approx(1 / 3)
-    assert O.lr_at(1, 21, 1.0, 0.1, 0.1) == pytest.approx(2 / 3)
-    assert O.lr_at(2, 21, 1.0, 0.1, 0.1) == pytest.approx(1.0)  # end of warmup: base_lr
+    assert O.lr_at(0, 21, 1.0, 0.1, 0.1) == 0.0
+    assert O.lr_at(1, 21, 1.0, 0.1, 0.1) == pytest.approx(1 / 3)
+    assert O.lr_at(2, 21, 1.0, 0.1, 0.1) == pytest.approx(2 / 3)
+    assert O.lr_at(3, 21, 1.0, 0.1, 0.1) == pytest.approx(1.0)  # end of warmup: base_lr
 
 
 def test_lr_cosine_values():
-    # step 3: progress 1/18 -> 0.1 + 0.45*(1 + cos(10 deg)) = 0.1 + 0.45*1.9848078 = 0.9931635
-    assert O.lr_at(3, 21, 1.0, 0.1, 0.1) == pytest.approx(0.9931635, abs=1e-7)
-    # step 8: progress 6/18 = 1/3 -> 0.1 + 0.45*(1 + 0.5) = 0.775
-    assert O.lr_at(8, 21, 1.0, 0.1, 0.1) == pytest.approx(0.775)
-    # step 11: progress 9/18 (middle) -> 0.1 + 0.45 = 0.55
-    assert O.lr_at(11, 21, 1.0, 0.1, 0.1) == pytest.approx(0.55)
-    # final step 20: min_lr = 0.1; past the end stays at min
-    assert O.lr_at(20, 21, 1.0, 0.1, 0.1) == pytest.approx(0.1)
+    # step 4: progress 1/18 -> 0.1 + 0.45*(1 + cos(10 deg)) = 0.1 + 0.45*1.9848078 = 0.9931635
+    assert O.lr_at(4, 21, 1.0, 0.1, 0.1) == pytest.approx(0.9931635, abs=1e-7)
+    # step 9: progress 6/18 = 1/3 -> 0.1 + 0.45*(1 + 0.5) = 0.775
+    assert O.lr_at(9, 21, 1.0, 0.1, 0.1) == pytest.approx(0.775)
+    # step 12: progress 9/18 (middle) -> 0.1 + 0.45 = 0.55
+    assert O.lr_at(12, 21, 1.0, 0.1, 0.1) == pytest.approx(0.55)
+    # the last update, step 20: progress 17/18 -> 0.1 + 0.45*(1 + cos(170 deg)) = 0.1068365; past the end: min
+    assert O.lr_at(20, 21, 1.0, 0.1, 0.1) == pytest.approx(0.1068365, abs=1e-7)
+    assert O.lr_at(21, 21, 1.0, 0.1, 0.1) == pytest.approx(0.1)
     assert O.lr_at(30, 21, 1.0, 0.1, 0.1) == pytest.approx(0.1)
     # scales with base_lr
-    assert O.lr_at(11, 21, 2e-6, 0.1, 0.1) == pytest.approx(1.1e-6)
+    assert O.lr_at(12, 21, 2e-6, 0.1, 0.1) == pytest.approx(1.1e-6)
 
 
 def test_lr_defaults_and_float_guard():
     # defaults: warmup 0.03 of 100 -> 3 steps, min ratio 0.1
-    assert O.lr_at(0, 100, 3e-6) == pytest.approx(1e-6)
-    assert O.lr_at(2, 100, 3e-6) == pytest.approx(3e-6)
-    assert O.lr_at(99, 100, 3e-6) == pytest.approx(3e-7)
+    assert O.lr_at(1, 100, 3e-6) == pytest.approx(1e-6)
+    assert O.lr_at(3, 100, 3e-6) == pytest.approx(3e-6)
+    assert O.lr_at(100, 100, 3e-6) == pytest.approx(3e-7)
     # 0.07 * 100 == 7.000000000000001 in floats: still 7 warmup steps, not 8
-    assert O.lr_at(0, 100, 1.0, 0.07) == pytest.approx(1 / 7)
-    assert O.lr_at(6, 100, 1.0, 0.07) == pytest.approx(1.0)
-    # no warmup: step 0 is already on the cosine (progress 1/10) -> 0.1 + 0.45*(1 + cos(18 deg))
-    assert O.lr_at(0, 10, 1.0, 0.0) == pytest.approx(0.1 + 0.45 * 1.9510565, abs=1e-7)
+    assert O.lr_at(1, 100, 1.0, 0.07) == pytest.approx(1 / 7)
+    assert O.lr_at(7, 100, 1.0, 0.07) == pytest.approx(1.0)
+    # no warmup: step 0 is the top of the cosine, step 1 at progress 1/10 -> 0.1 + 0.45*(1 + cos(18 deg))
+    assert O.lr_at(0, 10, 1.0, 0.0) == 1.0
+    assert O.lr_at(1, 10, 1.0, 0.0) == pytest.approx(0.1 + 0.45 * 1.9510565, abs=1e-7)
     with pytest.raises(ValueError):
         O.lr_at(0, 0, 1.0)
     with pytest.raises(ValueError):

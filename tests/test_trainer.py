@@ -179,3 +179,30 @@ def test_move_keeps_parameters_and_carries_optimizer_states():
     move(module, torch.device("cpu"), opt)
     assert [id(p) for p in module.parameters()] == [id(p) for p in params] and set(opt.state) == set(params)
     assert all(s["step"].dim() == 0 and s["exp_avg"].device.type == "cpu" for s in opt.state.values())
+
+
+def test_critic_as_released_value_head_and_its_own_vision_tower(tmp_path):
+    """The released critic: a bias-free value head with weights ~ N(0, 1/(H+1)); --freeze-vision (Sokoban's
+    --freeze_prefix visual) freezes the actor's vision tower only."""
+    cfg = preset("debug", out=str(tmp_path), estimator="gae", freeze_vision=True)
+    trainer = Trainer(cfg, load_fixture("message"), LengthReward())
+    head = trainer.critic.value_head
+    hidden = trainer.policy.get_output_embeddings().weight.shape[1]
+    assert head.bias is None and head.weight.shape == (1, hidden)
+    assert 0.5 / (hidden + 1) < head.weight.std().item() < 1.5 / (hidden + 1)
+    assert not any(p.requires_grad for p in trainer.policy.model.visual.parameters())
+    assert all(p.requires_grad for p in trainer.critic.parameters())
+    assert any(p is q for p in trainer.critic_params for q in trainer.critic.backbone.visual.parameters())
+
+
+def test_schedule_length_is_the_released_count(tmp_path):
+    """The released schedule spans ceil(episodes * (prompts * n_samples // train_batch * epochs)) updates: with 63
+    prompts, 4 samples, train batch 8, 2 episodes: ceil(2 * (252 // 8)) = 62, though 3 rollout steps of 16 prompts
+    per episode run 2 x 3 x 8 = 48 (the last partial rollout is dropped). --max-steps: the run's own updates (the
+    debug preset: 4 steps of 2)."""
+    samples = load_fixture("math")[:63]
+    cfg = preset("debug", out=str(tmp_path), max_steps=0, episodes=2, prompts_per_step=16, n_samples=4,
+                 train_batch_size=8)
+    trainer = Trainer(cfg, samples, LengthReward())
+    assert (trainer.total_steps * trainer.updates_per_step, trainer.total_updates) == (2 * 3 * 8, 62)
+    assert Trainer(preset("debug", out=str(tmp_path / "b")), samples, LengthReward()).total_updates == 8
