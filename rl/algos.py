@@ -54,7 +54,7 @@ KL_KINDS = ("k1", "k2", "k3")
 
 # Estimators whose advantages the released LMM-R1 code whitens (whiten_advantages=None): all but grpo.
 _WHITEN_BY_DEFAULT = {"reinforce_baseline": True, "reinforce": True, "gae": True, "rloo": True, "grpo": False}
-# The released code clips every scalar reward to this range before any estimator shapes it.
+# The released code clips every scalar reward to this range after the group baseline, before the KL shaping.
 REWARD_CLIP = 10.0
 # GRPO's std epsilon in the released code.
 GRPO_EPS = 1e-9
@@ -117,9 +117,8 @@ def kl_estimate(logp: Tensor, ref_logp: Tensor, kind: str = "k3") -> Tensor:
 
 
 def outcome_advantage(rewards: Tensor, group_size: int, estimator: str) -> Tensor:
-    """Shape scalar per-sample rewards [N] within contiguous prompt groups of size group_size.
-
-    The rewards come in already clipped (compute_advantages clips them first, as the released code does)."""
+    """Shape scalar per-sample rewards [N] within contiguous prompt groups of size group_size (compute_advantages
+    clips the result, as the released code does)."""
     # OpenRLHF ppo_utils/experience_maker: group baselines over n_samples_per_prompt rollouts.
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown advantage estimator {estimator!r}; expected one of {ESTIMATORS}")
@@ -223,8 +222,8 @@ def whiten(
     all_reduce: Optional[Callable[[Tensor], Optional[Tensor]]] = None,
 ) -> Tensor:
     """Normalise to mean 0 / std 1 over all valid tokens of the (global) batch; 0 on padding."""
-    # OpenRLHF advantage normalisation: global token-level mean and population variance,
-    # x_hat = (x - mean) * rsqrt(clamp(var, eps)). For data parallelism, [sum, sum_sq, count]
+    # OpenRLHF advantage normalisation (replay_buffer.py): global token-level mean and population variance,
+    # x_hat = (x - mean) * rsqrt(clamp(var, eps)) + 1e-8 (the released + eps too). For data parallelism, [sum, sum_sq, count]
     # are summed across ranks with `all_reduce` (called once; may return the summed tensor
     # or reduce in place and return None, e.g. torch.distributed.all_reduce).
     valid = _valid(mask)
@@ -239,7 +238,7 @@ def whiten(
         return torch.zeros_like(adv)
     mean = total / count
     var = (total_sq / count - mean.pow(2)).clamp(min=eps)
-    out = ((x - mean) * var.rsqrt()).to(adv.dtype)
+    out = ((x - mean) * var.rsqrt() + eps).to(adv.dtype)
     return _zero_pad(out, mask)
 
 
@@ -390,16 +389,16 @@ def compute_advantages(
     reward_clip: Optional[float] = REWARD_CLIP,
 ) -> tuple[Tensor, Tensor]:
     """Scalar rewards [N] -> per-token (advantages, returns) [N, T] for the given estimator."""
-    # LMM-R1's experience maker: clip the scalar reward to [-reward_clip, reward_clip] (every
-    # estimator) -> group-shape it -> per-token reward (KL-in-reward when beta > 0) -> reward-to-go
-    # (REINFORCE family) or GAE (PPO) -> global whitening (default on for all but grpo).
+    # LMM-R1's experience maker: group-shape the scalar reward (process_experiences) -> clip it to
+    # [-reward_clip, reward_clip] (compute_reward, every estimator) -> per-token reward (KL-in-reward when
+    # beta > 0) -> reward-to-go (REINFORCE family) or GAE (PPO) -> global whitening (on for all but grpo).
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown advantage estimator {estimator!r}; expected one of {ESTIMATORS}")
     if beta != 0.0 and kl is None:
         raise ValueError("beta != 0 requires the per-token `kl` tensor (KL-in-reward)")
-    if reward_clip is not None:
-        rewards = rewards.clamp(-reward_clip, reward_clip)
     outcome = outcome_advantage(rewards, group_size, estimator)
+    if reward_clip is not None:
+        outcome = outcome.clamp(-reward_clip, reward_clip)
     tok = token_rewards(outcome, mask, kl=kl, beta=beta)
     if estimator == "gae":
         if values is None:

@@ -135,6 +135,10 @@ class Config:
                              "--rollout ours)", choices=["recompute", "sampler"])
     compile_decode: bool = knob(False, "torch.compile the decode step of --rollout ours (CUDA only; ignored on the "
                                 "CPU)")
+    truncated_end: str = knob("keep", "a response cut at --max-new-tokens: 'keep' its last sampled token; 'eos' "
+                              "overwrites that token with the end token, as the released code does (the update then "
+                              "trains on a token the policy did not sample; needs --old-logprobs recompute)",
+                              choices=["keep", "eos"])
     # memory planner (rl/memory.py)
     plan: bool = knob(False, "print the memory each GPU needs per phase (generation, log-prob, update) for this run, "
                       "whether it fits in --gpu-mem-gb and which knob to turn first, and exit; loads nothing")
@@ -411,6 +415,8 @@ def invalid(cfg: Config) -> str | None:
             return f"{flag('device')}: no CUDA device is available here (use --device cpu)"
     if cfg.old_logprobs == "sampler" and cfg.rollout != "ours":
         return f"--old-logprobs sampler: needs --rollout ours ({flag('rollout')} keeps no log-probs of its draws)"
+    if cfg.old_logprobs == "sampler" and cfg.truncated_end == "eos":
+        return "--old-logprobs sampler: the sampler drew no end token where --truncated-end eos writes one"
     from rewards import REWARDS
     if cfg.reward not in REWARDS:
         return f"{flag('reward')}: expected one of {', '.join(REWARDS)}"

@@ -229,6 +229,10 @@ class Trainer:
                                cfg.max_new_tokens, cfg.gen_batch_size, engine=cfg.rollout,
                                compile=cfg.compile_decode, seed=seed)
 
+        if cfg.truncated_end == "eos":  # as released (Actor.process_sequences): a cut response ends in the end token
+            for response, done in zip(rollout.responses, rollout.finished):
+                if not done and response.numel():
+                    response[-1] = self.tokenizer.eos_token_id
         with self.phase("reward", times):
             texts = self.tokenizer.batch_decode(rollout.responses, skip_special_tokens=True)
             if cfg.empty_response == "prompt":

@@ -85,7 +85,7 @@ R = T([1.0, 0.0, 0.5, 0.5])
 
 def test_outcome_reinforce_baseline():
     close(A.outcome_advantage(R, 2, "reinforce_baseline"), [0.5, -0.5, 0.0, 0.0])
-    # No clamp here: the reward clip comes first, in compute_advantages. [30, 0] -> mean 15 -> [15, -15]
+    # No clamp here: compute_advantages clips what this returns. [30, 0] -> mean 15 -> [15, -15]
     close(A.outcome_advantage(T([30.0, 0.0]), 2, "reinforce_baseline"), [15.0, -15.0])
 
 
@@ -367,20 +367,22 @@ def test_compute_advantages_gae():
     close(valid.std(unbiased=False), 1.0)
 
 
-def test_reward_clip_before_shaping_every_estimator():
+def test_reward_clip_after_the_baseline_before_kl_shaping_every_estimator():
     mask = T([[1, 1], [1, 0]])
     # gae: a solved Sokoban level worth 11.45 trains as 10 (values 0, lambda = gamma = 1: returns = reward).
     adv, ret = A.compute_advantages("gae", T([11.45, -12.0]), mask, 1, values=torch.zeros(2, 2),
                                     whiten_advantages=False)
     close(ret, [[10.0, 10.0], [-10.0, 0.0]])
     close(adv, [[10.0, 10.0], [-10.0, 0.0]])
-    # reinforce_baseline clips first, then subtracts the group mean: [30, 0] -> [10, 0] -> [5, -5]
-    # (clipping after the baseline would give [10, -10]).
+    # As released (process_experiences, then compute_reward): the group baseline first, then the clip.
+    # reinforce_baseline: [30, 0] -> [15, -15] -> [10, -10] (clipping first would give [5, -5]).
     _, ret = A.compute_advantages("reinforce_baseline", T([30.0, 0.0]), mask, 2, whiten_advantages=False)
-    close(ret, [[5.0, 5.0], [-5.0, 0.0]])
-    # rloo: [30, 0] -> [10, 0] -> [10 - 0, 0 - 10] = [10, -10]; grpo: [10, 0] -> [0.70710678, -0.70710678]
-    _, ret = A.compute_advantages("rloo", T([30.0, 0.0]), mask, 2, whiten_advantages=False)
     close(ret, [[10.0, 10.0], [-10.0, 0.0]])
+    # rloo: [36, 0] -> [36 - 0, 0 - 36] -> [10, -10]; [6, 0] -> [6, -6] stays; grpo: [0.70710678, -0.70710678]
+    _, ret = A.compute_advantages("rloo", T([36.0, 0.0]), mask, 2, whiten_advantages=False)
+    close(ret, [[10.0, 10.0], [-10.0, 0.0]])
+    _, ret = A.compute_advantages("rloo", T([6.0, 0.0]), mask, 2, whiten_advantages=False)
+    close(ret, [[6.0, 6.0], [-6.0, 0.0]])
     _, ret = A.compute_advantages("grpo", T([30.0, 0.0]), mask, 2)
     close(ret, [[0.70710678, 0.70710678], [-0.70710678, 0.0]], atol=1e-8)
     # reinforce: [-30, 3] -> [-10, 3]

@@ -47,6 +47,7 @@ def error_of(argv) -> str:
     (["--data", "missing.jsonl"], "--data missing.jsonl: no such file"),
     (["--actor-lr", "-1"], "--actor-lr -1.0: must be a positive number"),
     (["--adam-betas", "0.9", "1.0"], "--adam-betas 0.9 1.0: both must lie in [0, 1)"),
+    (["--old-logprobs", "sampler", "--truncated-end", "eos"], "--old-logprobs sampler: the sampler drew no end token"),
 ])
 def test_bad_flag_values_are_one_line_errors(argv, expected):
     assert error_of(["--preset", "debug", *argv]).startswith("error: " + expected)

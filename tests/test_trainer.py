@@ -206,3 +206,30 @@ def test_schedule_length_is_the_released_count(tmp_path):
     trainer = Trainer(cfg, samples, LengthReward())
     assert (trainer.total_steps * trainer.updates_per_step, trainer.total_updates) == (2 * 3 * 8, 62)
     assert Trainer(preset("debug", out=str(tmp_path / "b")), samples, LengthReward()).total_updates == 8
+
+
+@pytest.mark.parametrize("mode", ["keep", "eos"])
+def test_truncated_response_end_as_released_only_when_asked(tmp_path, mode):
+    """--truncated-end eos (the released Actor.process_sequences): a response cut at --max-new-tokens has its last
+    sampled token overwritten with the end token, which the reward text then drops and the update scores."""
+    seen = []
+
+    class Recording(LengthReward):
+        def __call__(self, responses, golds, metas):
+            seen.append(list(responses))
+            return super().__call__(responses, golds, metas)
+
+    cfg = preset("debug", out=str(tmp_path), truncated_end=mode)
+    samples = load_fixture("math")
+    trainer = Trainer(cfg, samples, Recording())
+    rollout, _ = trainer.make_experience(samples[:cfg.prompts_per_step])
+    eos, cut = trainer.tokenizer.eos_token_id, [i for i, done in enumerate(rollout.finished) if not done]
+    assert cut  # the random model rambles
+    ends = [int(rollout.responses[i][-1]) == eos for i in cut]
+    assert all(ends) if mode == "eos" else not any(ends)
+    for i in cut:
+        text = trainer.tokenizer.decode(rollout.responses[i], skip_special_tokens=True)
+        assert seen[0][i] == text
+        if mode == "eos":  # the last token's log-prob is the end token's, recomputed by the training forward
+            last = rollout.responses[i].numel() - 1
+            assert rollout.old_logp[i, last] != rollout.sampler_logp[i, last]
