@@ -11,6 +11,9 @@ at the end:
 * `--log-with tensorboard|wandb` also sends every metrics line there (optional packages, imported only then; W&B
   runs offline unless WANDB_API_KEY or WANDB_MODE says otherwise).
 * `--plots` (on by default) writes <out>/plots/*.png at the end (rl/plots.py).
+
+Under torchrun every process has a Monitor: each evaluation runs on all of them with the full weights (each generates
+its share of the items); the main process scores, logs, tracks and plots.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import dataclasses
 import os
 import time
 from pathlib import Path
+
+from rl import dist
 
 __all__ = ["Monitor", "open_tracker"]
 
@@ -83,7 +88,7 @@ class Monitor:
                 raise SystemExit(f"error: --eval-benchmarks: {e}") from None
         self.scorer = None
         self.accuracy = {}  # step -> {benchmark: accuracy} of this process's evaluations
-        self.tracker = open_tracker(cfg.log_with, self.out, dataclasses.asdict(cfg))
+        self.tracker = open_tracker(cfg.log_with, self.out, dataclasses.asdict(cfg)) if dist.is_main() else None
 
     def due(self, step: int, total_steps: int) -> bool:
         every = self.cfg.eval_every
@@ -93,13 +98,16 @@ class Monitor:
         from evaluation import EvalSettings, Scorer, evaluate
 
         cfg, t0 = self.cfg, time.perf_counter()
-        if self.scorer is None:
+        if self.scorer is None and dist.is_main():
             self.scorer = Scorer(workers=max(1, cfg.reward_workers), timeout=cfg.reward_timeout)
         settings = EvalSettings(max_new_tokens=cfg.eval_max_new_tokens or cfg.max_new_tokens,
                                 batch_size=cfg.gen_batch_size, limit=cfg.eval_limit or None)
-        results = evaluate(trainer.policy, trainer.processor, self.names, settings, self.scorer,
-                           out_dir=self.out / "eval" / f"step_{trainer.step}", model_name=f"{cfg.out} step "
-                           f"{trainer.step}", progress=False, autocast=trainer.autocast, log=lambda m: None)
+        with dist.gathered(trainer.scorer):  # the full weights on every process: no collective inside a forward
+            results = evaluate(trainer.policy, trainer.processor, self.names, settings, self.scorer,
+                               out_dir=self.out / "eval" / f"step_{trainer.step}", model_name=f"{cfg.out} step "
+                               f"{trainer.step}", progress=False, autocast=trainer.autocast, log=lambda m: None)
+        if results is None:  # not the main process
+            return {}
         metrics = {"time/eval": time.perf_counter() - t0}
         for name, b in results["benchmarks"].items():
             metrics.update({f"eval/{name}/accuracy": b["accuracy"], f"eval/{name}/unextractable": b["unextractable"],
@@ -128,7 +136,7 @@ class Monitor:
         if self.tracker is not None:
             self.tracker.close()
             self.tracker = None
-        if self.cfg.plots and (self.out / "metrics.jsonl").is_file():
+        if self.cfg.plots and dist.is_main() and (self.out / "metrics.jsonl").is_file():
             from rl.plots import plot_run
 
             try:

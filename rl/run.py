@@ -78,9 +78,6 @@ def run(cfg: Config) -> Path | None:
 
     if not cfg.check_data:
         dist.setup(cfg.device)
-        if dist.world() > 1 and cfg.eval_benchmarks:
-            raise SystemExit("error: --eval-benchmarks: not with several processes yet; evaluate the checkpoints with "
-                             "eval.py")
         if dist.is_main():
             prepare_out(cfg)
         dist.barrier()

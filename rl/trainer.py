@@ -287,8 +287,8 @@ class Trainer:
             "response_len/mean": lengths.mean().item(),
             "response_len/max": lengths.max().item(),
             "response/truncated_frac": sum(not f for f in rollout.finished) / len(rollout),
-            "kl": algos.masked_mean(k1, mask).item(),
-            "entropy": algos.masked_mean(rollout.entropy, mask).item(),
+            "kl": self.token_mean(k1, mask),
+            "entropy": self.token_mean(rollout.entropy, mask),
             "prompt_len/mean": sum(p["prompt_ids"].numel() for p in prompts) / len(prompts),
             **times,
         })
@@ -481,13 +481,22 @@ class Trainer:
         """A stop signal reached any process: all stop after the same step."""
         return dist.all_reduce_sum(torch.tensor([float(stop.requested)])).item() > 0
 
+    def token_mean(self, x: torch.Tensor, mask: torch.Tensor) -> float:
+        """The mean of x over the valid tokens of every process (each process's own mean would weigh its tokens
+        by how few it has)."""
+        total = torch.stack([algos.masked_sum(x, mask), mask.sum()]).double()
+        total = dist.all_reduce_sum(total) if self.world > 1 else total
+        return (total[0] / total[1].clamp(min=1)).item()
+
     def global_metrics(self, metrics: dict) -> dict:
-        """The step's metrics over every process (means; the running counts summed)."""
+        """The step's metrics over every process: per-sample means (every process has as many samples) and
+        token means (already global: token_mean) averaged, maxima (".../max") the largest, running counts summed."""
         if self.world == 1:
             return {**metrics, **self.counts}
         parts = dist.all_gather_objects((metrics, dict(self.counts)))
         keys = dict.fromkeys(k for m, _ in parts for k in m)
-        out = {k: sum(m[k] for m, _ in parts if k in m) / sum(k in m for m, _ in parts) for k in keys}
+        out = {k: (max if k.endswith("/max") else lambda v: sum(v) / len(v))([m[k] for m, _ in parts if k in m])
+               for k in keys}
         for _, counts in parts:
             for k, v in counts.items():
                 out[k] = out.get(k, 0) + v if k in out and k not in keys else v
@@ -506,14 +515,14 @@ class Trainer:
     def train(self) -> Path | None:
         """Steps until the end (returns final/) or a stop signal (checkpoints, returns None)."""
         cfg, main = self.cfg, dist.is_main()
-        monitor = Monitor(cfg, self.out, self.log) if main else None  # --eval-benchmarks, --log-with, --plots
+        monitor = Monitor(cfg, self.out, self.log)  # --eval-benchmarks (every process), --log-with, --plots
         metrics_file = self.open_metrics() if main else open(os.devnull, "w")
         if main:
             prune(self.out, cfg.keep_last)  # leftovers of a write that was interrupted
         bar = tqdm(total=self.total_steps, initial=self.step, desc="rl", unit="step", dynamic_ncols=True,
                    disable=not main)
         try:
-            if monitor is not None and monitor.names and self.step == 0:  # the "before" of the evaluations
+            if monitor.names and self.step == 0:  # the "before" of the evaluations
                 metrics_file.write(json_line({"step": 0, "update_step": 0, **monitor.evaluate(self)})[0] + "\n")
             with StopRequest(self.log) as stop:
                 while self.step < self.total_steps and not self.stopping(stop):
@@ -529,8 +538,7 @@ class Trainer:
                     metrics = self.global_metrics(metrics)
                     self.step += 1
                     metrics = {"step": self.step, "update_step": self.update_step, **metrics}
-                    if monitor is not None:
-                        metrics.update(monitor.after_step(self, metrics))  # evaluation results when one is due
+                    metrics.update(monitor.after_step(self, metrics))  # evaluation results when one is due
                     line, nonfinite = json_line(metrics)  # strict JSON: NaN / Inf written as null, counted
                     if nonfinite:
                         self.counts["metrics/nonfinite"] += nonfinite
@@ -552,5 +560,4 @@ class Trainer:
         finally:
             bar.close()
             metrics_file.close()
-            if monitor is not None:
-                monitor.close()
+            monitor.close()
