@@ -8,10 +8,13 @@ Written in the manner of gym-sokoban (mpSchrader/gym-sokoban), without depending
   player and the targets (each holding its box) go on random floor cells, then REVERSE PLAY pulls the boxes away
   from their targets with random player moves, keeping the configuration with the best room score
   (box swaps x total box displacement). The level is then solved by `solve`, which records the optimal plan.
+  No generated level starts with a box or the player on a target (as in gym-sokoban, whose room score is 0 while
+  any target is covered); the released LMM-R1 verifier mishandles such levels (see rewards/sokoban.py).
 * `solve`: breadth-first search over (player, boxes) with single moves as edges, so the plan is optimal in MOVES
   (every action counts, walking as well as pushing). Dead squares and 2x2 frozen blocks are pruned.
 * `SokobanEnv`: the simulator with gym-sokoban's rewards (-0.1 a step, +1 box onto a target, -1 box off a target,
-  +10 when every box is on a target).
+  +10 when every box is on a target). A box that starts on a target counts as placed from the start (stock
+  gym-sokoban's reset starts the count at 0 and so pays a spurious +1 on the first step of such a level).
 * `render`: a deterministic PIL image, one distinct sprite per tile kind.
 
 Coordinates are (row, col) with (0, 0) the top-left cell. Actions are the strings in `ACTIONS`.
@@ -189,7 +192,8 @@ class SokobanEnv:
     pushes a box into a wall or another box (then nothing moves). Pushing a box onto a target adds
     BOX_ON_TARGET_REWARD, off a target BOX_OFF_TARGET_PENALTY (counted as the change in the number of boxes on
     targets, as gym-sokoban does), and FINISHED_REWARD when every box is on a target. done: all boxes on targets,
-    or max_steps steps taken.
+    or max_steps steps taken. Boxes already on targets at reset count as placed (no reward until one moves; pushing
+    one off costs 1, pushing it back earns 1), where gym-sokoban's reset starts the count at 0.
     """
 
     def __init__(self, level: Level | dict, max_steps: int = 120):
@@ -413,8 +417,12 @@ def generate_level(seed: int, width: int = 8, height: int = 8, num_boxes: int = 
     room (random walk of `topology_steps`, default int(1.7 * (width + height)) as in gym-sokoban), place the player
     and the targets on random floor cells, reverse-play `walks` random walks of `walk_steps` (default
     10 * (width + height)) steps and keep the best-scoring configuration. An attempt is rejected (next attempt, same
-    random stream) when no configuration scores above 0 (no box left its target), when the solver gives up
-    (`max_states`) or when the optimal plan is empty or longer than `max_solution_len`.
+    random stream) when no configuration scores above 0 (no box left its target), when a box or the player starts
+    on a target, when the solver gives up (`max_states`) or when the optimal plan is empty or longer than
+    `max_solution_len`. So every level starts with all targets uncovered, as gym-sokoban's do (its reverse play
+    scores 0 while a target is covered, and so does `_reverse_play`; the explicit check keeps the guarantee): the
+    released LMM-R1 verifier loses a target that starts covered (rewards/sokoban.py), and on such levels its
+    rewards would differ from ours.
     """
     if not (3 <= width and 3 <= height) or num_boxes < 1:
         raise ValueError("need width, height >= 3 and num_boxes >= 1")
@@ -428,8 +436,8 @@ def generate_level(seed: int, width: int = 8, height: int = 8, num_boxes: int = 
         picks = rng.sample(floor_cells, num_boxes + 1)
         player, targets = picks[0], sorted(picks[1:])
         score, player, boxes = _reverse_play(rng, set(floor_cells), targets, player, walks, walk_steps)
-        if score <= 0:
-            continue
+        if score <= 0 or player in targets or set(boxes) & set(targets):
+            continue  # nothing displaced, or a target starts covered (the released verifier would lose it)
         walls = {(r, c) for r in range(height) for c in range(width)} - set(floor_cells)
         level = Level(width, height, walls, targets, boxes, player)
         plan = solve(level, max_states=max_states, max_depth=max_solution_len)

@@ -12,8 +12,20 @@
 * thinking_bonus: 0.001 per word longer than one character in the stripped `<think>` text, words being the pieces
   of a split on single spaces (as the verifier does: a newline does not separate words), at most 0.2.
 
-Boxes that start on a target count as placed from the start (gym-sokoban's reset, as in the verifier): no reward
-until one moves; pushing it off costs 1 and pushing it back earns 1 again.
+Levels that start with a box or the player on a target: never trained or evaluated on, since the generator
+(envs/sokoban.py) rejects them, as gym-sokoban's generator (the source of the released levels) never makes them.
+On a hand-written one our simulator counts a box that starts on a target as placed (no reward until one moves;
+pushing it off costs 1, pushing it back earns 1). The released verifier differs there: its DirectLoadSokobanEnv
+rebuilds the level from the saved room_state (floor under boxes and the player, num_boxes = boxes off targets),
+so every target that starts covered is lost. Measured with gym-sokoban 0.0.6:
+* a box that starts on a target is not counted: pushing it off costs only the step (-0.1); when the player leaves
+  the cell a box on target reappears there (a "ghost" that blocks the real box's way back and can itself be
+  pushed, creating a box); the level is won once the other boxes cover the remaining targets. The 8-move plan of
+  tests/test_sokoban.py's LEVEL_C: env 10.2 here, 10.6 there (a "win" after 4 moves, the box still off);
+* a player that starts on a target loses it: the first step earns a spurious +1, and placing the other boxes
+  wins. Two boxes, one placed in 4 moves: env 0.6 here, 11.6 there.
+(Stock gym-sokoban's reset, which starts the on-target count at 0, would pay a spurious +1 on the first step of
+a level with a pre-placed box instead.) On levels with every target uncovered, the two agree step for step.
 One deliberate difference from the verifier, only on inputs it handles by accident: tag ORDER is checked (the
 verifier only counts the tags; its slicing then reads the wrong spans).
 Responses longer than MAX_RESPONSE_CHARS fail the gate (bounded work on untrusted text; no regex is used).

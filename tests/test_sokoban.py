@@ -84,8 +84,9 @@ def test_push_on_and_off_target():
 
 
 def test_box_starting_on_a_target():
-    # The on-target count starts at 1 (gym-sokoban's reset, as the released verifier), so no reward until a box
-    # changes status: no +1 on the first step.
+    # Hand-written only (the generator never makes such a level): the on-target count starts at 1, so no reward
+    # until a box changes status: no +1 on the first step. (Neither stock gym-sokoban, whose reset starts the count
+    # at 0, nor the released verifier, which loses a covered target, does this; see rewards/sokoban.py.)
     # down -0.1 (-0.1); right -0.1 (-0.2); up: box (3,2) off its target to (2,2): -0.1 - 1 = -1.1 (-1.3);
     # right: box (3,3) onto (3,4): -0.1 + 1 = 0.9 (-0.4); up, up, left: -0.1 each (-0.7);
     # down: box (2,2) back onto (3,2), all placed: -0.1 + 1 + 10 = 10.9 (10.2).
@@ -103,7 +104,7 @@ LEVEL_D = Level.from_text(
     "########")
 
 
-def test_pre_placed_box_pushed_off_and_back_scores_as_gym_sokoban():
+def test_pre_placed_box_counts_as_placed_from_the_start():
     env = SokobanEnv(LEVEL_D)
     assert env.boxes_on_target == 1
     assert env.step("up") == (pytest.approx(-0.1), False)  # first step, nothing changes: -0.1, no spurious +1
@@ -358,6 +359,40 @@ def test_generated_levels_are_solved_by_their_optimal_solution():
         out = sokoban_reward(resp(list(plan)), level.to_dict())
         assert out["success"] and out["env"] == pytest.approx(10 + level.num_boxes - 0.1 * len(plan))
     assert {(lv.width, lv.num_boxes) for lv in levels} == {(s, b) for s in range(6, 11) for b in (1, 2, 3)}
+
+
+def test_generated_levels_never_start_with_a_covered_target():
+    # The released verifier loses a target that starts under a box or the player (rewards/sokoban.py), so the
+    # generator must never emit one: a few hundred levels of the default mix, plus the small rooms, where covered
+    # configurations are likeliest.
+    levels = generate_levels(300, seed=0) + generate_levels(100, seed=1, sizes=[5, 6], boxes=[2, 3])
+    for level in levels:
+        assert not level.boxes & level.targets, level.to_text()
+        assert level.player not in level.targets, level.to_text()
+
+
+def test_generator_rejects_a_covered_target_from_reverse_play(monkeypatch):
+    # The explicit check in generate_level's attempt loop, independent of _reverse_play's own scoring rule.
+    import envs.sokoban as sokoban
+    real = sokoban._reverse_play
+
+    def covered(kind):
+        def fake(rng, floor, targets, player, walks, steps):
+            score, p, boxes = real(rng, floor, targets, player, walks, steps)
+            if score > 0:  # then no target is covered; cover one
+                if kind == "box":  # the first box back on its target
+                    boxes = (targets[0],) + tuple(boxes[1:])
+                else:  # the player on a target
+                    p = targets[0]
+            return score, p, boxes
+        return fake
+
+    for kind in ("box", "player"):
+        monkeypatch.setattr(sokoban, "_reverse_play", covered(kind))
+        with pytest.raises(RuntimeError):
+            generate_level(0, 8, 8, 2, max_attempts=5)
+    monkeypatch.setattr(sokoban, "_reverse_play", real)
+    assert generate_level(0, 8, 8, 2).to_dict() == generate_level(0, 8, 8, 2).to_dict()
 
 
 def test_generator_is_deterministic_and_fast():
