@@ -23,6 +23,17 @@ class LengthReward:
         pass
 
 
+class RecordingReward(LengthReward):
+    """LengthReward that keeps the texts it scores, one list per call."""
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, responses, golds, metas):
+        self.seen.append(list(responses))
+        return super().__call__(responses, golds, metas)
+
+
 def _snapshot(module):
     return {n: p.detach().clone() for n, p in module.named_parameters()}
 
@@ -102,18 +113,11 @@ def test_empty_response_is_scored_as_released_only_when_asked(tmp_path, monkeypa
         return Rollout(r.prompts, r.n, [r.responses[0][:0]] + r.responses[1:], [True] + r.finished[1:])
 
     monkeypatch.setattr(trainer_module, "generate", first_response_empty)
-    seen = []
-
-    class Recording(LengthReward):
-        def __call__(self, responses, golds, metas):
-            seen.append(list(responses))
-            return super().__call__(responses, golds, metas)
-
     cfg = preset("debug", out=str(tmp_path), empty_response=mode)
     samples = load_fixture("math")
-    trainer = Trainer(cfg, samples, Recording())
+    trainer = Trainer(cfg, samples, RecordingReward())
     trainer.make_experience(samples[:cfg.prompts_per_step])
-    texts = seen[0]
+    texts = trainer.reward_fn.seen[0]
     prompt_ids = encode_prompts(trainer.processor, samples[:1])[0]["prompt_ids"]
     query = trainer.tokenizer.decode(prompt_ids)
     assert query.endswith("<|im_start|>assistant\n") and "<|im_start|>user" in query
@@ -212,16 +216,9 @@ def test_schedule_length_is_the_released_count(tmp_path):
 def test_truncated_response_end_as_released_only_when_asked(tmp_path, mode):
     """--truncated-end eos (the released Actor.process_sequences): a response cut at --max-new-tokens has its last
     sampled token overwritten with the end token, which the reward text then drops and the update scores."""
-    seen = []
-
-    class Recording(LengthReward):
-        def __call__(self, responses, golds, metas):
-            seen.append(list(responses))
-            return super().__call__(responses, golds, metas)
-
     cfg = preset("debug", out=str(tmp_path), truncated_end=mode)
     samples = load_fixture("math")
-    trainer = Trainer(cfg, samples, Recording())
+    trainer = Trainer(cfg, samples, RecordingReward())
     rollout, _ = trainer.make_experience(samples[:cfg.prompts_per_step])
     eos, cut = trainer.tokenizer.eos_token_id, [i for i, done in enumerate(rollout.finished) if not done]
     assert cut  # the random model rambles
@@ -229,7 +226,7 @@ def test_truncated_response_end_as_released_only_when_asked(tmp_path, mode):
     assert all(ends) if mode == "eos" else not any(ends)
     for i in cut:
         text = trainer.tokenizer.decode(rollout.responses[i], skip_special_tokens=True)
-        assert seen[0][i] == text
+        assert trainer.reward_fn.seen[0][i] == text
         if mode == "eos":  # the last token's log-prob is the end token's, recomputed by the training forward
             last = rollout.responses[i].numel() - 1
             assert rollout.old_logp[i, last] != rollout.sampler_logp[i, last]
