@@ -138,7 +138,11 @@ class Trainer:
             # --freeze-vision freezes the actor's vision tower only, as the released --freeze_prefix does
             self.critic = Critic(self.policy, keep_vision_in_graph=sharded).to(self.device).requires_grad_(True)
             if cfg.resume:
-                self.critic.load_state_dict(torch.load(Path(cfg.resume) / "critic.pt"))
+                state = torch.load(Path(cfg.resume) / "critic.pt")
+                if "value_head.bias" in state:  # before the value head followed the released one (no bias)
+                    raise CheckpointError(f"{cfg.resume}: its critic has a value-head bias (an older version of this "
+                                          "project wrote it); resume it with that version, or start anew")
+                self.critic.load_state_dict(state)
         # The log-prob forwards as modules: with several processes each is an FSDP2 root over its layers.
         self.scorer = Scorer(self.policy, cfg.temperature, cfg.logprob_chunk, keep_vision_in_graph=sharded)
         self.ref_scorer = Scorer(self.ref, cfg.temperature, cfg.logprob_chunk, sharded) if self.ref else None

@@ -230,3 +230,17 @@ def test_truncated_response_end_as_released_only_when_asked(tmp_path, mode):
         if mode == "eos":  # the last token's log-prob is the end token's, recomputed by the training forward
             last = rollout.responses[i].numel() - 1
             assert rollout.old_logp[i, last] != rollout.sampler_logp[i, last]
+
+
+def test_critic_from_an_older_version_is_refused_with_the_reason(tmp_path):
+    """A checkpoint whose critic still has the old value-head bias does not resume silently into another critic."""
+    from rl.checkpoint import CheckpointError
+
+    cfg = preset("debug", out=str(tmp_path / "a"), estimator="gae", max_steps=2, save_every=2)
+    Trainer(cfg, load_fixture("math"), LengthReward()).train()
+    ckpt = tmp_path / "a" / "checkpoints" / "step_2"
+    state = torch.load(ckpt / "critic.pt")
+    torch.save({**state, "value_head.bias": torch.zeros(1)}, ckpt / "critic.pt")
+    with pytest.raises(CheckpointError, match="value-head bias"):
+        Trainer(preset("debug", out=str(tmp_path / "b"), estimator="gae", resume=str(ckpt)), load_fixture("math"),
+                LengthReward())
