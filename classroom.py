@@ -32,6 +32,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="supervised warm-up steps of the base models (0 = the recipe's, rl/classroom_model.py)")
     p.add_argument("--eval-items", type=int, default=200, help="held-out problems per evaluation set")
     p.add_argument("--out", default="runs/classroom-study", help="output folder")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (the warm-up, the runs, the evaluations)")
     return p
 
 
@@ -182,6 +183,8 @@ def plot(all_curves: dict, path: Path) -> None:
 
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
+    if args.quiet:  # every bar: the warm-up, the runs and the evaluations (tqdm reads it, here and in subprocesses)
+        os.environ["TQDM_DISABLE"] = "1"
     if args.seeds < 1 or args.steps < 0 or args.eval_items < 1 or args.warmup_steps < 0:
         raise SystemExit("error: --seeds and --eval-items must be at least 1, --steps and --warmup-steps at least 0")
     from evaluation import Scorer

@@ -7,7 +7,7 @@ warm-up is deliberately short and half of its answers are written without the R1
 right now and then, more often on text than on images, and in the R1 format only about half the time - like a base
 model before RL: the format reward rises first, then accuracy.
 
-    model = classroom_model(seed=0)      # <cache>/classroom_model/v1_seed0, built once (about a minute on 2 cores)
+    model = classroom_model(seed=0)      # <cache>/classroom_model/v2_seed0, built once (about a minute on 2 cores)
 
 `--model classroom` (the classroom presets) resolves here with the run's --seed; the cache is $LMM_R1_CACHE or
 ~/.cache/lmm_r1, and a missing or half-written model is rebuilt. Deterministic for a seed (the same weights on the

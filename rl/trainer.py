@@ -524,7 +524,7 @@ class Trainer:
         if main:
             prune(self.out, cfg.keep_last)  # leftovers of a write that was interrupted
         bar = tqdm(total=self.total_steps, initial=self.step, desc="rl", unit="step", dynamic_ncols=True,
-                   disable=not main)
+                   **({} if main else {"disable": True}))  # on the main process tqdm's default (TQDM_DISABLE=1: off)
         try:
             if monitor.names and self.step == 0:  # the "before" of the evaluations
                 metrics_file.write(json_line({"step": 0, "update_step": 0, **monitor.evaluate(self)})[0] + "\n")

@@ -143,6 +143,7 @@ def test_classroom_study_end_to_end(tmp_path):
            "--out", str(out), "--quiet"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "%|" not in proc.stderr  # --quiet: no progress bar anywhere (warm-up, runs, evaluations)
     table = (out / "results.md").read_text()
     for row in ("| base |", "| FRE-Text |", "| FRE-Multi |", "| MGT |", "| Direct-RL |"):
         assert row in table
