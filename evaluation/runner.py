@@ -129,35 +129,34 @@ def evaluate(model, processor, names: list[str], settings: EvalSettings, scorer:
              autocast=contextlib.nullcontext, log=print) -> dict:
     """Every benchmark in `names` on `model`; the results dict (and files in `out_dir` when given). Under torchrun
     every process calls it with the full weights; the main process returns the results, the others None."""
-    if not dist.is_main():
-        for name in names:
-            if BENCHMARKS[name].modality == "text" or is_vision_model(model):
-                run_benchmark(model, processor, name, settings, None, None, False, autocast)
-        return None
-    own_scorer = scorer is None
-    scorer = scorer or Scorer()
+    main = dist.is_main()  # the others only generate their shares
+    own_scorer = scorer is None and main
+    scorer = scorer or (Scorer() if main else None)
     results = {"model": model_name, "settings": asdict(settings), "benchmarks": {}, "skipped": {},
                "not_supported": dict(UNSUPPORTED)}
     responses_file = None
-    if out_dir is not None:
+    if out_dir is not None and main:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         responses_file = open(Path(out_dir) / "responses.jsonl", "w", encoding="utf-8")
     try:
-        if any(BENCHMARKS[n].modality != "env" for n in names):
+        if main and any(BENCHMARKS[n].modality != "env" for n in names):
             scorer.start()
         for name in names:
             if BENCHMARKS[name].modality != "text" and not is_vision_model(model):
                 results["skipped"][name] = "the checkpoint has no vision tower"
                 log(f"{name}: skipped (the checkpoint has no vision tower)")
                 continue
-            res = run_benchmark(model, processor, name, settings, scorer, responses_file, progress, autocast)
-            results["benchmarks"][name] = res
-            log(f"{name}: accuracy {100 * res['accuracy']:.1f} % of {res['n']} ({res['source']})")
+            res = run_benchmark(model, processor, name, settings, scorer, responses_file, progress and main, autocast)
+            if res is not None:
+                results["benchmarks"][name] = res
+                log(f"{name}: accuracy {100 * res['accuracy']:.1f} % of {res['n']} ({res['source']})")
     finally:
         if responses_file is not None:
             responses_file.close()
         if own_scorer:
             scorer.close()
+    if not main:
+        return None
     if out_dir is not None:
         write_results(results, out_dir)
     return results
