@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(marked 'fixture' in the table)")
     p.add_argument("--data", action="append", default=[], metavar="NAME=PATH",
                    help="read benchmark NAME from a local copy (data file or dataset folder); repeatable")
-    p.add_argument("--env-samples", type=int, default=200, help="items of the generated benchmarks (Sokoban, Football, classroom: fixed seeded sets)")
+    p.add_argument("--env-samples", type=int, default=200,
+                   help="items of the generated benchmarks (Sokoban, Football, classroom: fixed seeded sets)")
     p.add_argument("--max-pixels", type=int, default=640 * 28 * 28, help="images resized to at most this many pixels")
     p.add_argument("--min-pixels", type=int, default=4 * 28 * 28, help="images resized to at least this many pixels")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cuda, cpu")

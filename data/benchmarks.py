@@ -217,7 +217,8 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in [
     Benchmark("sokoban", "Sokoban (success)", "env", note="generated levels 6x6-10x10, 1-3 boxes; solved = every "
               "box on a target", generate=lambda n: _games("sokoban", n)),
     Benchmark("football", "Football (success)", "env", note="generated scenes; success = the chosen action's "
-              "simulated outcome is a net gain (reward above the format score)", generate=lambda n: _games("football", n)),
+              "simulated outcome is a net gain (reward above the format score)",
+              generate=lambda n: _games("football", n)),
     Benchmark("classroom-text", "Classroom text", "text", note="held-out classroom problems, text form",
               generate=lambda n: _classroom("text", n)),
     Benchmark("classroom-image", "Classroom image", "image", note="the same kinds of problem, drawn",

@@ -223,7 +223,8 @@ def whiten(
 ) -> Tensor:
     """Normalise to mean 0 / std 1 over all valid tokens of the (global) batch; 0 on padding."""
     # OpenRLHF advantage normalisation (replay_buffer.py): global token-level mean and population variance,
-    # x_hat = (x - mean) * rsqrt(clamp(var, eps)) + 1e-8 (the released + eps too). For data parallelism, [sum, sum_sq, count]
+    # x_hat = (x - mean) * rsqrt(clamp(var, eps)) + eps (the released adds its 1e-8 too). For data parallelism,
+    # [sum, sum_sq, count]
     # are summed across ranks with `all_reduce` (called once; may return the summed tensor
     # or reduce in place and return None, e.g. torch.distributed.all_reduce).
     valid = _valid(mask)

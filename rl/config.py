@@ -202,7 +202,8 @@ _DEBUG = dict(  # our choice: offline, a 2-core CPU, seconds
     max_new_tokens=24, max_prompt_len=512, gen_batch_size=4, train_batch_size=8, micro_batch_size=8, episodes=1,
     max_steps=4, actor_lr=1e-4, critic_lr=1e-4, save_every=2, reward_workers=1, max_pixels=112 * 112,
     gradient_checkpointing=False)
-_CLASSROOM = dict(  # our choice: the paper's two stages in miniature on a 2-core CPU (classroom.py), about 2 minutes a run
+# our choice: the paper's two stages in miniature on a 2-core CPU (classroom.py), about 2 minutes a run
+_CLASSROOM = dict(
     model="classroom", data="classroom-text:2048", device="cpu", dtype="fp32", kernels="torch", prompts_per_step=16,
     n_samples=8, max_new_tokens=48, max_prompt_len=512, gen_batch_size=16, train_batch_size=128,
     micro_batch_size=32, episodes=1, max_steps=100, actor_lr=3e-4, critic_lr=3e-4, save_every=0, reward_workers=2,

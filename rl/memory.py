@@ -407,9 +407,9 @@ def plan_memory(cfg, gpu_mem_gb: float, nproc: int = 1, info: ModelInfo | None =
     if cfg.estimator == "gae":
         body = [p for p in info.params if p.backbone] + [Param("value_head.weight", (1, info.hidden), False, True,
                                                                 False, True, -1)]
-        body_trained = body  # --freeze-vision freezes the actor's tower only
-        critic = _sharded(body, n, wb) + optimizer_state_bytes([p.shape for p in body_trained], cfg.optim, n)
-        critic_grads = _sharded(body_trained, n, wb)
+        # the critic trains all of it: --freeze-vision freezes the actor's tower only
+        critic = _sharded(body, n, wb) + optimizer_state_bytes([p.shape for p in body], cfg.optim, n)
+        critic_grads = _sharded(body, n, wb)
         critic_cast = cast([p for p in body if not p.head]) if n == 1 else 0
         if cfg.critic_offload and n > 1:  # FSDP2 CPU offload: shards, gradients and optimizer states on the CPU
             critic = critic_grads = 0

@@ -36,8 +36,8 @@ def prepare_out(cfg: Config):
 
 
 def check_model(name: str):
-    """--model / --init names a loadable checkpoint: 'tiny', 'classroom', a local directory with a config.json, or a hub id that
-    can be reached (a one-line error otherwise, naming the local alternative)."""
+    """--model / --init names a loadable checkpoint: 'tiny', 'classroom', a local directory with a config.json, or a
+    hub id that can be reached (a one-line error otherwise, naming the local alternative)."""
     if name in ("tiny", "classroom"):
         return
     path = Path(name).expanduser()

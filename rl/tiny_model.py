@@ -85,7 +85,8 @@ def _mrope_section(head_dim: int) -> list[int]:
 
 
 def build_tiny_checkpoint(path: str | Path, corpus: list[str] = (), vocab_size: int = 512, hidden: int = 64,
-                          layers: int = 2, rope_theta: float = 1e6, max_pixels: int = 112 * 112, seed: int = 0, text_only: bool = False) -> Path:
+                          layers: int = 2, rope_theta: float = 1e6, max_pixels: int = 112 * 112, seed: int = 0,
+                          text_only: bool = False) -> Path:
     """Write a random tiny Qwen2.5-VL (text hidden 64, 2 layers, 4 heads / 2 kv; vision depth 2, hidden 32)
     with its tokenizer and processor to `path`; returns the path. Deterministic for a given seed and corpus.
     `text_only` writes a tiny Qwen2 text model with the Qwen2.5 chat template instead."""
@@ -111,7 +112,8 @@ def build_tiny_checkpoint(path: str | Path, corpus: list[str] = (), vocab_size: 
         text_config=dict(
             vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
             num_attention_heads=heads, num_key_value_heads=2, max_position_embeddings=4096,
-            rope_parameters={"rope_type": "default", "rope_theta": rope_theta, "mrope_section": _mrope_section(hidden // heads)},
+            rope_parameters={"rope_type": "default", "rope_theta": rope_theta,
+                             "mrope_section": _mrope_section(hidden // heads)},
             bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
             tie_word_embeddings=False,
         ),

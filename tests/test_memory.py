@@ -52,7 +52,8 @@ def test_knobs_turn_in_order():
     info = M.inspect_model(M.model_config(cfg.model))
     steps, plan = M.turn_knobs(cfg, 40, 8, info)
     assert steps[0] == "--gradient-checkpointing" and plan.fits
-    order = ["--gradient-checkpointing", "--micro-batch-size", "--optim adamw_8bit", "--ref-offload", "--gen-batch-size"]
+    order = ["--gradient-checkpointing", "--micro-batch-size", "--optim adamw_8bit", "--ref-offload",
+             "--gen-batch-size"]
     assert [s for s in steps if not s.startswith(tuple(order))] == []
     firsts = [next(i for i, o in enumerate(order) if s.startswith(o)) for s in steps]
     assert steps[0] == "--gradient-checkpointing" and firsts == sorted(firsts)  # one notch at a time, in order

@@ -100,7 +100,8 @@ def _triangle(rng):
     return f"tri:{','.join(map(str, order))}", ("tri", *order), \
         f"A triangle has sides {order[0]}, {order[1]} and {order[2]}. What is its perimeter?", \
         "What is the perimeter of the triangle in the image?", \
-        f"{order[0]} + {order[1]} = {order[0] + order[1]}, {order[0] + order[1]} + {order[2]} = {sum(order)}", sum(order)
+        f"{order[0]} + {order[1]} = {order[0] + order[1]}, {order[0] + order[1]} + {order[2]} = {sum(order)}", \
+        sum(order)
 
 
 FOUNDATION = (_sum2, _sum3, _diff, _larger, _missing)
@@ -168,7 +169,8 @@ def make_problem(kind, rng: random.Random, form: str) -> Sample:
     else:
         image = draw_shape(drawn) if form == "geo" else draw_expression(drawn)
         seen = (f"sides {', '.join(map(str, drawn[1:]))}" if form == "geo" else drawn)
-        messages, target = make_messages(image_q, [image], system=None), _format(f"The image shows {seen}. {steps}", answer)
+        messages = make_messages(image_q, [image], system=None)
+        target = _format(f"The image shows {seen}. {steps}", answer)
     return Sample(messages=messages, answer=str(answer), domain="math",
                   meta={"id": key, "kind": key.split(":")[0], "form": form, "target": target, "source": "classroom"})
 
