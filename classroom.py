@@ -83,7 +83,8 @@ def evaluate_checkpoint(model_path: str, out: Path, items: int, scorer, progress
         results = json.loads((out / "results.json").read_text())
     else:
         from evaluation import EvalSettings, evaluate
-        from rl.policy import load_policy, set_image_pixels
+        from rl.policy import load_policy
+        from rl.processor import set_image_pixels
         from rl.config import preset
 
         cfg = preset("classroom")

@@ -63,7 +63,8 @@ def load_model(path: str, device: str, dtype: str, attn: str, min_pixels: int, m
     import torch
 
     from data import HUB_ID_RE
-    from rl.policy import load_policy, set_image_pixels
+    from rl.policy import load_policy
+    from rl.processor import set_image_pixels
 
     p = Path(path)
     if p.exists() and not (p / "config.json").is_file():

@@ -6,18 +6,22 @@
     python train_fre.py --plan --gpu-mem-gb 40 [--nproc 8]   # memory per GPU and phase, the knobs; loads nothing
 """
 
-from rl.config import parse_config
+from rl.config import parse_command_line
 
 
 def main(argv=None):
-    cfg = parse_config(argv, default_preset="fre-text", description=__doc__)
-    if cfg.plan:  # the memory plan (rl/memory.py): nothing is loaded
-        from rl.memory import print_plan
-        print_plan(cfg)
+    cfg, command = parse_command_line(argv, default_preset="fre-text", description=__doc__)
+    if command.plan:  # the memory plan (rl/memory_plan.py): nothing is loaded
+        from rl.memory_plan import print_plan
+        print_plan(cfg, command.gpu_mem_gb, command.nproc)
         return
     # Imported here, not at the top: reward workers are spawned processes that re-import this script.
-    from rl.run import run
-    run(cfg)
+    from rl.run import check_data, run
+    if command.check_data:  # the data report: nothing but the data is loaded
+        check_data(cfg, command.check_data_max_bad)
+        return
+    from evaluation import TrainingEvaluator  # --eval-benchmarks: handed to the run (rl/ imports no evaluation)
+    run(cfg, make_evaluator=TrainingEvaluator)
 
 
 if __name__ == "__main__":

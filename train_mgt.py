@@ -13,7 +13,7 @@ The reference model of the KL term is the --init checkpoint.
 import argparse
 import sys
 
-from rl.config import parse_config
+from rl.config import parse_command_line
 
 DOMAINS = ("geo", "percereason", "sokoban", "football", "classroom")
 
@@ -26,16 +26,21 @@ def main(argv=None):
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--domain", choices=DOMAINS, default="geo")
     known, rest = pre.parse_known_args(argv)
-    cfg = parse_config(rest, default_preset=f"mgt-{known.domain}", aliases={"model": ["--init"]},
-                       description=__doc__ + "\n--domain {" + ",".join(DOMAINS) + "} picks the preset mgt-DOMAIN.")
-    if cfg.plan:  # the memory plan (rl/memory.py): nothing is loaded; without --init, on the 3B model
-        from rl.memory import print_plan
-        print_plan(cfg)
+    cfg, command = parse_command_line(rest, default_preset=f"mgt-{known.domain}", aliases={"model": ["--init"]},
+                                      description=__doc__ + "\n--domain {" + ",".join(DOMAINS)
+                                      + "} picks the preset mgt-DOMAIN.")
+    if command.plan:  # the memory plan (rl/memory_plan.py): nothing is loaded; without --init, on the 3B model
+        from rl.memory_plan import print_plan
+        print_plan(cfg, command.gpu_mem_gb, command.nproc)
         return
     if not cfg.model:
         raise SystemExit("error: --init <stage-1 checkpoint dir> is required (e.g. runs/fre-text/final)")
-    from rl.run import run
-    run(cfg)
+    from rl.run import check_data, run
+    if command.check_data:  # the data report: nothing but the data is loaded
+        check_data(cfg, command.check_data_max_bad)
+        return
+    from evaluation import TrainingEvaluator  # --eval-benchmarks: handed to the run (rl/ imports no evaluation)
+    run(cfg, make_evaluator=TrainingEvaluator)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def build_bench_checkpoint(path, vocab_size: int = 151_936, hidden: int = 256, l
     (the model may sample ids the small tokenizer lacks: they decode to nothing). Returns the path."""
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    from rl.policy import load_processor
+    from rl.processor import load_processor
     from rl.tiny_model import build_tiny_checkpoint
 
     path = Path(path)

@@ -25,7 +25,8 @@ from PIL import Image  # noqa: E402
 from data.sample import Sample, make_messages  # noqa: E402
 from kernels.hf_attention import register  # noqa: E402
 from rl.batch import Rollout, encode_prompts, micro_batches  # noqa: E402
-from rl.policy import load_policy, pad_token_id, response_logprobs  # noqa: E402
+from rl.policy import load_policy, response_logprobs  # noqa: E402
+from rl.processor import pad_token_id  # noqa: E402
 from rl.tiny_model import build_tiny_checkpoint  # noqa: E402
 
 

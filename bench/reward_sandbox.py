@@ -1,4 +1,4 @@
-"""The reward sandbox, proven on a seeded corpus of hostile completions (rewards/hostile.py), through every reward.
+"""The reward sandbox, proven on a seeded corpus of hostile completions (tests/hostile_corpus.py), through every reward.
 
     python bench/reward_sandbox.py                        # 10,000 items, 2 workers, 5 s per check
     python bench/reward_sandbox.py --n 2000 --timeout 2   # a quicker look
@@ -22,10 +22,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # the project, and the test corpus
 
+from hostile_corpus import CHOICE_REWARDS, MATH_REWARDS, corpus  # noqa: E402
 from rewards import REWARDS, get_reward  # noqa: E402
-from rewards.hostile import CHOICE_REWARDS, MATH_REWARDS, corpus  # noqa: E402
 
 SLOW_FAMILIES = ("tower", "factorial", "memory", "megabyte")  # checks that run into the time limit
 

@@ -114,7 +114,7 @@ def worker_ours(args, phases: Phases) -> dict:
     from types import SimpleNamespace
 
     from rl.config import preset
-    from rl.trainer import Trainer
+    from rl.run import make_trainer
 
     class Reward:
         def __call__(self, texts, golds, metas):
@@ -129,10 +129,10 @@ def worker_ours(args, phases: Phases) -> dict:
                  train_batch_size=args.prompts * args.n, micro_batch_size=args.micro_batch, estimator="grpo",
                  kl=args.kl, kl_in="loss", kl_estimator="k3", gradient_checkpointing=True, optim=args.optim,
                  actor_lr=1e-6, min_pixels=28 * 28, max_pixels=112 * 112, max_steps=1, save_every=0, seed=0)
-    cfg = dataclasses.replace(cfg, rollout="ours", old_logprobs=args.old_logprobs)
-    from rl.policy import load_processor
+    cfg = dataclasses.replace(cfg, engine="ours", old_logprobs=args.old_logprobs)
+    from rl.processor import load_processor
     samples, prompt_lens = _samples(args, load_processor(args.model))
-    trainer = Trainer(cfg, samples, Reward(), log=lambda *a: None)
+    trainer = make_trainer(cfg, samples, Reward(), log=lambda *a: None)
     timed = trainer.phase  # the trainer's own phases: generate, reward, logprob
 
     @contextlib.contextmanager
@@ -161,7 +161,7 @@ def worker_trl(args, phases: Phases) -> dict:
     from trl import GRPOConfig, GRPOTrainer
 
     from data import load_image
-    from rl.policy import load_processor
+    from rl.processor import load_processor
 
     processor = load_processor(args.model)
     processor.tokenizer.padding_side = "left"

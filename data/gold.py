@@ -10,7 +10,8 @@
   skipped or kept before training as ``--on-ambiguous-gold`` says.
 
 Option letters are read by the choice reward's own parser, :func:`rewards.choice.gold_letter`, and math
-golds by the math reward's (:func:`rewards.math.parse_gold`), so a kept row is one the reward can score.
+golds by the math reward's (:func:`rewards.math.parse_gold`), so a kept row is one the reward can score. Answer text
+(``\\boxed{}``, ``\\text{}``, ``$``) is read with the rewards' helpers, :mod:`rewards.text`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from collections import Counter
 from dataclasses import replace
 from typing import Iterable
 
+from rewards.choice import gold_letter  # re-exported: data/vermulti.py reads it here
+from rewards.text import PLAIN_NUMBER, UNWRAP_TEXT_CMD, last_boxed, unwrap
+
 from .sample import Sample
 
 __all__ = ["has_choices", "parse_choices", "extract_final_answer", "gold_status", "verifiability_filter",
@@ -31,45 +35,18 @@ __all__ = ["has_choices", "parse_choices", "extract_final_answer", "gold_status"
 logger = logging.getLogger(__name__)
 
 
-def gold_letter(gold: str) -> str | None:
-    """The choice reward's gold option letter (:func:`rewards.choice.gold_letter`)."""
-    from rewards.choice import gold_letter as reward_gold_letter  # lazy: `rewards` imports math-verify
-
-    return reward_gold_letter(gold)
-
-
 # --------------------------------------------------------------------------- answers and options
 
 _CHOICES_HEAD = re.compile(r"(?im)^\s*(?:choices|options)\s*:")
 _OPTION_LINE = re.compile(r"(?m)^\s*\(?([A-E])\s*[).:：]\s*(.*?)\s*$")
 _OPTION_INLINE = re.compile(r"\(([A-E])\)\s*(.*?)\s*(?=\([A-E]\)|$)", re.S)
-_WRAP_TEXT = re.compile(r"\\(?:text|textbf|textrm|mathrm|mbox)\s*\{([^{}]*)\}")
-_BOXED = re.compile(r"\\boxed\s*\{((?:[^{}]|\{[^{}]*\})*)\}")
 _ANSWER_PHRASE = re.compile(r"(?i)(?:the\s+)?(?:final\s+)?answer\s*(?:is|:)\s*:?\s*")
-_PLAIN_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
 _THOUSANDS = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _NUMBER_UNIT = re.compile(r"([-+]?\$?\s*(?:\d[\d,]*(?:\.\d+)?|\.\d+))\s*"
                           r"(°|%|[A-Za-z]{1,12}(?:\s+[A-Za-z]{1,12})?(?:\^?[23²³])?)\.?")
 _YES_NO = {"yes", "no"}
 # number + unit: "5 cm", "30°", "12 square units"; not "2 pi", "5 x"
 _UNIT_STOP = {"pi", "and", "or", "sqrt", "times", "over", "plus", "minus", "i", "e", "x", "y", "z", "n", "k"}
-
-
-def _unwrap(text: str) -> str:
-    """Drop ``$``, ``\\boxed{}``, ``\\text{}`` and trailing periods around a short answer."""
-    t = str(text).strip()
-    for _ in range(3):
-        before = t
-        t = t.strip().strip("$").strip()
-        m = _BOXED.fullmatch(t)
-        if m:
-            t = m.group(1)
-        t = _WRAP_TEXT.sub(r"\1", t).strip()
-        if len(t) > 1 and t.endswith(".") and not _PLAIN_NUMBER.fullmatch(t):
-            t = t[:-1].rstrip()
-        if t == before:
-            break
-    return t
 
 
 def has_choices(question: str) -> bool:
@@ -93,7 +70,7 @@ def parse_choices(question: str) -> dict[str, str]:
 
 
 def _norm_text(s: str) -> str:
-    return re.sub(r"\s+", " ", _unwrap(s)).strip().casefold()
+    return re.sub(r"\s+", " ", unwrap(s)).strip().casefold()
 
 
 def extract_final_answer(text: str, question: str = "") -> str:
@@ -106,16 +83,14 @@ def extract_final_answer(text: str, question: str = "") -> str:
     :func:`verifiability_filter` decides whether it is checkable.
     """
     t = str(text or "").strip()
-    boxed = _BOXED.findall(t)
-    if boxed:
-        ans = boxed[-1]
-    else:
+    ans = last_boxed(t)
+    if ans is None:
         parts = _ANSWER_PHRASE.split(t)
         if len(parts) > 1:  # the rest of the line after the last "answer is"
             ans = parts[-1].strip().splitlines()[0] if parts[-1].strip() else ""
         else:
             ans = t
-    ans = _unwrap(ans)
+    ans = unwrap(ans)
     if question and has_choices(question):
         letter = gold_letter(ans)
         if letter:
@@ -137,7 +112,7 @@ def _clean_number(ans: str) -> str:
         num = m.group(1).replace("$", "").replace(" ", "")
         if _THOUSANDS.fullmatch(num):
             num = num.replace(",", "")
-        if _PLAIN_NUMBER.fullmatch(num):
+        if PLAIN_NUMBER.fullmatch(num):
             return num
     m = re.fullmatch(r"\$\s*(\d[\d,]*(?:\.\d+)?)", a)  # currency
     if m:
@@ -183,7 +158,7 @@ def gold_status(sample: Sample, *, max_chars: int = 200, timeout: float = 2.0) -
             return "bad_choice"
         opts = parse_choices(sample.question)
         return "ok" if len(opts) < 2 or letter in opts else "bad_choice"
-    bare = _unwrap(gold)
+    bare = unwrap(gold)
     if bare.casefold() in _YES_NO:
         return "yes_no"
     if _FAST_OK.fullmatch(bare):
@@ -212,7 +187,7 @@ def _as_yes_no_choice(sample: Sample) -> Sample:
             text_parts[-1]["text"] = text_parts[-1]["text"].rstrip() + "\nChoices:\n(A) Yes\n(B) No"
             msg["content"] = parts
             break
-    letter = "A" if _unwrap(sample.answer).casefold() == "yes" else "B"
+    letter = "A" if unwrap(sample.answer).casefold() == "yes" else "B"
     return replace(sample, messages=messages, answer=letter, domain="choice",
                    meta={**sample.meta, "raw_answer": sample.meta.get("raw_answer", sample.answer)})
 
@@ -289,10 +264,10 @@ def gold_ambiguity(sample: Sample) -> str | None:
         return "repeating_decimal"
     if _CLOCK.search(gold):
         return "clock_time"
-    bare = _unwrap(gold)
+    bare = unwrap(gold)
     if _LETTER.fullmatch(bare):
         return "letter"
-    if _NUMBER_WORDS.search(_WRAP_TEXT.sub("", gold)):
+    if _NUMBER_WORDS.search(UNWRAP_TEXT_CMD.sub("", gold)):
         from rewards.math import parse_gold_released  # lazy: imports math-verify
 
         try:

@@ -9,8 +9,8 @@ The benchmarks themselves (hub ids, fixtures, prompts) are in data/benchmarks.py
 """
 
 from .report import PAPER, compare_table, load_results, markdown_table
-from .runner import EvalSettings, evaluate, summarize, write_results
+from .runner import EvalSettings, TrainingEvaluator, evaluate, summarize, write_results
 from .scoring import Score, Scorer
 
-__all__ = ["EvalSettings", "evaluate", "summarize", "write_results", "Score", "Scorer", "PAPER", "compare_table",
+__all__ = ["EvalSettings", "TrainingEvaluator", "evaluate", "summarize", "write_results", "Score", "Scorer", "PAPER", "compare_table",
            "load_results", "markdown_table"]

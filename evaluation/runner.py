@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from data.benchmarks import BENCHMARKS, UNSUPPORTED, load_benchmark
 from rl import dist
 from rl.batch import encode_prompts, is_vision_model
-from rl.policy import tokenizer_of
+from rl.processor import tokenizer_of
 from rl.rollout import generate
 
 from .report import markdown_table
@@ -160,3 +160,32 @@ def evaluate(model, processor, names: list[str], settings: EvalSettings, scorer:
     if out_dir is not None:
         write_results(results, out_dir)
     return results
+
+
+class TrainingEvaluator:
+    """--eval-benchmarks during training: what the trainer's monitor calls (`evaluator(policy, processor, out_dir,
+    model_name, autocast)`) and closes at the end. The entry scripts hand it to the run, so that rl/ never imports
+    evaluation/. Greedy, with the training run's own generation settings; one answer-checker pool for the run."""
+
+    def __init__(self, cfg):
+        from data.benchmarks import resolve_benchmark_names
+
+        try:
+            self.names = resolve_benchmark_names(cfg.eval_benchmarks)
+        except ValueError as e:
+            raise SystemExit(f"error: --eval-benchmarks: {e}") from None
+        self.settings = EvalSettings(max_new_tokens=cfg.eval_max_new_tokens or cfg.max_new_tokens,
+                                     batch_size=cfg.gen_batch_size, limit=cfg.eval_limit or None)
+        self.workers, self.timeout = max(1, cfg.reward_workers), cfg.reward_timeout
+        self.scorer = None
+
+    def __call__(self, policy, processor, out_dir: Path, model_name: str, autocast) -> dict | None:
+        if self.scorer is None and dist.is_main():
+            self.scorer = Scorer(workers=self.workers, timeout=self.timeout)
+        return evaluate(policy, processor, self.names, self.settings, self.scorer, out_dir=out_dir,
+                        model_name=model_name, progress=False, autocast=autocast, log=lambda m: None)
+
+    def close(self):
+        if self.scorer is not None:
+            self.scorer.close()
+            self.scorer = None

@@ -5,7 +5,8 @@ no answer could be extracted, which the report counts as "unextractable"). The a
 `<answer>...</answer>` block when there is one, else from the whole response (as the rewards do).
 
 * ``math``: the rewards' math verifier (math-verify, configured as in training), in killable worker processes
-  with a time limit per check; extracted = the expression math-verify read from the answer.
+  with a time limit per check; extracted = the expression math-verify read from the answer
+  (`rewards.math.read_answer`).
 * ``choice``: the option letter (`rewards.choice.extract_choice`: "(B)", "B.", "B) 36", `\\boxed{B}`, "the answer
   is B"), else an answer equal to the text of one option ("36°" matches the option "36^\\circ").
 * ``mathvista``: MathVista's free-form answers: the stated unit and LaTeX decoration are removed, the last number
@@ -15,6 +16,9 @@ no answer could be extracted, which the report counts as "unextractable"). The a
   as numbers.
 * ``sokoban``: solved (every box on a target) by the answered action list, in the project's simulator.
 * ``football``: the chosen action's simulated outcome earns more than the format score (a net gain).
+
+Answer text is read with the rewards' helpers (`rewards.text`: `final_text`, `last_boxed`, `normalize_text`,
+`numbers_in`); this module holds the scoring policy of each benchmark domain.
 """
 
 from __future__ import annotations
@@ -22,15 +26,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rewards._pool import KillPool
 from rewards.choice import extract_choice
 from rewards.football import FORMAT_SCORE, extract_action, football_reward
-from rewards.math import _PRED_CONFIG, _parse, _worker_setup, check
+from rewards.math import DEFAULT_MEMORY_LIMIT_MB, check, read_answer, worker_setup
+from rewards.pool import KillPool
 from rewards.sokoban import parse_sokoban_response, sokoban_reward
-from rewards.text import MAX_RESPONSE_CHARS, answer_text
+from rewards.text import MAX_RESPONSE_CHARS, NORMALIZE_TEXT_CMD, final_text, last_boxed, normalize_text, numbers_in
 
 __all__ = ["Score", "Scorer", "score_choice", "score_mathvista", "score_short", "score_sokoban", "score_football",
-           "math_check", "normalize_text", "numbers_in"]
+           "math_check"]
 
 LETTERS = "ABCDEFGHIJ"
 
@@ -43,53 +47,6 @@ class Score:
     reward: float | None = None  # football: the simulated reward
 
 
-# --------------------------------------------------------------------------- text helpers
-
-_TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
-_BOXED = re.compile(r"\\boxed\s*\{((?:[^{}]|\{[^{}]*\})*)\}")
-_FRAC = re.compile(r"(-?)\\[dt]?frac\s*\{\s*(-?\d+(?:\.\d+)?)\s*\}\s*\{\s*(-?\d+(?:\.\d+)?)\s*\}")
-_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?|-?\.\d+")
-_SLASH = re.compile(r"(-?\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)")
-_UNIT_POWER = re.compile(r"[A-Za-z]+\s*\^\s*\{?\s*\d+\s*\}?")  # cm^2, m^{3}: the exponent is not an answer
-
-
-def _final_text(response: str) -> str:
-    """The answer block (as the rewards read it), without think blocks and stray tags."""
-    text = re.sub(r"(?s)<think>.*?</think>", " ", answer_text(response or ""))
-    return re.sub(r"</?(?:think|answer)>", " ", text)
-
-
-def _last_boxed(text: str) -> str | None:
-    found = _BOXED.findall(text)
-    return found[-1] if found else None
-
-
-def normalize_text(text: str) -> str:
-    """Lower case, without $, LaTeX text commands, \\boxed, degree signs, a trailing period and extra spaces."""
-    t = _TEXT_CMD.sub(r"\1", str(text))
-    boxed = _last_boxed(t)
-    t = boxed if boxed is not None else t
-    t = t.replace("$", "").replace("^\\circ", "").replace("^{\\circ}", "").replace("°", "").replace("\\%", "%")
-    t = t.replace("\\left", "").replace("\\right", "").replace("\\,", " ").replace("**", "")
-    return re.sub(r"\s+", " ", t).strip().rstrip(".").strip().lower()
-
-
-def numbers_in(text: str) -> list[float]:
-    """Numbers in reading order: \\frac{a}{b} and a/b as their value, "1,000" as 1000."""
-    spans = []
-    for pat, value in ((_FRAC, lambda m: (-1 if m.group(1) else 1) * float(m.group(2)) / float(m.group(3))),
-                       (_SLASH, lambda m: float(m.group(1)) / float(m.group(2))),
-                       (_NUMBER, lambda m: float(m.group(0).replace(",", "")))):
-        for m in pat.finditer(text):
-            if any(a < m.end() and m.start() < b for a, b, _ in spans):
-                continue
-            try:
-                spans.append((m.start(), m.end(), value(m)))
-            except (ZeroDivisionError, ValueError, OverflowError):
-                continue
-    return [v for _, _, v in sorted(spans)]
-
-
 # --------------------------------------------------------------------------- rule-based scorers
 
 
@@ -97,7 +54,7 @@ def _choice_letter(response: str, options: list[str]) -> str | None:
     letter = extract_choice(response)
     if letter is not None:
         return letter
-    answer = _final_text(response)
+    answer = final_text(response)
     bare = re.fullmatch(r"\s*\(?([A-J])\)?[.):]?\s*", normalize_text(answer).upper() if answer.strip() else "")
     if bare and bare.group(1) in LETTERS[:max(len(options), 5)]:
         return bare.group(1)
@@ -115,17 +72,20 @@ def score_choice(response: str, gold: str, options: list[str] = ()) -> Score:
     return Score(letter is not None and letter == str(gold).strip().upper(), letter)
 
 
+_UNIT_POWER = re.compile(r"[A-Za-z]+\s*\^\s*\{?\s*\d+\s*\}?")  # cm^2, m^{3}: the exponent is not an answer
+
+
 def _strip_unit(text: str, unit: str) -> str:
     if unit:
         text = text.replace(unit, " ")
         text = re.sub(re.escape(unit.split("^")[0]) + r"\b", " ", text) if unit.split("^")[0] else text
-    return _UNIT_POWER.sub(" ", _TEXT_CMD.sub(" ", text))
+    return _UNIT_POWER.sub(" ", NORMALIZE_TEXT_CMD.sub(" ", text))
 
 
 def score_mathvista(response: str, gold: str, answer_type: str, precision=None, unit: str = "") -> Score:
     """MathVista free-form: integer, float (at `precision` decimals) or list, after removing `unit`."""
-    answer = _final_text(response)
-    boxed = _last_boxed(answer)
+    answer = final_text(response)
+    boxed = last_boxed(answer)
     text = _strip_unit(boxed if boxed is not None else answer, unit or "")
     if answer_type == "list":
         pred, want = numbers_in(text), numbers_in(str(gold))
@@ -148,7 +108,7 @@ def score_mathvista(response: str, gold: str, answer_type: str, precision=None, 
 
 
 def score_short(response: str, gold: str) -> Score:
-    said = normalize_text(_final_text(response))
+    said = normalize_text(final_text(response))
     if not said:
         return Score(False, None)
     want = normalize_text(gold)
@@ -181,9 +141,7 @@ def score_football(response: str, state) -> Score:
 def math_check(response: str, gold: str, max_chars: int = MAX_RESPONSE_CHARS, timeout: int | None = None):
     """(reward, status, extracted) for one response: the rewards' own check, plus what math-verify read."""
     result = check(response, gold, max_chars, timeout)
-    pred = _parse(answer_text(response or "", max_chars), timeout, extraction_config=_PRED_CONFIG)
-    extracted = next((p for p in pred if isinstance(p, str)), None) if pred else None
-    return result.reward, result.status, extracted
+    return result.reward, result.status, read_answer(response, max_chars, timeout)
 
 
 class Scorer:
@@ -198,8 +156,8 @@ class Scorer:
     def start(self) -> "Scorer":
         """Start the math workers now (they take seconds to start; generation can run meanwhile)."""
         if self._pool is None and self.workers > 0:
-            self._pool = KillPool(math_check, workers=self.workers, timeout=self.timeout, setup=_worker_setup,
-                                  setup_args=(2048,))
+            self._pool = KillPool(math_check, workers=self.workers, timeout=self.timeout, setup=worker_setup,
+                                  setup_args=(DEFAULT_MEMORY_LIMIT_MB,))
         return self
 
     def _math(self, responses: list[str], golds: list[str]) -> list[Score]:

@@ -2,7 +2,7 @@
 
     attention       kernels/attention_triton.py    (packed varlen, FlashAttention-2 style) | sdpa, kernels/attention.py
     log-prob        kernels/logprob_triton.py      (fused linear log-prob + entropy)       | kernels/logprob.py (chunked)
-    policy loss     kernels/policy_loss_triton.py  (fused clipped surrogate + KL)          | rl/algos.py
+    policy loss     kernels/policy_loss_triton.py  (fused clipped surrogate + KL)          | kernels/policy_loss.py
     transformers    kernels/hf_attention.py        (registers the attention with transformers, packs the vision tower;
                                                     sdpa_varlen: torch's sdpa per sequence, for packed batches)
     compile check   kernels/compile_check.py       (every Triton config, ahead of time, for sm_80 / sm_90)
@@ -12,17 +12,12 @@ tests). Elsewhere the torch references run, and `select` says why.
 """
 
 import contextlib
-import os
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
-
-def interpreting() -> bool:
-    """Whether Triton runs in its CPU interpreter (TRITON_INTERPRET=1). Triton reads the variable when a kernel is
-    defined, so the kernel modules read this once, at import."""
-    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+from kernels.interpret import interpreting
 
 
 @dataclass(frozen=True)
@@ -32,7 +27,10 @@ class Kernels:
     reason: str  # why this choice (logged)
     attn_implementation: str  # passed to transformers for the language model and the vision tower
     logprobs: Callable  # (hidden, weight, targets, temperature, with_entropy, chunk_size) -> (logp, entropy | None)
-    policy_loss: Callable  # (logp, old_logp, adv, mask, ref_logp, clip_eps, beta, kl_kind) -> per-token loss [N, T]
+    # Fused kernels of policy losses, by the loss's name (rl.algos.POLICY_LOSSES): the trainer runs a loss's kernel
+    # where there is one, else its torch definition. Signature: (logp, old_logp, adv, mask, ref_logp, clip_eps, beta,
+    # kl_kind) -> per-token loss [N, T].
+    policy_losses: dict[str, Callable]
 
 
 def triton_runs_on(device: torch.device) -> tuple[bool, str]:
@@ -60,17 +58,16 @@ def select(requested: str, device: torch.device, torch_attn: str = "sdpa", packe
             from kernels.policy_loss_triton import policy_loss_tokens_triton
             register()
             return Kernels("triton", f"triton kernels on {why}", "triton_varlen", triton_logprobs_from_hidden,
-                           policy_loss_tokens_triton)
+                           {"ppo": policy_loss_tokens_triton})
         reason = f"torch kernels: {why}"
     else:
         reason = "torch kernels (--kernels torch)"
     from kernels.logprob import logprobs_from_hidden
-    from rl.algos import policy_loss_tokens
     if packed and torch_attn == "sdpa":
         from kernels.hf_attention import register
         register()
         torch_attn = "sdpa_varlen"
-    return Kernels("torch", reason, torch_attn, logprobs_from_hidden, policy_loss_tokens)
+    return Kernels("torch", reason, torch_attn, logprobs_from_hidden, {})
 
 
 def prepare_model(model, kernels: Kernels):

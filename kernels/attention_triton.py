@@ -29,7 +29,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels import interpreting
+from kernels.interpret import interpreting
 
 _INTERPRET = interpreting()  # triton decides when the kernels below are defined, i.e. now
 

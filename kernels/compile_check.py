@@ -19,7 +19,7 @@ import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 
-from kernels import interpreting
+from kernels.interpret import interpreting
 
 # Max dynamic shared memory per block (bytes): A100 (sm_80) 163 KB, H100 (sm_90) 227 KB.
 SHARED_LIMIT = {80: 166912, 90: 232448}

@@ -92,7 +92,7 @@ class LinearLogprob(torch.autograd.Function):
         grad_h = torch.empty_like(h) if need_h else None
         grad_w = torch.zeros(w.shape, dtype=torch.promote_types(w.dtype, torch.float32), device=w.device) \
             if need_w else None
-        g = grad_logp.to(lse.dtype)
+        g = grad_logp.to(lse.dtype).contiguous()  # the kernel reads it as contiguous (a .sum() gives stride 0)
         for i in range(0, T, chunk):
             c = min(chunk, T - i)
             dl = dl_buf[:c]

@@ -49,7 +49,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels import interpreting
+from kernels.interpret import interpreting
 from kernels.logprob import linear_logprobs
 from kernels.logprob import logprobs_from_hidden as _torch_logprobs_from_hidden
 

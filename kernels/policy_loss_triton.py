@@ -4,11 +4,11 @@
     rho = exp(logp - old_logp);  d = logp - ref_logp
     k1 = d,  k2 = d^2 / 2,  k3 = exp(-d) + d - 1          (Schulman 2020; k3 is GRPO's, DeepSeekMath eq. 4)
 
-The torch reference is rl.algos.policy_loss_tokens: both share one signature and return the per-token loss [N, T]
-(fp32, exactly 0 where mask == 0); aggregation stays with the caller (rl.algos.aggregate). Gradients flow to
-`logp` only (old_logp, ref_logp and the advantages are constants of the update, as in PPO/GRPO). Padding is
-NaN-safe: the log-ratios and advantages are zeroed on masked tokens before exp(), so garbage there can neither
-overflow nor leak NaN into the gradient.
+The torch reference is kernels.policy_loss.policy_loss_tokens (beside this file): both share one signature and
+return the per-token loss [N, T] (fp32, exactly 0 where mask == 0); aggregation stays with the caller
+(rl.algos.aggregate). Gradients flow to `logp` only (old_logp, ref_logp and the advantages are constants of the
+update, as in PPO/GRPO). Padding is NaN-safe: the log-ratios and advantages are zeroed on masked tokens before exp(),
+so garbage there can neither overflow nor leak NaN into the gradient.
 
 Gradient (the kernel writes it in the forward pass and the backward only scales it by the incoming gradient):
     d/dlogp -min(s1, s2) = 0 where the clipped branch is strictly smaller (s2 < s1: then rho is outside the clip
@@ -25,7 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
-from rl.algos import KL_KINDS
+from kernels.policy_loss import KL_KINDS
 
 __all__ = ["policy_loss_tokens_triton", "kernel_configs"]
 
@@ -121,7 +121,8 @@ class _PolicyLossFn(torch.autograd.Function):
 def policy_loss_tokens_triton(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
                               ref_logp: Optional[torch.Tensor] = None, clip_eps: float = 0.2, beta: float = 0.0,
                               kl_kind: Optional[str] = "k3", clip_eps_high: Optional[float] = None) -> torch.Tensor:
-    """Fused Triton version of rl.algos.policy_loss_tokens (same signature, same result, same gradient to logp)."""
+    """Fused Triton version of kernels.policy_loss.policy_loss_tokens (same signature, same result, same gradient
+    to logp)."""
     if kl_kind not in _KL_CODE:
         raise ValueError(f"unknown KL estimator {kl_kind!r}; expected one of {KL_KINDS} or None")
     if beta != 0.0 and kl_kind is not None and ref_logp is None:

@@ -7,14 +7,17 @@
 
 The R1 rewards (format, r1_math, r1_math_answer, r1_choice, r1_auto) are in `rewards/r1.py`, the game rewards in
 `rewards/sokoban.py` and `rewards/football.py`; this module holds the registry and re-exports their names.
+`rewards/text.py` holds the answer-text helpers that the rewards, `data/gold.py` and `evaluation/scoring.py` share.
+
+The names of the modules that load math-verify and sympy or a game simulator (math, r1, sokoban, football), and
+REWARDS, are imported on first use, so `rewards.text` and `rewards.choice` stay cheap to import (`data` reads gold
+answers with them).
 """
+import importlib
+
 from .base import COUNT_NAMES, RewardFn, RewardOutput
 from .choice import choice_reward, extract_choice, gold_letter
-from .football import FootballReward
 from .format import format_reward
-from .math import READINGS, STATUSES, MathResult, MathVerifier, math_accuracy
-from .r1 import FormatReward, R1AutoReward, R1ChoiceReward, R1MathAnswerReward, R1MathReward
-from .sokoban import SokobanReward
 from .text import MAX_RESPONSE_CHARS, answer_text
 
 __all__ = [
@@ -24,19 +27,47 @@ __all__ = [
 ]
 
 
-REWARDS: dict[str, type] = {
-    "r1_math": R1MathReward,  # the released rule: the paper presets
-    "r1_math_answer": R1MathAnswerReward,
-    "r1_choice": R1ChoiceReward,
-    "r1_auto": R1AutoReward,
-    "format": FormatReward,
-    "sokoban": SokobanReward,
-    "football": FootballReward,
-}
+_LAZY = {"MathResult": "math", "MathVerifier": "math", "math_accuracy": "math", "READINGS": "math",
+         "STATUSES": "math", "FormatReward": "r1", "R1AutoReward": "r1", "R1ChoiceReward": "r1",
+         "R1MathAnswerReward": "r1", "R1MathReward": "r1", "SokobanReward": "sokoban", "FootballReward": "football"}
+
+
+def _registry() -> dict[str, type]:
+    """REWARDS (reward name -> class), built on first use; one dict, so names added to it are found by get_reward."""
+    if "REWARDS" not in globals():
+        from .football import FootballReward
+        from .r1 import FormatReward, R1AutoReward, R1ChoiceReward, R1MathAnswerReward, R1MathReward
+        from .sokoban import SokobanReward
+
+        globals()["REWARDS"] = {
+            "r1_math": R1MathReward,  # the released rule: the paper presets
+            "r1_math_answer": R1MathAnswerReward,
+            "r1_choice": R1ChoiceReward,
+            "r1_auto": R1AutoReward,
+            "format": FormatReward,
+            "sokoban": SokobanReward,
+            "football": FootballReward,
+        }
+    return globals()["REWARDS"]
+
+
+def __getattr__(name: str):
+    if name == "REWARDS":
+        return _registry()
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def get_reward(name: str, **options) -> RewardFn:
     """A new reward function; call close() on it when done (it may own worker processes)."""
-    if name not in REWARDS:
-        raise KeyError(f"unknown reward {name!r}; known: {sorted(REWARDS)}")
-    return REWARDS[name](**options)
+    rewards = _registry()
+    if name not in rewards:
+        raise KeyError(f"unknown reward {name!r}; known: {sorted(rewards)}")
+    return rewards[name](**options)

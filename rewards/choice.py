@@ -1,13 +1,11 @@
 """Multiple-choice reward: extract an option letter A-E and compare with the gold letter."""
 import re
 
-from .text import MAX_RESPONSE_CHARS, answer_text
+from .text import BOXED_FLAT, CHOICE_TEXT_CMD, MAX_RESPONSE_CHARS, answer_text, last_boxed, last_match
 
 # Only capital letters count, and never next to another letter or digit,
 # so "A triangle", "BAD" or "a" do not read as options.
 _OPT = r"\(?([A-E])\)?(?![A-Za-z0-9])"
-_TEXT_CMD = re.compile(r"\\(?:text|textbf|textrm|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
-_BOXED = re.compile(r"\\boxed\s*\{([^{}]*)\}")
 # "answer B" / "answer is: (B)"; option/choice need "is" or ":" so "option A is wrong" does not count.
 # Each whitespace run has one place to go, so a long run of spaces cannot backtrack quadratically.
 _PHRASE = re.compile(r"(?i:answer\s*(?:is\b\s*)?(?:[:=]\s*)?|(?:option|choice)\s*(?:is\b|[:=])\s*)" + _OPT)
@@ -18,14 +16,7 @@ _BOXED_OPT = re.compile(r"\s*" + _OPT)
 
 def _clean(text: str) -> str:
     # Unwrap \text{B} and drop $ and markdown bold so the patterns see the bare letter.
-    return _TEXT_CMD.sub(r"\1", text).replace("$", "").replace("*", "")
-
-
-def _last(pattern: re.Pattern, text: str) -> str | None:
-    m = None
-    for m in pattern.finditer(text):
-        pass
-    return m.group(1) if m else None
+    return CHOICE_TEXT_CMD.sub(r"\1", text).replace("$", "").replace("*", "")
 
 
 def extract_choice(response: str, max_chars: int = MAX_RESPONSE_CHARS) -> str | None:
@@ -35,12 +26,12 @@ def extract_choice(response: str, max_chars: int = MAX_RESPONSE_CHARS) -> str | 
     starts with the letter ("B", "B.", "(B)", "B) 36°"); the last "(B)" anywhere.
     """
     text = _clean(answer_text(response or "", max_chars))
-    boxed = _last(_BOXED, text)
+    boxed = last_boxed(text, BOXED_FLAT)
     if boxed is not None:
         m = _BOXED_OPT.match(boxed)
         if m:
             return m.group(1)
-    letter = _last(_PHRASE, text)
+    letter = last_match(_PHRASE, text)
     if letter:
         return letter
     lines = [ln for ln in text.splitlines() if ln.strip()]
@@ -48,7 +39,7 @@ def extract_choice(response: str, max_chars: int = MAX_RESPONSE_CHARS) -> str | 
         m = _LEADING.match(lines[-1])
         if m:
             return m.group(1)
-    return _last(_PAREN, text)
+    return last_match(_PAREN, text)
 
 
 def gold_letter(gold: str) -> str | None:

@@ -4,7 +4,7 @@ Two readings of a response, by name (`READINGS`):
 
 * "released" (the default; `r1_math`): LMM-R1's released rule. The gold is wrapped in `$...$` and parsed with
   math-verify's default LaTeX extraction; the prediction is parsed from the WHOLE response with LaTeX extraction
-  only (`\\boxed{}` first, no unanchored `$7$`, no bare numbers) and the normalisation of `_RELEASED_PRED`; the
+  only (`\\boxed{}` first, no unanchored `$7$`, no bare numbers) and the normalisation of `RELEASED_PRED_CONFIG`; the
   first match of each; then `verify(prediction, gold)`, in that order (verify is not symmetric: an inequality
   answer matches an interval gold, an interval answer does not match an inequality gold).
 * "answer" (`r1_math_answer`): this project's own reading. Only the last non-blank `<answer>` block (else the
@@ -35,8 +35,8 @@ from math_verify.parser import NormalizationConfig, extract_match, get_extractio
 from math_verify.utils import timeout as _mv_timeout
 from sympy import Basic, MatrixBase
 
-from ._pool import KillPool
-from .text import MAX_RESPONSE_CHARS, answer_text
+from .pool import KillPool
+from .text import MAX_RESPONSE_CHARS, PROSE_TEXT_CMD, TEXT_COMMANDS, answer_text
 
 STATUSES = ("ok", "gold_unparseable", "timeout", "error")
 READINGS = ("released", "answer")
@@ -44,16 +44,15 @@ DEFAULT_TIMEOUT = 5.0
 DEFAULT_MEMORY_LIMIT_MB = 2048
 
 # The released rule's configurations, value for value (math-verify's defaults elsewhere).
-_RELEASED_GOLD = (LatexExtractionConfig(),)
-_RELEASED_PRED = (LatexExtractionConfig(
+RELEASED_GOLD_CONFIG = (LatexExtractionConfig(),)
+RELEASED_PRED_CONFIG = (LatexExtractionConfig(
     normalization_config=NormalizationConfig(nits=False, malformed_operators=False, basic_latex=True, boxed="all",
                                              units=True),
     boxed_match_priority=0,  # \boxed{} before "final answer is $...$"
     try_extract_without_anchor=False,  # no bare "$7$" without an anchor
 ),)
 # The project's reading: boxed answers win over "final answer is ..." and bare expressions.
-_PRED_CONFIG = (LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig())
-_TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mbox)\s*\{([^{}]*)\}")
+ANSWER_PRED_CONFIG = (LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig())
 _LATEX_CMD = re.compile(r"\\[A-Za-z]+")
 _ONLY_WORDS = re.compile(r"[A-Za-z\s.,;:!?'\"-]+")
 _LONG_WORD = re.compile(r"[A-Za-z]{3}")
@@ -107,7 +106,7 @@ def _extract(text: str, configs, mode: str) -> tuple[list, tuple | None]:
 # What may stand next to an unbracketed match without making it a piece of a longer expression.
 _HSPACE = re.compile(r"(?:[ \t]|\\[,;:! ]|\\q?quad\b|~)*")
 _HSPACE_BEFORE = re.compile(r"(?:[ \t]|\\[,;:! ]|\\q?quad\b|~)*\Z")
-_TEXT_CMDS = ("text", "textbf", "textit", "textrm", "mathrm", "mbox", "quad", "qquad")
+_TEXT_CMDS = TEXT_COMMANDS + ("quad", "qquad")
 _CMD_AFTER = re.compile(r"\\([A-Za-z]+)")
 _CMD_BEFORE = re.compile(r"\\([A-Za-z]+)\Z")
 _OPERATORS = set("+-*/^_<>=×÷·≤≥±∓")
@@ -228,7 +227,7 @@ def _is_prose(gold: str, exprs: list) -> bool:
     Such a gold would "match" any anagram, so it is refused. Golds with math
     syntax ("\\sqrt{abc}") or no free symbols ("infinity") are kept.
     """
-    text = _LATEX_CMD.sub("", _TEXT_CMD.sub(r"\1", gold)).replace("$", "").strip()
+    text = _LATEX_CMD.sub("", PROSE_TEXT_CMD.sub(r"\1", gold)).replace("$", "").strip()
     if not (_ONLY_WORDS.fullmatch(text) and _LONG_WORD.search(text)):
         return False
     return any(getattr(e, "free_symbols", None) for e in exprs)
@@ -252,8 +251,15 @@ def parse_gold_released(gold: str, timeout: int | None = None) -> list:
     """The released rule's gold: stripped, wrapped in `$...$` unless it starts with `$`, default LaTeX extraction,
     first match; [] = unparseable."""
     gold = str(gold).strip()
-    return _parse(gold if gold.startswith("$") else f"${gold}$", timeout, extraction_config=_RELEASED_GOLD,
+    return _parse(gold if gold.startswith("$") else f"${gold}$", timeout, extraction_config=RELEASED_GOLD_CONFIG,
                   extraction_mode="first_match")
+
+
+def read_answer(response: str, max_chars: int = MAX_RESPONSE_CHARS, timeout: int | None = None) -> str | None:
+    """The answer text math-verify reads in the "answer" reading (the last answer block, boxed first, then LaTeX or a
+    plain expression: `ANSWER_PRED_CONFIG`), else None. Timeouts and MemoryError propagate."""
+    pred = _parse(answer_text(response or "", max_chars), timeout, extraction_config=ANSWER_PRED_CONFIG)
+    return next((p for p in pred if isinstance(p, str)), None) if pred else None
 
 
 def check(response: str, gold: str, max_chars: int | None = None, timeout: int | None = None,
@@ -276,11 +282,11 @@ def check(response: str, gold: str, max_chars: int | None = None, timeout: int |
     if not text.strip():
         return MathResult(0.0, "ok")  # the released code read the prompt instead: --empty-response prompt
     if reading == "released":
-        pred, partial = parse_prediction(text, timeout, _RELEASED_PRED, "first_match")
+        pred, partial = parse_prediction(text, timeout, RELEASED_PRED_CONFIG, "first_match")
         first, second = pred, gold_parsed
     else:
-        pred, partial = parse_prediction(answer_text(text, max_chars or MAX_RESPONSE_CHARS), timeout, _PRED_CONFIG,
-                                         "any_match")
+        pred, partial = parse_prediction(answer_text(text, max_chars or MAX_RESPONSE_CHARS), timeout,
+                                         ANSWER_PRED_CONFIG, "any_match")
         first, second = gold_parsed, pred
     if partial and whole:
         return MathResult(0.0, "ok", partial=True)
@@ -312,7 +318,9 @@ def _address_space_kb() -> int | None:
         return None
 
 
-def _worker_setup(memory_limit_mb: int) -> None:
+def worker_setup(memory_limit_mb: int) -> None:
+    """Start-up of a math-verify worker process: warm math-verify up, then cap the address space's growth at
+    `memory_limit_mb` (the `setup` of a KillPool whose function calls `check`)."""
     # Time limits are enforced from outside, so silence math-verify's "timeout disabled" notice.
     logging.getLogger("math_verify").setLevel(logging.ERROR)
     # Load sympy's lazily imported parts before any check's clock starts.
@@ -363,7 +371,7 @@ class MathVerifier:
         self.fail_closed = fail_closed
         self.max_chars = max_chars if max_chars is not None or reading == "released" else MAX_RESPONSE_CHARS
         if setup is None:
-            setup, setup_args = _worker_setup, (memory_limit_mb,)
+            setup, setup_args = worker_setup, (memory_limit_mb,)
         self._pool = KillPool(check, workers=workers, timeout=timeout, setup=setup, setup_args=setup_args,
                               mp_context=mp_context, max_start_failures=max_start_failures)
 

@@ -1,4 +1,19 @@
-"""Text helpers shared by the rewards."""
+"""Answer text: the one set of helpers that read an answer out of a response or a gold string.
+
+The rewards, the data sets' gold checks (`data/gold.py`) and the benchmark scoring (`evaluation/scoring.py`) all read
+answers with these. Standard library only, so importing it does not load math-verify.
+
+* `answer_text` - the last non-blank `<answer>` block, else the response (what every reward reads);
+  `final_text` - the same without think blocks and stray tags (what the benchmark scorers read).
+* `BOXED` / `BOXED_FLAT`, `last_match`, `last_boxed` - the content of the last `\\boxed{...}`.
+* `text_command` and the four text-command patterns - `\\text{...}` and its kin, unwrapped.
+* `unwrap` - a short answer without `$`, `\\boxed{}`, `\\text{}` and a trailing period (gold answers).
+* `normalize_text`, `numbers_in` - a free-form answer lower-cased and undecorated; the numbers in it.
+
+Where two readers differ (which braces `\\boxed{}` may hold, which commands count as text), each keeps its own, named
+here: their verdicts depend on it.
+"""
+import re
 
 MAX_RESPONSE_CHARS = 10_000  # untrusted text is cut to its tail before any parsing
 
@@ -18,3 +33,101 @@ def answer_text(response: str, max_chars: int = MAX_RESPONSE_CHARS) -> str:
             if inner.strip():
                 return inner
     return text
+
+
+def final_text(response: str) -> str:
+    """The answer block (as `answer_text` reads it), without think blocks and stray tags."""
+    text = re.sub(r"(?s)<think>.*?</think>", " ", answer_text(response or ""))
+    return re.sub(r"</?(?:think|answer)>", " ", text)
+
+
+# --------------------------------------------------------------------------- \boxed{} and \text{}
+
+# `\boxed{...}`, the content in group 1. BOXED allows one level of nested braces (`\boxed{\frac{1}{2}}`); BOXED_FLAT
+# none: the choice reward's (an option letter needs no braces).
+BOXED = re.compile(r"\\boxed\s*\{((?:[^{}]|\{[^{}]*\})*)\}")
+BOXED_FLAT = re.compile(r"\\boxed\s*\{([^{}]*)\}")
+
+
+def last_match(pattern: re.Pattern, text: str) -> str | None:
+    """Group 1 of the last match of `pattern` in `text`, else None."""
+    m = None
+    for m in pattern.finditer(text):
+        pass
+    return m.group(1) if m else None
+
+
+def last_boxed(text: str, pattern: re.Pattern = BOXED) -> str | None:
+    """Content of the last `\\boxed{...}` (may be ""), else None."""
+    return last_match(pattern, text)
+
+
+def text_command(*names: str) -> re.Pattern:
+    """`\\name{...}` for the given LaTeX command names, the content (no braces inside) in group 1."""
+    return re.compile(r"\\(?:" + "|".join(names) + r")\s*\{([^{}]*)\}")
+
+
+# Which commands count as text, by reader:
+# the math reward's prose check (rewards.math: "\text{see figure}" is prose); with \quad and \qquad, also what may
+# stand beside an answer without making it a piece of a longer expression.
+TEXT_COMMANDS = ("text", "textbf", "textit", "textrm", "mathrm", "mbox")
+PROSE_TEXT_CMD = text_command(*TEXT_COMMANDS)
+# the choice reward's (rewards.choice: `\mathbf{B}` is the letter B; \textit is not unwrapped).
+CHOICE_TEXT_CMD = text_command("text", "textbf", "textrm", "mathrm", "mathbf", "mbox")
+# `unwrap`'s, for gold answers (data/gold.py: neither \textit nor \mathbf).
+UNWRAP_TEXT_CMD = text_command("text", "textbf", "textrm", "mathrm", "mbox")
+# `normalize_text`'s, for benchmark answers (evaluation/scoring.py: also \mathbf and \operatorname).
+NORMALIZE_TEXT_CMD = text_command("text", "textbf", "textit", "textrm", "mathrm", "mathbf", "mbox", "operatorname")
+
+
+# --------------------------------------------------------------------------- short answers
+
+PLAIN_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")  # "42", "-3.5", "2.", ".5"
+
+
+def unwrap(text: str) -> str:
+    """Drop ``$``, ``\\boxed{}``, ``\\text{}`` and trailing periods around a short answer."""
+    t = str(text).strip()
+    for _ in range(3):
+        before = t
+        t = t.strip().strip("$").strip()
+        m = BOXED.fullmatch(t)
+        if m:
+            t = m.group(1)
+        t = UNWRAP_TEXT_CMD.sub(r"\1", t).strip()
+        if len(t) > 1 and t.endswith(".") and not PLAIN_NUMBER.fullmatch(t):
+            t = t[:-1].rstrip()
+        if t == before:
+            break
+    return t
+
+
+def normalize_text(text: str) -> str:
+    """Lower case, without $, LaTeX text commands, \\boxed, degree signs, a trailing period and extra spaces."""
+    t = NORMALIZE_TEXT_CMD.sub(r"\1", str(text))
+    boxed = last_boxed(t)
+    t = boxed if boxed is not None else t
+    t = t.replace("$", "").replace("^\\circ", "").replace("^{\\circ}", "").replace("°", "").replace("\\%", "%")
+    t = t.replace("\\left", "").replace("\\right", "").replace("\\,", " ").replace("**", "")
+    return re.sub(r"\s+", " ", t).strip().rstrip(".").strip().lower()
+
+
+_FRAC = re.compile(r"(-?)\\[dt]?frac\s*\{\s*(-?\d+(?:\.\d+)?)\s*\}\s*\{\s*(-?\d+(?:\.\d+)?)\s*\}")
+_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?|-?\.\d+")
+_SLASH = re.compile(r"(-?\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)")
+
+
+def numbers_in(text: str) -> list[float]:
+    """Numbers in reading order: \\frac{a}{b} and a/b as their value, "1,000" as 1000."""
+    spans = []
+    for pat, value in ((_FRAC, lambda m: (-1 if m.group(1) else 1) * float(m.group(2)) / float(m.group(3))),
+                       (_SLASH, lambda m: float(m.group(1)) / float(m.group(2))),
+                       (_NUMBER, lambda m: float(m.group(0).replace(",", "")))):
+        for m in pat.finditer(text):
+            if any(a < m.end() and m.start() < b for a, b, _ in spans):
+                continue
+            try:
+                spans.append((m.start(), m.end(), value(m)))
+            except (ZeroDivisionError, ValueError, OverflowError):
+                continue
+    return [v for _, _, v in sorted(spans)]

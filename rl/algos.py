@@ -18,13 +18,18 @@ No state, no config objects: everything is an explicit argument.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
 from torch import Tensor
 
+from kernels.policy_loss import KL_KINDS, kl_estimate, policy_loss_tokens, surrogates
+
 __all__ = [
+    "Estimator",
     "ESTIMATORS",
+    "POLICY_LOSSES",
     "AGGREGATIONS",
     "REWARD_CLIP",
     "GRPO_EPS",
@@ -46,14 +51,10 @@ __all__ = [
     "value_loss",
     "kl_loss",
     "compute_advantages",
+    "max_abs_diff",
 ]
 
-ESTIMATORS = ("reinforce_baseline", "grpo", "rloo", "reinforce", "gae")
 AGGREGATIONS = ("seq-mean-token-mean", "token-mean")
-KL_KINDS = ("k1", "k2", "k3")
-
-# Estimators whose advantages the released LMM-R1 code whitens (whiten_advantages=None): all but grpo.
-_WHITEN_BY_DEFAULT = {"reinforce_baseline": True, "reinforce": True, "gae": True, "rloo": True, "grpo": False}
 # The released code clips every scalar reward to this range after the group baseline, before the KL shaping.
 REWARD_CLIP = 10.0
 # GRPO's std epsilon in the released code.
@@ -91,29 +92,52 @@ def masked_mean(x: Tensor, mask: Tensor, dim: Optional[int] = None) -> Tensor:
 
 
 # ---------------------------------------------------------------------------
-# KL estimators
-# ---------------------------------------------------------------------------
-
-
-def kl_estimate(logp: Tensor, ref_logp: Tensor, kind: str = "k3") -> Tensor:
-    """Per-token estimate of KL(pi || pi_ref) from sampled log-probs; raw (unmasked)."""
-    # Schulman, "Approximating KL Divergence" (2020): k1 unbiased, k2 = 0.5*log-ratio^2,
-    # k3 = (r - 1) - log r with r = pi_ref/pi (unbiased, non-negative; GRPO, DeepSeekMath eq. 4).
-    # Returned raw: callers mask it.
-    log_ratio = logp - ref_logp
-    if kind == "k1":
-        return log_ratio
-    if kind == "k2":
-        return 0.5 * log_ratio.pow(2)
-    if kind == "k3":
-        neg = -log_ratio  # ref_logp - logp
-        return torch.exp(neg) - neg - 1.0
-    raise ValueError(f"unknown KL estimator {kind!r}; expected one of {KL_KINDS}")
-
-
-# ---------------------------------------------------------------------------
 # Outcome-level advantage shaping
 # ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Estimator:
+    """An advantage estimator: how a prompt's group of g samples shapes its scalar rewards (`baseline`, [G, g] ->
+    [G, g]), whether advantages come from a critic's values by GAE (else the reward-to-go), whether the released
+    LMM-R1 code whitens them by default, and the smallest group it is defined for."""
+    baseline: Callable[[Tensor], Tensor]
+    critic: bool = False
+    whiten: bool = True
+    min_group: int = 1
+    why_min_group: str = ""
+
+
+def no_baseline(r: Tensor) -> Tensor:
+    """Plain REINFORCE / PPO-GAE: no group baseline (the critic, for gae, or nothing)."""
+    return r
+
+
+def group_mean_baseline(r: Tensor) -> Tensor:
+    """REINFORCE++-baseline (Hu et al. 2025): subtract the group mean only (no std division: avoids GRPO's
+    difficulty bias)."""
+    return r - r.mean(dim=1, keepdim=True)
+
+
+def group_normalized(r: Tensor) -> Tensor:
+    """GRPO (DeepSeekMath, Shao et al. 2024): (r - mean) / (std + 1e-9). Unbiased std (Bessel, torch default),
+    matching OpenRLHF's `rewards.std(-1)`."""
+    return (r - r.mean(dim=1, keepdim=True)) / (r.std(dim=1, keepdim=True) + GRPO_EPS)
+
+
+def leave_one_out_baseline(r: Tensor) -> Tensor:
+    """RLOO (Ahmadian et al. 2024): the baseline is the mean of the other g-1 rewards."""
+    return r - (r.sum(dim=1, keepdim=True) - r) / (r.shape[1] - 1)
+
+
+# The registry: a new estimator is one entry. grpo alone is not whitened by the released code.
+ESTIMATORS = {
+    "reinforce_baseline": Estimator(group_mean_baseline),
+    "grpo": Estimator(group_normalized, whiten=False, min_group=2, why_min_group="std of a single sample is undefined"),
+    "rloo": Estimator(leave_one_out_baseline, min_group=2, why_min_group="leave-one-out baseline"),
+    "reinforce": Estimator(no_baseline),
+    "gae": Estimator(no_baseline, critic=True),
+}
 
 
 def outcome_advantage(rewards: Tensor, group_size: int, estimator: str) -> Tensor:
@@ -121,7 +145,7 @@ def outcome_advantage(rewards: Tensor, group_size: int, estimator: str) -> Tenso
     clips the result, as the released code does)."""
     # OpenRLHF ppo_utils/experience_maker: group baselines over n_samples_per_prompt rollouts.
     if estimator not in ESTIMATORS:
-        raise ValueError(f"unknown advantage estimator {estimator!r}; expected one of {ESTIMATORS}")
+        raise ValueError(f"unknown advantage estimator {estimator!r}; expected one of {tuple(ESTIMATORS)}")
     if rewards.dim() != 1:
         raise ValueError(f"rewards must be 1-D [N], got shape {tuple(rewards.shape)}")
     if not isinstance(group_size, int) or group_size < 1:
@@ -129,26 +153,10 @@ def outcome_advantage(rewards: Tensor, group_size: int, estimator: str) -> Tenso
     n = rewards.shape[0]
     if n % group_size != 0:
         raise ValueError(f"N={n} rewards is not divisible by group_size={group_size}")
-    if estimator in ("reinforce", "gae"):
-        # Plain REINFORCE / PPO-GAE: no group baseline, the critic (gae) or nothing.
-        return rewards.clone()
-    r = rewards.view(-1, group_size)
-    if estimator == "reinforce_baseline":
-        # REINFORCE++-baseline (Hu et al. 2025): subtract the group mean only (no std
-        # division: avoids GRPO's difficulty bias).
-        out = r - r.mean(dim=1, keepdim=True)
-    elif estimator == "grpo":
-        # GRPO (DeepSeekMath, Shao et al. 2024): (r - mean) / (std + 1e-9). Unbiased std
-        # (Bessel, torch default), matching OpenRLHF's `rewards.std(-1)`.
-        if group_size < 2:
-            raise ValueError("grpo needs group_size >= 2 (std of a single sample is undefined)")
-        out = (r - r.mean(dim=1, keepdim=True)) / (r.std(dim=1, keepdim=True) + GRPO_EPS)
-    else:  # rloo
-        # RLOO (Ahmadian et al. 2024): leave-one-out baseline mean of the other g-1 rewards.
-        if group_size < 2:
-            raise ValueError("rloo needs group_size >= 2 (leave-one-out baseline)")
-        out = r - (r.sum(dim=1, keepdim=True) - r) / (group_size - 1)
-    return out.reshape(n)
+    spec = ESTIMATORS[estimator]
+    if group_size < spec.min_group:
+        raise ValueError(f"{estimator} needs group_size >= {spec.min_group} ({spec.why_min_group})")
+    return spec.baseline(rewards.clone().view(-1, group_size)).reshape(n)
 
 
 # ---------------------------------------------------------------------------
@@ -271,59 +279,25 @@ def aggregate_count(mask: Tensor, agg: str = "seq-mean-token-mean") -> int:
     raise ValueError(f"unknown loss aggregation {agg!r}; expected one of {AGGREGATIONS}")
 
 
-def aggregate_weight(part_mask: Tensor, whole_mask: Tensor, agg: str = "seq-mean-token-mean") -> float:
+def aggregate_weight(part_mask: Tensor, whole: Tensor | int, agg: str = "seq-mean-token-mean") -> float:
     """Weight w of a micro-batch such that the sum over micro-batches of w * aggregate(part) equals
-    aggregate(whole): its share of the valid tokens (token-mean) or of the non-empty rows (seq-mean-token-mean)."""
-    return aggregate_count(part_mask, agg) / max(aggregate_count(whole_mask, agg), 1)
+    aggregate(whole): its share of the valid tokens (token-mean) or of the non-empty rows (seq-mean-token-mean).
+    `whole` is the whole batch's mask, or its aggregate_count (summed over the processes it spans)."""
+    count = whole if isinstance(whole, int) else aggregate_count(whole, agg)
+    return aggregate_count(part_mask, agg) / max(count, 1)
 
 
-def _surrogates(logp: Tensor, old_logp: Tensor, adv: Tensor, valid: Tensor, clip_lo: float, clip_hi: float):
-    """(log rho, rho * A, clip(rho) * A), fp32, with the log-ratio and A zeroed on padding before exp() so that
-    garbage there (NaN/Inf) can neither overflow nor leak NaN into the gradient."""
-    log_ratio = _zero_pad(logp.float() - old_logp.float(), valid)
-    a = _zero_pad(adv.float().expand(logp.shape), valid)
-    ratio = torch.exp(log_ratio)
-    return log_ratio, ratio * a, ratio.clamp(1.0 - clip_lo, 1.0 + clip_hi) * a
-
-
-def policy_loss_tokens(
-    logp: Tensor,
-    old_logp: Tensor,
-    adv: Tensor,
-    mask: Tensor,
-    ref_logp: Optional[Tensor] = None,
-    clip_eps: float = 0.2,
-    beta: float = 0.0,
-    kl_kind: Optional[str] = "k3",
-    clip_eps_high: Optional[float] = None,
-) -> Tensor:
-    """Per-token PPO clipped surrogate + beta * KL(pi || pi_ref) -> [N, T] fp32, exact 0 on padding.
-
-    The one torch reference of the policy loss: `--kernels torch` runs it, and the fused Triton kernel
-    (kernels/policy_loss_triton.py) has its signature, values and gradient. `adv` broadcasts to logp's shape
-    ([N, T] or [N, 1]); `clip_eps_high` (DAPO clip-higher) defaults to clip_eps; gradients flow to logp only."""
-    # PPO-clip (Schulman et al. 2017, eq. 7): L = -min(rho*A, clip(rho, 1-eps, 1+eps)*A), rho = exp(logp - old_logp).
-    if kl_kind is not None and kl_kind not in KL_KINDS:
-        raise ValueError(f"unknown KL estimator {kl_kind!r}; expected one of {KL_KINDS} or None")
-    if beta != 0.0 and kl_kind is not None and ref_logp is None:
-        raise ValueError("beta != 0 needs ref_logp")
-    valid = _valid(mask).expand(logp.shape)
-    _, surr1, surr2 = _surrogates(logp, old_logp, adv, valid, clip_eps,
-                                  clip_eps if clip_eps_high is None else clip_eps_high)
-    loss = -torch.min(surr1, surr2)
-    if beta != 0.0 and kl_kind is not None:
-        # GRPO (DeepSeekMath eq. 3-4): beta * KL as a loss term; masked like everything else.
-        # The log-ratio is zeroed on padding before any exp(), as for rho: kl_estimate(d, 0) == kl_k(d).
-        d = _zero_pad(logp.float() - ref_logp.float(), valid)
-        loss = loss + beta * kl_estimate(d, torch.zeros_like(d), kl_kind)
-    return _zero_pad(loss, valid)
+# Policy losses: name -> per-token loss [N, T] with policy_loss_tokens' signature (logp, old_logp, adv, mask,
+# ref_logp, clip_eps, beta, kl_kind), exact 0 on padding. A new loss is one entry; one with a fused kernel is
+# swapped for it by the kernel switch (kernels.Kernels.policy_losses).
+POLICY_LOSSES = {"ppo": policy_loss_tokens}
 
 
 @torch.no_grad()
 def policy_stats(logp: Tensor, old_logp: Tensor, adv: Tensor, mask: Tensor, clip_eps: float = 0.2) -> dict[str, float]:
     """{"clip_frac", "approx_kl"}: share of valid tokens where the clipped branch is active (surr2 < surr1), and
     the k3 estimate of KL(old || new), (rho - 1) - log rho, token-mean."""
-    log_ratio, surr1, surr2 = _surrogates(logp, old_logp, adv, mask, clip_eps, clip_eps)
+    log_ratio, surr1, surr2 = surrogates(logp, old_logp, adv, mask, clip_eps, clip_eps)
     return {"clip_frac": float(masked_mean((surr2 < surr1).float(), mask)),
             "approx_kl": float(masked_mean(torch.exp(log_ratio) - 1.0 - log_ratio, mask))}
 
@@ -394,14 +368,14 @@ def compute_advantages(
     # [-reward_clip, reward_clip] (compute_reward, every estimator) -> per-token reward (KL-in-reward when
     # beta > 0) -> reward-to-go (REINFORCE family) or GAE (PPO) -> global whitening (on for all but grpo).
     if estimator not in ESTIMATORS:
-        raise ValueError(f"unknown advantage estimator {estimator!r}; expected one of {ESTIMATORS}")
+        raise ValueError(f"unknown advantage estimator {estimator!r}; expected one of {tuple(ESTIMATORS)}")
     if beta != 0.0 and kl is None:
         raise ValueError("beta != 0 requires the per-token `kl` tensor (KL-in-reward)")
     outcome = outcome_advantage(rewards, group_size, estimator)
     if reward_clip is not None:
         outcome = outcome.clamp(-reward_clip, reward_clip)
     tok = token_rewards(outcome, mask, kl=kl, beta=beta)
-    if estimator == "gae":
+    if ESTIMATORS[estimator].critic:
         if values is None:
             raise ValueError("estimator 'gae' requires `values` from the critic")
         adv, returns = gae(tok, values.to(tok.dtype), mask, gamma=gamma, lam=lam)
@@ -409,7 +383,14 @@ def compute_advantages(
         returns = discounted_returns(tok, mask, gamma=gamma)
         adv = returns.clone()
     if whiten_advantages is None:
-        whiten_advantages = _WHITEN_BY_DEFAULT[estimator]
+        whiten_advantages = ESTIMATORS[estimator].whiten
     if whiten_advantages:
         adv = whiten(adv, mask, all_reduce=all_reduce)
     return adv, returns
+
+
+@torch.no_grad()
+def max_abs_diff(a: Tensor, b: Tensor, mask: Tensor) -> float:
+    """The largest |a - b| over valid tokens (e.g. the training forward's log-probs against the sampler's)."""
+    diff = (a.detach().float().cpu() - b.float().cpu()).abs()[mask.cpu()]
+    return diff.max().item() if diff.numel() else 0.0

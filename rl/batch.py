@@ -224,6 +224,25 @@ class Rollout:
         """Prompt + response tokens of each sample."""
         return [self.prompts[i // self.n]["prompt_ids"].numel() + r.numel() for i, r in enumerate(self.responses)]
 
+    def micro_batches(self, idx, max_tokens: int, size: int) -> list[list[int]]:
+        """Samples `idx` in micro-batches: packed up to `max_tokens` (prompt + response; at most `size` samples
+        each) when max_tokens > 0, else `size` at a time."""
+        idx = list(idx)
+        if not max_tokens:
+            return [idx[i:i + size] for i in range(0, len(idx), size)]
+        lengths = self.lengths()
+        return [[idx[j] for j in g] for g in micro_batches([lengths[i] for i in idx], max_tokens, size)]
+
+    def texts(self, tokenizer, empty_response: str = "zero") -> list[str]:
+        """The response texts the reward reads (special tokens dropped). --empty-response prompt, the released
+        verifiers' `get_response_from_query(q) or q`: an empty (or blank) response is read as its whole query q,
+        the prompt and the response decoded with special tokens."""
+        texts = tokenizer.batch_decode(self.responses, skip_special_tokens=True)
+        if empty_response == "prompt":
+            texts = [t if t.strip() else tokenizer.decode(torch.cat([row["prompt_ids"], row["response_ids"]]))
+                     for t, row in zip(texts, self.rows(range(len(self))))]
+        return texts
+
     def batch(self, idx, pad_id: int, packed: bool = False) -> dict:
         """The model batch of samples `idx` (padded, or packed end to end), with their per-token tensors sliced
         to its width."""

@@ -10,10 +10,17 @@ checkpoint is used) or one checkpoint of it.
 
 import json
 import os
+import random
 import re
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Callable
+
+import torch
+
+from rl import dist
+from rl.guards import watchdog
 
 COMPLETE = "trainer_state.json"  # the last file of a checkpoint: present in every whole one
 _STEP = re.compile(r"^step_(\d+)$")
@@ -121,3 +128,74 @@ def resolve_resume(target: str) -> tuple[Path, Path]:
         raise CheckpointError(f"--resume {target}: this checkpoint is incomplete (its write was interrupted); "
                               f"resume from the run directory {path.parent.parent} to use its newest whole checkpoint")
     raise CheckpointError(f"--resume {target}: not a run directory (no config.json) nor a checkpoint of one")
+
+
+# -- a trainer's checkpoint ------------------------------------------------------------------------------------------
+def save(trainer, path: Path, resumable: bool = True) -> Path:
+    """A Hugging Face checkpoint (model + processor) that from_pretrained loads; beside it the critic and, to resume
+    exactly, the optimizer and random number generator states. Written whole or not at all. With several processes
+    every rank takes part: rank 0 writes the weights gathered from all, each rank its own optimizer shard and random
+    state."""
+    world, rank = dist.world(), dist.rank()
+    policy_state = dist.full_state_dict(trainer.logprobs_module) if world > 1 else None
+    critic_state = trainer.critic.state_dict()  # every process takes part in the gather
+    staged = [path.parent / f".{path.name}.rank{r}.pt" for r in range(world)]
+    if resumable and world > 1:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(own_state(trainer), staged[rank])
+        dist.barrier()
+
+    def write(tmp: Path):
+        if policy_state is None:
+            trainer.policy.save_pretrained(tmp)
+        else:
+            trainer.policy.save_pretrained(tmp, state_dict={k.removeprefix("model."): v for k, v in
+                                                            policy_state.items()})
+        trainer.processor.save_pretrained(tmp)
+        if critic_state is not None:
+            torch.save(critic_state, tmp / "critic.pt")
+        if resumable and world == 1:
+            torch.save(own_state(trainer), tmp / "trainer_state.pt")
+        elif resumable:
+            for r, file in enumerate(staged):
+                os.replace(file, tmp / f"trainer_state_rank{r}.pt")
+        (tmp / COMPLETE).write_text(json.dumps(  # last: its presence marks a whole checkpoint
+            {"step": trainer.step, "update_step": trainer.update_step, "base_model": trainer.base_model,
+             "counts": dict(trainer.counts), "world_size": world}, indent=2))
+
+    error = None
+    if dist.is_main():
+        try:
+            with watchdog("checkpoint", trainer.cfg.stall_timeout, trainer.log):
+                write_atomic(path, write)
+        except CheckpointError as e:
+            error = str(e)
+    error = dist.broadcast_object(error)
+    if error:
+        raise CheckpointError(error)
+    return path
+
+
+def own_state(trainer) -> dict:
+    """What this process needs to continue exactly: its optimizer states and random number generators."""
+    return {"optimizer": trainer.optimizer.state_dict(), "critic_optimizer": trainer.critic.optimizer_state(),
+            "torch_rng": torch.get_rng_state(), "python_rng": random.getstate()}
+
+
+def load(trainer, path: Path):
+    """Continue `trainer` from the checkpoint `path`: its step counters, counts, optimizer and random states (the
+    weights were loaded with the model)."""
+    info = json.loads((path / COMPLETE).read_text())
+    world = dist.world()
+    if info.get("world_size", 1) != world:
+        raise CheckpointError(f"{path} was written by {info.get('world_size', 1)} processes; resume it with as many "
+                              f"(torchrun --nproc_per_node {info.get('world_size', 1)})")
+    name = "trainer_state.pt" if world == 1 else f"trainer_state_rank{dist.rank()}.pt"
+    state = torch.load(path / name, weights_only=False)
+    trainer.step, trainer.update_step = info["step"], info["update_step"]
+    trainer.counts = Counter(info["counts"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.critic.load_optimizer_state(state["critic_optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    random.setstate(state["python_rng"])
+    trainer.log(f"resumed from {path} at step {trainer.step}")

@@ -102,7 +102,8 @@ def build(path: Path, seed: int, steps: int) -> dict:
 
 def _build(path: Path, seed: int, steps: int) -> dict:
     from rl.batch import collate, encode_prompts
-    from rl.policy import load_policy, pad_token_id, response_logprobs, stop_token_ids, tokenizer_of
+    from rl.policy import load_policy, response_logprobs
+    from rl.processor import pad_token_id, stop_token_ids, tokenizer_of
     from rl.tiny_model import build_tiny_checkpoint
 
     pairs = warmup_data(seed)

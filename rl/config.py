@@ -1,7 +1,8 @@
 """Every knob of a run in one dataclass, the paper's runs as named presets, and the command line built from both.
 
 Defaults are the values of LMM-R1's FRE-Text run (REINFORCE++-baseline on DeepScaleR). `--preset NAME` starts from a
-preset; any flag given on the command line overrides it.
+preset; any flag given on the command line overrides it. The commands (--list-presets, --plan, --check-data) are flags
+of the same command line but no knobs: parse_command_line returns them beside the Config.
 """
 
 import argparse
@@ -9,6 +10,7 @@ import dataclasses
 import importlib.util
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,19 +21,13 @@ def knob(default, help: str, **kw):
 
 @dataclass
 class Config:
-    # run
+    # -- run: what is trained, from what, on what ----------------------------------------------------------------------
     preset: str = knob("fre-text", "named preset the other defaults come from (see --list-presets)")
     model: str = knob("Qwen/Qwen2.5-VL-3B-Instruct", "hub id or local checkpoint dir; 'tiny' builds a tiny random "
                       "Qwen2.5-VL offline, 'classroom' the warm tiny model of the classroom presets (cached)")
     data: str = knob("deepscaler", "'deepscaler', 'fixture', a hub id, or a .jsonl file (plain or LMM-R1 message)")
-    out: str = knob("runs/fre-text", "output dir: metrics.jsonl, checkpoints/step_N, final/")
-    resume: str = knob("", "continue a run: its directory (the newest complete checkpoint, the run's own config; flags "
-                       "given now override where exact resume allows) or one <out>/checkpoints/step_N")
-    overwrite: bool = knob(False, "start anew in an --out that holds an earlier run (its files are deleted)")
-    seed: int = knob(42, "random seed (data order, sampling, init of the value head)")
     max_samples: int = knob(0, "use only the first N samples of the data (0 = all)")
-    on_bad_row: str = knob("raise", "a malformed data row: 'raise' (error naming file and line) or 'skip' (counted)",
-                           choices=["raise", "skip"])
+    seed: int = knob(42, "random seed (data order, sampling, init of the value head)")
     device: str = knob("auto", "'auto' (cuda if available), 'cuda', 'cpu'")
     dtype: str = knob("auto", "compute dtype (bf16 autocast over fp32 master weights): 'auto' = bf16 on GPU, fp32 on "
                       "CPU", choices=["auto", "bf16", "fp32"])
@@ -39,14 +35,9 @@ class Config:
     kernels: str = knob("triton", "compute kernels: 'triton' (fused log-prob/entropy, fused PPO+KL loss, packed varlen "
                         "attention) or their 'torch' references; torch is used where Triton cannot run (logged)",
                         choices=["triton", "torch"])
-    kernel_check_every: int = knob(0, "every N optimizer steps recompute one micro-batch with the torch references, "
-                                   "log kernel/max_abs_diff and stop above --kernel-check-tol (0 = off)")
-    kernel_check_tol: float = knob(0.0, "max |log-prob difference| of the shadow check "
-                                   "(0 = 1e-3 in fp32, 5e-2 in bf16)")
-    gradient_checkpointing: bool = knob(True, "recompute activations in backward (memory for time)")
-    freeze_vision: bool = knob(False, "freeze the policy's vision tower (the paper does so only for Sokoban; the "
-                               "critic's tower still trains, as in the released code)")
-    # rollout
+    # -- rollout: what is sampled (rl/rollout.py) ----------------------------------------------------------------------
+    engine: str = knob("ours", "generation engine: 'ours' (each prompt prefilled once for its n samples, finished rows "
+                       "leave the batch, the log-prob of each draw kept) or 'hf' (transformers' generate)")
     prompts_per_step: int = knob(256, "prompts per rollout step (rollout batch size)")
     n_samples: int = knob(16, "samples per prompt (the group of GRPO/RLOO/REINFORCE++-baseline)")
     temperature: float = knob(1.0, "sampling temperature (log-probs are computed at the same temperature)")
@@ -55,67 +46,87 @@ class Config:
     max_prompt_len: int = knob(1024, "prompts longer than this (tokens, incl. image tokens) are skipped and counted")
     max_pixels: int = knob(640 * 28 * 28, "images are resized to at most this many pixels")
     min_pixels: int = knob(4 * 28 * 28, "images are resized to at least this many pixels")
-    gen_batch_size: int = knob(8, "prompts per generate() call")
-    # algorithm
-    estimator: str = knob("reinforce_baseline", "advantage estimator",
-                          choices=["reinforce_baseline", "grpo", "rloo", "gae", "reinforce"])
+    compile_decode: bool = knob(False, "torch.compile the decode step of --engine ours (CUDA only; ignored on the "
+                                "CPU)")
+    # -- algorithm: advantages, KL and the PPO loss (rl/algos.py) ------------------------------------------------------
+    estimator: str = knob("reinforce_baseline", "advantage estimator")
     kl: float = knob(0.001, "KL coefficient beta; 0 disables the reference model")
-    kl_estimator: str = knob("k1", "KL estimator", choices=["k1", "k2", "k3"])
+    kl_estimator: str = knob("k1", "KL estimator")
     kl_in: str = knob("reward", "where the KL goes: 'reward' (per-token penalty, LMM-R1) or 'loss' (GRPO-style)",
                       choices=["reward", "loss"])
+    policy_loss: str = knob("ppo", "policy loss: 'ppo' the clipped surrogate (+ beta * KL with --kl-in loss)")
     eps_clip: float = knob(0.2, "PPO ratio clip epsilon")
     value_clip: float = knob(0.2, "critic value clip (gae)")
     gamma: float = knob(1.0, "discount")
     lam: float = knob(1.0, "GAE lambda")
-    loss_agg: str = knob("seq-mean-token-mean", "loss aggregation",
-                         choices=["seq-mean-token-mean", "token-mean"])
+    loss_agg: str = knob("seq-mean-token-mean", "loss aggregation")
     whiten: str = knob("auto", "normalise advantages over all valid tokens of the rollout batch; 'auto' = on for "
                        "reinforce_baseline/rloo/reinforce/gae, off for grpo", choices=["auto", "on", "off"])
-    # optimisation
+    old_logprobs: str = knob("recompute", "PPO old log-probs: 'recompute' (a forward pass after generation, the "
+                             "paper) or 'sampler' (those the sampler drew with: one forward pass fewer; needs "
+                             "--engine ours)", choices=["recompute", "sampler"])
+    # -- optimisation: the updates and how many (rl/optim.py) ----------------------------------------------------------
     actor_lr: float = knob(4e-7, "policy learning rate")
     critic_lr: float = knob(9e-6, "critic learning rate (gae)")
+    optim: str = knob("adamw_8bit", "optimizer: 'adamw_8bit' bitsandbytes 8-bit AdamW over fp32 master weights; "
+                      "'paged_adamw_8bit' the same with its states paged to the CPU under GPU memory pressure; "
+                      "'adamw' torch AdamW (fp32 states); 'adamw_8bit_bf16' torchao's 8-bit AdamW over bf16 weights "
+                      "and gradients with stochastic rounding (no fp32 master copy: half the weight and gradient "
+                      "memory, and updates far below bf16's resolution, lr 4e-7, still land in expectation)")
     adam_betas: tuple = knob((0.9, 0.95), "Adam betas", nargs=2, type=float)
     weight_decay: float = knob(0.0, "AdamW weight decay")
     warmup_ratio: float = knob(0.03, "linear warmup, fraction of all optimizer steps")
     min_lr_ratio: float = knob(0.1, "cosine decay ends at this fraction of the lr")
     grad_clip: float = knob(1.0, "max global grad norm")
-    optim: str = knob("adamw_8bit", "optimizer: 'adamw_8bit' bitsandbytes 8-bit AdamW over fp32 master weights; "
-                      "'paged_adamw_8bit' the same with its states paged to the CPU under GPU memory pressure; "
-                      "'adamw' torch AdamW (fp32 states); 'adamw_8bit_bf16' torchao's 8-bit AdamW over bf16 weights "
-                      "and gradients with stochastic rounding (no fp32 master copy: half the weight and gradient "
-                      "memory, and updates far below bf16's resolution, lr 4e-7, still land in expectation)",
-                      choices=["adamw_8bit", "paged_adamw_8bit", "adamw", "adamw_8bit_bf16"])
-    ref_offload: bool = knob(False, "keep the reference model on the CPU and bring it to the GPU only for its "
-                             "log-prob forward (its bf16 weights leave the GPU for generation and the update; "
-                             "with torchrun, FSDP2's CPU offload)")
-    critic_offload: bool = knob(False, "move the critic (gae) and its optimizer states to the CPU during generation, "
-                                "where the KV cache needs the room (with torchrun, FSDP2's CPU offload: they stay "
-                                "on the CPU, and its optimizer steps there)")
     train_batch_size: int = knob(256, "samples per optimizer step")
-    micro_batch_size: int = knob(4, "samples per forward/backward (gradient accumulation up to train_batch_size); "
-                                 "with --max-tokens-per-micro, the most samples in one packed micro-batch")
-    max_tokens_per_micro: int = knob(0, "pack the samples of each micro-batch end to end, up to this many tokens "
-                                     "(prompt + response; first-fit decreasing); 0 = padded micro-batches")
     ppo_epochs: int = knob(1, "passes over each rollout batch")
     episodes: int = knob(2, "passes over the data set")
     max_steps: int = knob(0, "stop after this many rollout steps (0 = episodes decide)")
-    logprob_chunk: int = knob(128, "tokens per chunk of the log-prob computation (bounds the logits in memory)")
-    # reward
+    freeze_vision: bool = knob(False, "freeze the policy's vision tower (the paper does so only for Sokoban; the "
+                               "critic's tower still trains, as in the released code)")
+    # -- reward (rewards/) ---------------------------------------------------------------------------------------------
     reward: str = knob("r1_math", "reward function by name (format + accuracy)")
     reward_workers: int = knob(2, "worker processes that verify answers")
     reward_timeout: float = knob(5.0, "seconds per answer check before it counts as wrong")
-    # output
+    # -- released behaviour -------------------------------------------------------------------------------------------
+    # Where we chose otherwise than the released LMM-R1 code (README: "Choices that differ from the released LMM-R1
+    # code"), the default is our choice and the other value of each of these flags restores the released behaviour.
+    fail_closed_gold: bool = knob(True, "a gold answer math-verify cannot parse scores 0 (counted in "
+                                  "data/gold_unparseable); --no-fail-closed-gold pays it 1, as the released code does")
+    empty_response: str = knob("zero", "an empty response: 'zero' scores it 0; 'prompt' scores the prompt text in its "
+                               "place (format and accuracy), as the released code does", choices=["zero", "prompt"])
+    whole_answer: bool = knob(True, "score an answer whole or not at all: a prediction that parses to only a piece "
+                              "of what the model wrote (2\\frac{1}{2} read as 1/2) scores 0 and is counted in "
+                              "reward/partial_parse; --no-whole-answer pays it, as the released code does")
+    truncated_end: str = knob("keep", "a response cut at --max-new-tokens: 'keep' its last sampled token; 'eos' "
+                              "overwrites that token with the end token, as the released code does (the update then "
+                              "trains on a token the policy did not sample; needs --old-logprobs recompute)",
+                              choices=["keep", "eos"])
+    on_ambiguous_gold: str = knob("skip", "a gold answer the verifier reads wrongly (a repeating decimal, a time like "
+                                  "12:30, a number with words, a single letter in a math row; --check-data lists "
+                                  "them): 'skip' drops the row before training, 'keep' trains on it; counted either "
+                                  "way (data/gold_ambiguous)", choices=["skip", "keep"])
+    # -- output: the run directory -------------------------------------------------------------------------------------
+    out: str = knob("runs/fre-text", "output dir: metrics.jsonl, checkpoints/step_N, final/")
+    resume: str = knob("", "continue a run: its directory (the newest complete checkpoint, the run's own config; flags "
+                       "given now override where exact resume allows) or one <out>/checkpoints/step_N")
+    overwrite: bool = knob(False, "start anew in an --out that holds an earlier run (its files are deleted)")
     save_every: int = knob(50, "checkpoint every N rollout steps (0 = only final)")
     keep_last: int = knob(3, "keep the newest K checkpoints (0 = all)")
-    # reliability
+    # -- reliability: bad inputs, bad steps, stalls, kernels that drift ------------------------------------------------
+    on_bad_row: str = knob("raise", "a malformed data row: 'raise' (error naming file and line) or 'skip' (counted)",
+                           choices=["raise", "skip"])
+    max_row_bytes: int = knob(16 * 2**20, "a data row larger than this many bytes is rejected (or skipped with "
+                              "--on-bad-row skip) without being read into memory")
     max_bad_steps: int = knob(3, "a step with a non-finite loss, gradient or reward is skipped (counted in "
                               "guard/skipped_steps); this many in a row stop the run")
     stall_timeout: float = knob(3600.0, "a phase running longer than this many seconds logs every thread's stack "
                                 "(0 = off)")
-    check_data: bool = knob(False, "check the data set (gold answers parse, images open, nothing empty), print the "
-                            "report and exit, before any model is loaded")
-    check_data_max_bad: float = knob(0.01, "--check-data exits non-zero when more than this fraction of rows is bad")
-    # evaluation and monitoring (rl/monitor.py)
+    kernel_check_every: int = knob(0, "every N optimizer steps recompute one micro-batch with the torch references, "
+                                   "log kernel/max_abs_diff and stop above --kernel-check-tol (0 = off)")
+    kernel_check_tol: float = knob(0.0, "max |log-prob difference| of the shadow check "
+                                   "(0 = 1e-3 in fp32, 5e-2 in bf16)")
+    # -- evaluation and monitoring (rl/monitor.py) ---------------------------------------------------------------------
     eval_benchmarks: str = knob("", "eval.py benchmarks to evaluate the policy on during training, comma-separated "
                                 "(e.g. math500,mathvista; empty = none); the last step, whose weights are the final "
                                 "checkpoint's, is always evaluated")
@@ -126,39 +137,20 @@ class Config:
                          "pip install tensorboard / wandb)", choices=["none", "tensorboard", "wandb"])
     plots: bool = knob(True, "write PNG curves of the run to <out>/plots/ at the end (python -m rl.plots <out> "
                        "draws them for any run)")
-    # generation engine (rl/rollout.py)
-    rollout: str = knob("ours", "rollout engine: 'ours' (each prompt prefilled once for its n samples, finished rows "
-                        "leave the batch, the log-prob of each draw kept) or 'hf' (transformers' generate)",
-                        choices=["ours", "hf"])
-    old_logprobs: str = knob("recompute", "PPO old log-probs: 'recompute' (a forward pass after generation, the "
-                             "paper) or 'sampler' (those the sampler drew with: one forward pass fewer; needs "
-                             "--rollout ours)", choices=["recompute", "sampler"])
-    compile_decode: bool = knob(False, "torch.compile the decode step of --rollout ours (CUDA only; ignored on the "
-                                "CPU)")
-    truncated_end: str = knob("keep", "a response cut at --max-new-tokens: 'keep' its last sampled token; 'eos' "
-                              "overwrites that token with the end token, as the released code does (the update then "
-                              "trains on a token the policy did not sample; needs --old-logprobs recompute)",
-                              choices=["keep", "eos"])
-    # memory planner (rl/memory.py)
-    plan: bool = knob(False, "print the memory each GPU needs per phase (generation, log-prob, update) for this run, "
-                      "whether it fits in --gpu-mem-gb and which knob to turn first, and exit; loads nothing")
-    gpu_mem_gb: float = knob(80.0, "--plan: memory of one GPU in GiB (what nvidia-smi shows in MiB / 1024)")
-    nproc: int = knob(1, "--plan: GPUs the run is spread over (torchrun + FSDP2 world size, all nodes); training "
-                      "itself takes the world size from torchrun")
-    # reliability of inputs (data/io.py, data/gold.py, rewards/)
-    on_ambiguous_gold: str = knob("skip", "a gold answer the verifier reads wrongly (a repeating decimal, a time like "
-                                  "12:30, a number with words, a single letter in a math row; --check-data lists "
-                                  "them): 'skip' drops the row before training, 'keep' trains on it; counted either "
-                                  "way (data/gold_ambiguous)", choices=["skip", "keep"])
-    max_row_bytes: int = knob(16 * 2**20, "a data row larger than this many bytes is rejected (or skipped with "
-                              "--on-bad-row skip) without being read into memory")
-    whole_answer: bool = knob(True, "score an answer whole or not at all: a prediction that parses to only a piece "
-                              "of what the model wrote (2\\frac{1}{2} read as 1/2) scores 0 and is counted in "
-                              "reward/partial_parse; --no-whole-answer pays it, as the released code does")
-    fail_closed_gold: bool = knob(True, "a gold answer math-verify cannot parse scores 0 (counted in "
-                                  "data/gold_unparseable); --no-fail-closed-gold pays it 1, as the released code does")
-    empty_response: str = knob("zero", "an empty response: 'zero' scores it 0; 'prompt' scores the prompt text in its "
-                               "place (format and accuracy), as the released code does", choices=["zero", "prompt"])
+    # -- memory: how much of a step the GPU holds at once (the knobs --plan turns) -------------------------------------
+    gradient_checkpointing: bool = knob(True, "recompute activations in backward (memory for time)")
+    micro_batch_size: int = knob(4, "samples per forward/backward (gradient accumulation up to train_batch_size); "
+                                 "with --max-tokens-per-micro, the most samples in one packed micro-batch")
+    max_tokens_per_micro: int = knob(0, "pack the samples of each micro-batch end to end, up to this many tokens "
+                                     "(prompt + response; first-fit decreasing); 0 = padded micro-batches")
+    logprob_chunk: int = knob(128, "tokens per chunk of the log-prob computation (bounds the logits in memory)")
+    gen_batch_size: int = knob(8, "prompts per generate() call")
+    ref_offload: bool = knob(False, "keep the reference model on the CPU and bring it to the GPU only for its "
+                             "log-prob forward (its bf16 weights leave the GPU for generation and the update; "
+                             "with torchrun, FSDP2's CPU offload)")
+    critic_offload: bool = knob(False, "move the critic (gae) and its optimizer states to the CPU during generation, "
+                                "where the KV cache needs the room (with torchrun, FSDP2's CPU offload: they stay "
+                                "on the CPU, and its optimizer steps there)")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -209,46 +201,43 @@ _CLASSROOM = dict(
     micro_batch_size=32, episodes=1, max_steps=100, actor_lr=3e-4, critic_lr=3e-4, save_every=0, reward_workers=2,
     min_pixels=28 * 28, max_pixels=112 * 112, gradient_checkpointing=False,
     eval_benchmarks="classroom-text,classroom-image")
-# Stage 2 (MGT) continues from the FRE-Text checkpoint (--init; paper); the reference model is that checkpoint.
-_MGT = {
-    "geo": dict(
-        data="vermulti-geo",  # train_mgt_geo.sh: MathV360k/geo_split.jsonl, at HEAD VerMulti/mathv_geo_message.jsonl
-        reward="r1_math",  # math_verifier.py
-        estimator="gae",  # train_mgt_geo.sh: --advantage_estimator gae (PPO with a critic)
-        kl=0.001,  # train_mgt_geo.sh: --init_kl_coef 0.001
-        actor_lr=1e-6,  # train_mgt_geo.sh: --actor_learning_rate 1e-6
-        critic_lr=9e-6,  # train_ppo_ray.py default --critic_learning_rate (the script leaves it unset)
-    ),
-    "percereason": dict(
-        data="vermulti",  # train_mgt_percereas.sh: MathV360k/train_filter50.jsonl, at HEAD VerMulti/mathv60k_message
-        reward="r1_math",  # math_verifier.py, for every sample (multiple choice included)
-        estimator="reinforce_baseline",  # train_mgt_percereas.sh
-        kl=0.0,  # train_mgt_percereas.sh at 9cb1513: --init_kl_coef 0.0, no reference model (0.001 from 83244e9)
-        actor_lr=4e-7,  # train_mgt_percereas.sh
-        max_new_tokens=8000,  # train_mgt_percereas.sh at 9cb1513: --generate_max_len 8000 (8192 from 83244e9)
-    ),
-    "sokoban": dict(
-        data="sokoban:4096",  # our choice: generated levels (6x6-10x10, 1-3 boxes), each proved solvable
-        reward="sokoban",  # sokoban_verifier.py (ours: rewards/sokoban.py)
-        estimator="gae",  # train_sokoban.sh: --advantage_estimator gae
-        kl=0.0,  # train_sokoban.sh: --init_kl_coef 0
-        freeze_vision=True,  # train_sokoban.sh: --freeze_prefix visual
-        actor_lr=1e-6,  # train_sokoban.sh: --actor_learning_rate 1e-6
-        critic_lr=5e-6,  # train_sokoban.sh: --critic_learning_rate 5e-6
-        prompts_per_step=128, train_batch_size=128,  # train_sokoban.sh: --rollout_batch_size 128 --train_batch_size 128
-        episodes=4,  # train_sokoban.sh: --num_episodes 4
-        max_new_tokens=8196,  # train_sokoban.sh: --generate_max_len 8196
-    ),
-    "football": dict(  # our own game: every value is our choice (Sokoban's recipe)
-        data="football:4096",  # our choice
-        reward="football",  # our choice (envs/football)
-        estimator="gae", kl=0.0, freeze_vision=True,  # our choice, as Sokoban
-        actor_lr=1e-6, critic_lr=5e-6,  # our choice, as Sokoban
-        max_new_tokens=2048,  # our choice: one action to pick
-    ),
-}
-_MGT_DEBUG_DATA = {"geo": "geo-fixture", "percereason": "fixture:message", "sokoban": "sokoban:16",
-                   "football": "football:16"}  # our choice: bundled fixtures / a few generated prompts
+# Stage 2 (MGT) continues from the FRE-Text checkpoint (--init; paper); the reference model is that checkpoint. Each
+# domain's recipe, used by its paper preset and its debug variant:
+_GEO = dict(
+    data="vermulti-geo",  # train_mgt_geo.sh: MathV360k/geo_split.jsonl, at HEAD VerMulti/mathv_geo_message.jsonl
+    reward="r1_math",  # math_verifier.py
+    estimator="gae",  # train_mgt_geo.sh: --advantage_estimator gae (PPO with a critic)
+    kl=0.001,  # train_mgt_geo.sh: --init_kl_coef 0.001
+    actor_lr=1e-6,  # train_mgt_geo.sh: --actor_learning_rate 1e-6
+    critic_lr=9e-6,  # train_ppo_ray.py default --critic_learning_rate (the script leaves it unset)
+)
+_PERCEREASON = dict(
+    data="vermulti",  # train_mgt_percereas.sh: MathV360k/train_filter50.jsonl, at HEAD VerMulti/mathv60k_message
+    reward="r1_math",  # math_verifier.py, for every sample (multiple choice included)
+    estimator="reinforce_baseline",  # train_mgt_percereas.sh
+    kl=0.0,  # train_mgt_percereas.sh at 9cb1513: --init_kl_coef 0.0, no reference model (0.001 from 83244e9)
+    actor_lr=4e-7,  # train_mgt_percereas.sh
+    max_new_tokens=8000,  # train_mgt_percereas.sh at 9cb1513: --generate_max_len 8000 (8192 from 83244e9)
+)
+_SOKOBAN = dict(
+    data="sokoban:4096",  # our choice: generated levels (6x6-10x10, 1-3 boxes), each proved solvable
+    reward="sokoban",  # sokoban_verifier.py (ours: rewards/sokoban.py)
+    estimator="gae",  # train_sokoban.sh: --advantage_estimator gae
+    kl=0.0,  # train_sokoban.sh: --init_kl_coef 0
+    freeze_vision=True,  # train_sokoban.sh: --freeze_prefix visual
+    actor_lr=1e-6,  # train_sokoban.sh: --actor_learning_rate 1e-6
+    critic_lr=5e-6,  # train_sokoban.sh: --critic_learning_rate 5e-6
+    prompts_per_step=128, train_batch_size=128,  # train_sokoban.sh: --rollout_batch_size 128 --train_batch_size 128
+    episodes=4,  # train_sokoban.sh: --num_episodes 4
+    max_new_tokens=8196,  # train_sokoban.sh: --generate_max_len 8196
+)
+_FOOTBALL = dict(  # our own game: every value is our choice (Sokoban's recipe)
+    data="football:4096",  # our choice
+    reward="football",  # our choice (envs/football)
+    estimator="gae", kl=0.0, freeze_vision=True,  # our choice, as Sokoban
+    actor_lr=1e-6, critic_lr=5e-6,  # our choice, as Sokoban
+    max_new_tokens=2048,  # our choice: one action to pick
+)
 PRESETS: dict[str, dict] = {
     "fre-text": _FRE_TEXT,
     "fre-multi": dict(
@@ -264,17 +253,26 @@ PRESETS: dict[str, dict] = {
     "mgt-classroom": dict(_CLASSROOM, model="", data="classroom-geo:2048", out="runs/mgt-classroom",
                           eval_benchmarks="classroom-geo,classroom-text"),
     # model "": --init <FRE-Text checkpoint> is required (paper: stage 2 starts from FRE-Text); out: our choice
-    **{f"mgt-{d}": {**_SHARED, **v, "model": "", "out": f"runs/mgt-{d}"} for d, v in _MGT.items()},
+    "mgt-geo": {**_SHARED, **_GEO, "model": "", "out": "runs/mgt-geo"},
+    "mgt-percereason": {**_SHARED, **_PERCEREASON, "model": "", "out": "runs/mgt-percereason"},
+    "mgt-sokoban": {**_SHARED, **_SOKOBAN, "model": "", "out": "runs/mgt-sokoban"},
+    "mgt-football": {**_SHARED, **_FOOTBALL, "model": "", "out": "runs/mgt-football"},
     # Direct-RL-Geo, the paper's ablation of the two stages: MGT-Geo's recipe from the base model
     # (train_direct_rl_geo.sh: --pretrain Qwen2.5-VL-3B-Instruct; it reads ./data/MathV360k/geo_split.jsonl, the
     # file train_mgt_geo.sh also read at 9cb1513 before it was renamed to VerMulti's mathv_geo_message.jsonl)
-    "direct-rl-geo": {**_SHARED, **_MGT["geo"], "model": "Qwen/Qwen2.5-VL-3B-Instruct", "out": "runs/direct-rl-geo"},
-    # debug variants (our choice): the domain's recipe at debug size; `--init` a debug stage-1 checkpoint
-    **{f"{d}-debug": {**v, **_DEBUG, "model": "", "data": _MGT_DEBUG_DATA[d], "out": f"runs/{d}-debug",
-                      "max_prompt_len": 2048}
-       for d, v in _MGT.items()},
+    "direct-rl-geo": {**_SHARED, **_GEO, "model": "Qwen/Qwen2.5-VL-3B-Instruct", "out": "runs/direct-rl-geo"},
+    # debug variants (our choice): the domain's recipe at debug size on bundled fixtures or a few generated prompts;
+    # `--init` a debug stage-1 checkpoint
+    "geo-debug": {**_GEO, **_DEBUG, "model": "", "data": "geo-fixture", "out": "runs/geo-debug",
+                  "max_prompt_len": 2048},
+    "percereason-debug": {**_PERCEREASON, **_DEBUG, "model": "", "data": "fixture:message",
+                          "out": "runs/percereason-debug", "max_prompt_len": 2048},
+    "sokoban-debug": {**_SOKOBAN, **_DEBUG, "model": "", "data": "sokoban:16", "out": "runs/sokoban-debug",
+                      "max_prompt_len": 2048},
+    "football-debug": {**_FOOTBALL, **_DEBUG, "model": "", "data": "football:16", "out": "runs/football-debug",
+                       "max_prompt_len": 2048},
     # ... and Direct-RL-Geo's: from the tiny random model, no --init
-    "direct-rl-geo-debug": {**_MGT["geo"], **_DEBUG, "data": "geo-fixture", "out": "runs/direct-rl-geo-debug",
+    "direct-rl-geo-debug": {**_GEO, **_DEBUG, "data": "geo-fixture", "out": "runs/direct-rl-geo-debug",
                             "max_prompt_len": 2048},
 }
 
@@ -285,14 +283,45 @@ def preset(name: str, **overrides) -> Config:
     return dataclasses.replace(Config(), **{"preset": name, **PRESETS[name], **overrides})
 
 
+# Commands: flags that make the script do something other than train, then exit. They are not part of the recipe (a
+# run's config.json never holds them); parse_command_line returns them beside the Config.
+COMMANDS = dict(
+    list_presets=dict(action="store_true", help="print the presets and exit"),
+    plan=dict(action=argparse.BooleanOptionalAction, default=False,
+              help="print the memory each GPU needs per phase (generation, log-prob, update) for this run, whether it "
+                   "fits in --gpu-mem-gb and which knob to turn first, and exit; loads nothing"),
+    gpu_mem_gb=dict(type=float, default=80.0, help="--plan: memory of one GPU in GiB (what nvidia-smi shows in MiB / "
+                                                  "1024)"),
+    nproc=dict(type=int, default=1, help="--plan: GPUs the run is spread over (torchrun + FSDP2 world size, all "
+                                         "nodes); training itself takes the world size from torchrun"),
+    check_data=dict(action=argparse.BooleanOptionalAction, default=False,
+                    help="check the data set (gold answers parse, images open, nothing empty), print the report and "
+                         "exit, before any model is loaded"),
+    check_data_max_bad=dict(type=float, default=0.01,
+                            help="--check-data exits non-zero when more than this fraction of rows is bad"),
+)
+
+
+def owned_choices() -> dict:
+    """The allowed values of the fields whose names belong to another module, from that module (imported here, when
+    a parser is built, not when rl.config is: two of them import torch)."""
+    from rl.algos import AGGREGATIONS, ESTIMATORS, KL_KINDS, POLICY_LOSSES
+    from rl.engines import ENGINES
+    from rl.optim import OPTIMIZERS
+    return {"engine": list(ENGINES), "estimator": list(ESTIMATORS), "kl_estimator": list(KL_KINDS),
+            "loss_agg": list(AGGREGATIONS), "optim": list(OPTIMIZERS), "policy_loss": list(POLICY_LOSSES)}
+
+
 def build_parser(base: Config, description: str, aliases: dict | None = None,
                  suppress_defaults: bool = False) -> argparse.ArgumentParser:
     """One flag per Config field, its default from `base` (or absent when `suppress_defaults`: then the parsed
-    namespace holds exactly the flags that were given)."""
+    namespace holds exactly the flags that were given), and the commands in their own group."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                      argument_default=argparse.SUPPRESS if suppress_defaults else None)
-    parser.add_argument("--list-presets", action="store_true", help="print the presets and exit")
-    aliases = aliases or {}
+    commands = parser.add_argument_group("commands", "do this instead of training, then exit")
+    for name, kw in COMMANDS.items():
+        commands.add_argument("--" + name.replace("_", "-"), **kw)
+    aliases, choices = aliases or {}, owned_choices()
     for f in dataclasses.fields(Config):
         meta = dict(f.metadata)
         kw = {"help": meta.pop("help")}
@@ -302,27 +331,34 @@ def build_parser(base: Config, description: str, aliases: dict | None = None,
             kw["action"] = argparse.BooleanOptionalAction
         else:
             kw["type"] = meta.pop("type", type(getattr(base, f.name)))
+        if f.name in choices:
+            kw["choices"] = choices[f.name]
         kw.update(meta)
         parser.add_argument("--" + f.name.replace("_", "-"), *aliases.get(f.name, ()), **kw)
+    # --rollout: the flag of --engine before it was renamed, still accepted (not listed)
+    parser.add_argument("--rollout", dest="engine", choices=choices["engine"], default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)
     return parser
 
 
 # Flags that may differ from the run's own config when it is resumed: they do not change what is computed.
 RESUME_MAY_CHANGE = {"resume", "out", "overwrite", "save_every", "keep_last", "reward_workers", "reward_timeout",
-                     "kernel_check_every", "kernel_check_tol", "stall_timeout", "max_bad_steps", "check_data",
-                     "check_data_max_bad", "log_with", "plots", "plan", "gpu_mem_gb", "nproc", "ref_offload",
-                     "critic_offload"}
+                     "kernel_check_every", "kernel_check_tol", "stall_timeout", "max_bad_steps", "log_with", "plots",
+                     "ref_offload", "critic_offload"}
+RENAMED = {"rollout": "engine"}  # a key of an older run's config.json -> the field's name now
 
 
 def _restore_run(values: dict, given: dict) -> dict:
-    """--resume: the run's saved config, then the flags given now, refusing changes that break exact resume."""
+    """--resume: the run's saved config, then the flags given now, refusing changes that break exact resume. Keys of
+    an older config.json that are no fields any more (the commands it once held) are ignored."""
     from rl.checkpoint import CheckpointError, resolve_resume, run_config
     try:
         run_dir, ckpt = resolve_resume(values["resume"])
     except CheckpointError as e:
         raise SystemExit(f"error: {e}") from None
     names = {f.name for f in dataclasses.fields(Config)}
-    saved = {k: v for k, v in run_config(run_dir).items() if k in names}
+    saved = {RENAMED.get(k, k): v for k, v in run_config(run_dir).items()}
+    saved = {k: v for k, v in saved.items() if k in names}
     saved["adam_betas"] = tuple(saved.get("adam_betas", values["adam_betas"]))
     if "out" in given and Path(given["out"]).resolve() != run_dir.resolve():
         raise SystemExit(f"error: --out {given['out']}: a resumed run writes into its own directory {run_dir}; "
@@ -335,33 +371,60 @@ def _restore_run(values: dict, given: dict) -> dict:
     return {**values, **saved, **given, "resume": str(ckpt), "out": str(run_dir)}
 
 
-def parse_config(argv=None, default_preset: str = "fre-text", description: str = "", aliases=None) -> Config:
-    """Flags -> Config: the preset first, then every flag given explicitly on top (with --resume: the run's own
-    config, then the flags given). Values are checked here, before anything is loaded.
+def list_presets():
+    """--list-presets: each preset's values, one line each; then exit."""
+    for name, values in PRESETS.items():
+        print(f"{name}: {json.dumps(values)}")
+    raise SystemExit(0)
+
+
+def parse_command_line(argv=None, default_preset: str = "fre-text", description: str = "",
+                       aliases=None) -> tuple[Config, argparse.Namespace]:
+    """Flags -> (Config, the commands): the preset first, then every flag given explicitly on top (with --resume: the
+    run's own config, then the flags given). Values are checked here, before anything is loaded. --list-presets
+    prints them and exits here.
 
     `aliases` adds other flag names for a field, e.g. {"model": ["--init"]}."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--preset", default=default_preset)
     known, _ = pre.parse_known_args(argv)
     base = preset(known.preset)
+    if list(sys.argv[1:] if argv is None else argv) == ["--list-presets"]:  # no parser (its choices import torch)
+        list_presets()
     args = build_parser(base, description, aliases).parse_args(argv)
     if args.list_presets:
-        for name, values in PRESETS.items():
-            print(f"{name}: {json.dumps(values)}")
-        raise SystemExit(0)
+        list_presets()
+    names = [f.name for f in dataclasses.fields(Config)]
     given = vars(build_parser(base, description, aliases, suppress_defaults=True).parse_args(argv))
-    given.pop("list_presets", None)
+    given = {k: v for k, v in given.items() if k in names}
     if "adam_betas" in given:
         given["adam_betas"] = tuple(given["adam_betas"])
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)}
+    values = {name: getattr(args, name) for name in names}
     values["adam_betas"] = tuple(values["adam_betas"])
     if values["resume"]:
         values = _restore_run(values, given)
     cfg = Config(**values)
-    problem = invalid(cfg)
+    command = argparse.Namespace(**{name: getattr(args, name) for name in COMMANDS if name != "list_presets"})
+    problem = invalid(cfg) or invalid_command(command)
     if problem:
         raise SystemExit(f"error: {problem}")
-    return cfg
+    return cfg, command
+
+
+def parse_config(argv=None, default_preset: str = "fre-text", description: str = "", aliases=None) -> Config:
+    """parse_command_line's Config alone (the commands are parsed, checked and dropped)."""
+    return parse_command_line(argv, default_preset, description, aliases)[0]
+
+
+def invalid_command(command: argparse.Namespace) -> str | None:
+    """What is wrong with the values of the commands' flags, as one line (as `invalid`)."""
+    if command.nproc < 1:
+        return f"--nproc {command.nproc}: must be at least 1"
+    if not (math.isfinite(command.gpu_mem_gb) and command.gpu_mem_gb > 0):
+        return f"--gpu-mem-gb {command.gpu_mem_gb}: must be a positive number"
+    if not (math.isfinite(command.check_data_max_bad) and 0 <= command.check_data_max_bad <= 1):
+        return f"--check-data-max-bad {command.check_data_max_bad}: must lie in [0, 1]"
+    return None
 
 
 ATTENTION = ("sdpa", "eager", "flash_attention_2", "flash_attention_3")
@@ -374,19 +437,18 @@ def invalid(cfg: Config) -> str | None:
 
     at_least = {"prompts_per_step": 1, "n_samples": 1, "max_new_tokens": 1, "max_prompt_len": 1, "gen_batch_size": 1,
                 "train_batch_size": 1, "micro_batch_size": 1, "ppo_epochs": 1, "logprob_chunk": 1, "min_pixels": 1,
-                "reward_workers": 1, "max_row_bytes": 1, "episodes": 0, "max_tokens_per_micro": 0, "max_steps": 0, "max_samples": 0, "save_every": 0,
-                "keep_last": 0, "kernel_check_every": 0, "max_bad_steps": 1, "nproc": 1}
+                "reward_workers": 1, "max_row_bytes": 1, "episodes": 0, "max_tokens_per_micro": 0, "max_steps": 0,
+                "max_samples": 0, "save_every": 0, "keep_last": 0, "kernel_check_every": 0, "max_bad_steps": 1}
     for name, low in at_least.items():
         if getattr(cfg, name) < low:
             return f"{flag(name)}: must be at least {low}"
-    positive = ("temperature", "actor_lr", "critic_lr", "eps_clip", "value_clip", "grad_clip", "reward_timeout",
-                "gpu_mem_gb")
+    positive = ("temperature", "actor_lr", "critic_lr", "eps_clip", "value_clip", "grad_clip", "reward_timeout")
     for name in positive:
         v = getattr(cfg, name)
         if not (math.isfinite(v) and v > 0):
             return f"{flag(name)}: must be a positive number"
     unit = {"top_p": (0.0, 1.0, False), "gamma": (0.0, 1.0, True), "lam": (0.0, 1.0, True),
-            "warmup_ratio": (0.0, 1.0, True), "min_lr_ratio": (0.0, 1.0, True), "check_data_max_bad": (0.0, 1.0, True)}
+            "warmup_ratio": (0.0, 1.0, True), "min_lr_ratio": (0.0, 1.0, True)}
     for name, (lo, hi, lo_ok) in unit.items():
         v = getattr(cfg, name)
         if not (math.isfinite(v) and (lo <= v if lo_ok else lo < v) and v <= hi):
@@ -414,8 +476,8 @@ def invalid(cfg: Config) -> str | None:
         import torch
         if not torch.cuda.is_available():
             return f"{flag('device')}: no CUDA device is available here (use --device cpu)"
-    if cfg.old_logprobs == "sampler" and cfg.rollout != "ours":
-        return f"--old-logprobs sampler: needs --rollout ours ({flag('rollout')} keeps no log-probs of its draws)"
+    if cfg.old_logprobs == "sampler" and cfg.engine != "ours":
+        return f"--old-logprobs sampler: needs --engine ours ({flag('engine')} keeps no log-probs of its draws)"
     if cfg.old_logprobs == "sampler" and cfg.truncated_end == "eos":
         return "--old-logprobs sampler: the sampler drew no end token where --truncated-end eos writes one"
     from rewards import REWARDS

@@ -29,6 +29,13 @@ def setup(device: str) -> torch.device:
     return torch.device(device)
 
 
+def autocast_dtype(name: str, device: torch.device):
+    """--dtype: bf16 autocast over the fp32 master weights ('auto': on a GPU), or none (fp32)."""
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    return {"bf16": torch.bfloat16, "fp32": None}[name]
+
+
 def teardown():
     """Leave the group cleanly (a process that exits with gloo's threads still running aborts)."""
     if dist.is_initialized():
@@ -77,6 +84,41 @@ def broadcast_object(obj):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def any_rank(flag: bool) -> bool:
+    """Whether `flag` holds on any process (a stop signal, a non-finite loss): all then act alike."""
+    return all_reduce_sum(torch.tensor([float(flag)])).item() > 0
+
+
+def same_count(groups: list) -> list[tuple[object, bool]]:
+    """(group, real) pairs, as many on every process: FSDP's collectives need the same number of forward and
+    backward passes everywhere, so a process with fewer micro-batches repeats its first one with weight 0."""
+    pairs = [(g, True) for g in groups]
+    most = max(all_gather_objects(len(pairs)))
+    return pairs + [(groups[0], False)] * (most - len(pairs))
+
+
+def token_mean(total: torch.Tensor, count: torch.Tensor) -> float:
+    """sum(total) / sum(count) over every process: the mean of a per-token value over all valid tokens (each
+    process's own mean would weigh its tokens by how few it has)."""
+    both = all_reduce_sum(torch.stack([total, count]).double())
+    return (both[0] / both[1].clamp(min=1)).item()
+
+
+def global_metrics(metrics: dict, counts: dict) -> dict:
+    """A step's metrics over every process: per-sample means (every process has as many samples) and token means
+    (already global: token_mean) averaged, maxima (".../max") the largest; the running counts summed."""
+    if world() == 1:
+        return {**metrics, **counts}
+    parts = all_gather_objects((metrics, dict(counts)))
+    keys = dict.fromkeys(k for m, _ in parts for k in m)
+    out = {k: (max if k.endswith("/max") else lambda v: sum(v) / len(v))([m[k] for m, _ in parts if k in m])
+           for k in keys}
+    for _, part in parts:
+        for k, v in part.items():
+            out[k] = out.get(k, 0) + v if k in out and k not in keys else v
+    return out
 
 
 def is_sharded(model) -> bool:

@@ -1,11 +1,12 @@
-"""The memory planner: what each GPU holds in each phase of a step (generation, log-prob, update) before anything
-is loaded, whether the run fits, and the knobs that make it fit.
+"""The memory planner's byte model: what each GPU holds in each phase of a step (generation, log-prob, update),
+before anything is loaded. rl/memory_plan.py prints it (--plan), says whether the run fits and turns the knobs that
+make it fit.
 
     python train_fre.py --plan --gpu-mem-gb 40 [--nproc 8]     # any preset, any flags; prints the table, exits
 
-Parameters are counted exactly: the model is built from its config on the meta device (no weights; the configs of
-Qwen2.5-VL-3B/7B-Instruct are below, so the paper's runs plan offline). The rest is arithmetic on what the trainer
-does (rl/trainer.py, rl/policy.py, rl/rollout.py, kernels/logprob.py), per GPU:
+Parameters are counted exactly (rl/memory_model.py: the model built from its config on the meta device, no weights;
+the paper's models plan offline). The rest is arithmetic on what the trainer does (rl/trainer.py, rl/policy.py,
+rl/rollout.py, kernels/logprob.py), per GPU:
 
 * master weights: the policy's parameters, fp32 (bf16 with --optim adamw_8bit_bf16). Under bf16 autocast over fp32
   weights, autocast's cache holds a bf16 copy of every weight a matmul reads for as long as the autocast block lasts
@@ -35,13 +36,10 @@ real model, optimizer and one update's measured allocator peak on the CPU.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
-import re
-import textwrap
 from dataclasses import dataclass
-from pathlib import Path
+
+from rl.memory_model import ModelInfo, Param, inspect_model, model_config
 
 GiB = 2**30
 RESERVE_BYTES = 1 * GiB  # CUDA context, cuBLAS/NCCL workspaces: outside PyTorch's allocator
@@ -49,127 +47,6 @@ FRAGMENTATION = 0.05  # the caching allocator's slack on top of live tensors
 MIN_8BIT_SIZE, BNB_BLOCK, BNB_QMAP_BYTES = 4096, 256, 2 * 256 * 4  # bitsandbytes 0.50 AdamW8bit (torchao 0.18 alike)
 IMAGE_DATA = ("vermulti", "mathv360k", "geo-fixture", "synthetic-geo", "sokoban", "football", "fixture:message",
               "classroom-image", "classroom-geo")
-# config.json of the released checkpoints (the fields that shape the model; the rest are transformers' defaults).
-_VISION = dict(depth=32, hidden_act="silu", hidden_size=1280, intermediate_size=3420, num_heads=16, in_chans=3,
-               patch_size=14, spatial_merge_size=2, spatial_patch_size=14, window_size=112,
-               fullatt_block_indexes=[7, 15, 23, 31], tokens_per_second=2, temporal_patch_size=2)
-_QWEN2_5_VL = dict(architectures=["Qwen2_5_VLForConditionalGeneration"], model_type="qwen2_5_vl",
-                   attention_dropout=0.0, bos_token_id=151643, eos_token_id=151645, vision_start_token_id=151652,
-                   vision_end_token_id=151653, vision_token_id=151654, image_token_id=151655, video_token_id=151656,
-                   hidden_act="silu", initializer_range=0.02, max_position_embeddings=128000, rms_norm_eps=1e-06,
-                   rope_theta=1000000.0, sliding_window=32768, torch_dtype="bfloat16", use_cache=True,
-                   use_sliding_window=False, rope_scaling={"type": "mrope", "mrope_section": [16, 24, 24]})
-KNOWN_CONFIGS = {
-    "Qwen/Qwen2.5-VL-3B-Instruct": dict(
-        _QWEN2_5_VL, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
-        num_key_value_heads=2, max_window_layers=70, tie_word_embeddings=True, vocab_size=151936,
-        vision_config=dict(_VISION, out_hidden_size=2048)),
-    "Qwen/Qwen2.5-VL-7B-Instruct": dict(
-        _QWEN2_5_VL, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
-        num_key_value_heads=4, max_window_layers=28, tie_word_embeddings=False, vocab_size=152064,
-        vision_config=dict(_VISION, out_hidden_size=3584)),
-    # rl/tiny_model.py's debug model (its BPE vocabulary is at most 512 tokens; a built checkpoint plans exactly)
-    "tiny": dict(
-        model_type="qwen2_5_vl", image_token_id=511, video_token_id=510, vision_start_token_id=509,
-        vision_end_token_id=508,
-        text_config=dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                         tie_word_embeddings=False, bos_token_id=0, eos_token_id=1, pad_token_id=0,
-                         rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]}),
-        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
-                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56,
-                           fullatt_block_indexes=[1])),
-}
-# FRE-Text's default model stands in for an MGT preset planned without --init (a stage-1 checkpoint of it)
-STAGE1_MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
-
-
-# -- the model, counted exactly --------------------------------------------------------------------------------------
-def model_config(name: str):
-    """The transformers config of `name`: a known id (offline), a local checkpoint directory, or the hub's cache."""
-    from transformers import AutoConfig, Qwen2_5_VLConfig
-    name = "tiny" if name == "classroom" else name or STAGE1_MODEL  # the classroom model has the tiny one's sizes
-    if name in KNOWN_CONFIGS:
-        values = json.loads(json.dumps(KNOWN_CONFIGS[name]))
-        values.pop("model_type", None)
-        return Qwen2_5_VLConfig(**values)
-    path = Path(name).expanduser()
-    if path.is_dir() and (path / "config.json").is_file():
-        return AutoConfig.from_pretrained(str(path))
-    try:
-        return AutoConfig.from_pretrained(name, local_files_only=True)
-    except Exception:  # noqa: BLE001 - not cached: one line naming what does work offline
-        raise SystemExit(f"error: --model {name}: no config known offline; pass a local checkpoint directory or one "
-                         f"of {', '.join(KNOWN_CONFIGS)}") from None
-
-
-@dataclass(frozen=True)
-class Param:
-    name: str
-    shape: tuple
-    vision: bool  # in the vision tower
-    matmul: bool  # read by a matmul (Linear / Conv): autocast makes a bf16 copy of it
-    head: bool  # the LM head's weight (tied: the embedding too)
-    backbone: bool  # in `model.model`, which the critic copies (all but an untied head)
-    block: int  # index of the decoder layer / vision block it belongs to (-1: neither), FSDP2's units
-
-    @property
-    def numel(self) -> int:
-        return math.prod(self.shape)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    params: tuple  # every parameter tensor once (a tied embedding is the head too)
-    hidden: int
-    layers: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    intermediate: int
-    vocab: int
-    tied: bool
-    vision: dict | None  # hidden, depth, heads, intermediate, patch, merge, temporal (None: a text model)
-
-    @property
-    def largest(self) -> int:  # the largest weight in a layer: its gradient, made before it is accumulated
-        return max(p.numel for p in self.params if p.block >= 0)
-
-    @property
-    def block_params(self) -> int:
-        """Elements of the largest FSDP2 unit (a decoder layer or a vision block)."""
-        units = {(p.vision, p.block) for p in self.params if p.block >= 0}
-        return max((sum(p.numel for p in self.params if (p.vision, p.block) == u) for u in units), default=0)
-
-
-def inspect_model(config) -> ModelInfo:
-    """Every parameter of the model `config` describes, built on the meta device (no memory, no download)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
-
-    is_vlm = hasattr(config, "vision_config")
-    with torch.device("meta"):
-        model = (AutoModelForImageTextToText if is_vlm else AutoModelForCausalLM).from_config(config)
-    linear = [m for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv3d))]
-    matmul = {id(t) for m in linear for t in (m.weight, m.bias) if t is not None}
-    head = model.get_output_embeddings().weight
-    tied = head is model.get_input_embeddings().weight
-    def block(name):
-        match = re.search(r"\.(?:layers|blocks)\.(\d+)\.", name)
-        return int(match.group(1)) if match else -1
-
-    params = tuple(Param(n, tuple(p.shape), ".visual." in f".{n}", id(p) in matmul, p is head,
-                         tied or p is not head, block(n)) for n, p in model.named_parameters())
-    text = config.get_text_config()
-    heads = text.num_attention_heads
-    vision = None
-    if is_vlm:
-        v = config.vision_config
-        vision = dict(hidden=v.hidden_size, depth=v.depth, heads=v.num_heads, intermediate=v.intermediate_size,
-                      patch=v.patch_size, merge=v.spatial_merge_size)
-    return ModelInfo(params, text.hidden_size, text.num_hidden_layers, heads, text.num_key_value_heads,
-                     getattr(text, "head_dim", None) or text.hidden_size // heads, text.intermediate_size,
-                     text.vocab_size, tied, vision)
 
 
 # -- bytes of the persistent state -----------------------------------------------------------------------------------
@@ -461,139 +338,3 @@ def plan_memory(cfg, gpu_mem_gb: float, nproc: int = 1, info: ModelInfo | None =
     return Plan(cfg, nproc, int(gpu_mem_gb * GiB), info, shape, st,
                 {"generation": gen, "log-prob": logprob, "update": max(updates, key=lambda p: p.total)}, notes)
 
-
-# -- the knobs -------------------------------------------------------------------------------------------------------
-def _knobs(cfg):
-    """(flag, config) for one notch of each memory knob that can still turn, in the order to try them (the cheapest
-    in time and fidelity first): activation checkpointing, micro-batch size / token budget, 8-bit optimizer,
-    reference offload, critic offload, generation batch size, bf16 weights; more GPUs is the caller's."""
-    replace = dataclasses.replace
-    if not cfg.gradient_checkpointing:
-        yield "--gradient-checkpointing", replace(cfg, gradient_checkpointing=True)
-    one = cfg.max_prompt_len + cfg.max_new_tokens
-    tokens = min(max(cfg.max_tokens_per_micro, one), cfg.micro_batch_size * one)  # a packed budget in effect
-    if cfg.max_tokens_per_micro and tokens > one:
-        budget = max(one, tokens // 2)
-        yield f"--max-tokens-per-micro {budget}", replace(cfg, max_tokens_per_micro=budget)
-    elif not cfg.max_tokens_per_micro and cfg.micro_batch_size > 1:
-        mb = cfg.micro_batch_size // 2
-        yield f"--micro-batch-size {mb}", replace(cfg, micro_batch_size=mb)
-    if cfg.optim == "adamw":
-        yield "--optim adamw_8bit", replace(cfg, optim="adamw_8bit")
-    if cfg.kl > 0 and not cfg.ref_offload:
-        yield "--ref-offload", replace(cfg, ref_offload=True)
-    if cfg.estimator == "gae" and not cfg.critic_offload:
-        yield "--critic-offload", replace(cfg, critic_offload=True)
-    if cfg.gen_batch_size > 1:
-        yield f"--gen-batch-size {cfg.gen_batch_size // 2}", replace(cfg, gen_batch_size=cfg.gen_batch_size // 2)
-    if cfg.optim != "adamw_8bit_bf16":
-        yield "--optim adamw_8bit_bf16", replace(cfg, optim="adamw_8bit_bf16")
-
-
-def turn_knobs(cfg, gpu_mem_gb: float, nproc: int, info: ModelInfo) -> tuple[list, Plan]:
-    """Greedy, on `nproc` GPUs: the first knob (in order) that lowers the bytes over budget, one notch at a time,
-    until the run fits or no knob helps; then the batch sizes grow back while the run still fits. Returns (the
-    flags turned, in order, and the last plan)."""
-    steps, plan = [], plan_memory(cfg, gpu_mem_gb, nproc, info)
-    while not plan.fits:
-        trials = ((flag, plan_memory(c, gpu_mem_gb, nproc, info)) for flag, c in _knobs(plan.cfg))
-        flag, trial = next(((f, t) for f, t in trials if t.overflow < plan.overflow), (None, None))
-        if trial is None:
-            break
-        steps.append(flag)
-        plan = trial
-    for key in ("gen_batch_size", "micro_batch_size"):
-        while plan.fits and getattr(plan.cfg, key) < getattr(cfg, key):
-            trial = plan_memory(dataclasses.replace(plan.cfg, **{key: 2 * getattr(plan.cfg, key)}), gpu_mem_gb,
-                                nproc, info)
-            if not trial.fits:
-                break
-            plan = trial
-    return steps, plan
-
-
-def _flags(cfg, new) -> list:
-    """The flags that turn `cfg` into `new`."""
-    names = ("gradient_checkpointing", "max_tokens_per_micro", "micro_batch_size", "ref_offload", "critic_offload",
-             "gen_batch_size", "optim")
-    return [f"--{k.replace('_', '-')}" + ("" if getattr(new, k) is True else f" {getattr(new, k)}")
-            for k in names if getattr(new, k) != getattr(cfg, k)]
-
-
-def gpus_phrase(n: int) -> str:
-    nodes = f"{-(-n // 8)} nodes of 8: torchrun --nnodes {-(-n // 8)} --nproc_per_node 8"
-    return "1 GPU" if n == 1 else f"{n} GPUs ({f'torchrun --nproc_per_node {n}' if n <= 8 else nodes})"
-
-
-def advise(plan: Plan, max_gpus: int = 64) -> list[str]:
-    """The verdict and the knobs, as lines."""
-    cfg, gb, info = plan.cfg, plan.gpu_bytes / GiB, plan.info
-    phase, peak = plan.peak
-    if plan.fits:
-        return [f"fits: the peak is {phase} ({plan.phases[phase].moment}) at {peak / GiB:.1f} GiB of {gb:g} GiB "
-                f"per GPU on {gpus_phrase(plan.nproc)}"]
-    over = [f"{k} {p.total / GiB:.1f} GiB" for k, p in plan.phases.items() if p.total > plan.gpu_bytes]
-    lines = [f"does not fit: {', '.join(over)} of {gb:g} GiB per GPU on {gpus_phrase(plan.nproc)}"]
-    steps, here = turn_knobs(cfg, gb, plan.nproc, info)
-    lines.append(f"first knob: {steps[0]}" if steps else "first knob: more GPUs (torchrun + FSDP2; plan with --nproc)")
-    turned, at = " ".join(_flags(cfg, here.cfg)), f"{here.peak[1] / GiB:.1f} GiB, {here.peak[0]}"
-    if here.fits:
-        return lines + [f"fits with: {turned} (peak {at})"]
-    lines.append(f"on {gpus_phrase(plan.nproc)} the trainer's knobs do not make it fit"
-                 + (f" (with {turned} the peak is {at})" if steps else ""))
-    n, more, best = plan.nproc, [], here
-    while not best.fits and n < max_gpus:
-        n *= 2
-        more, best = turn_knobs(cfg, gb, n, info)
-    if best.fits:
-        lines.append(f"fits on {gpus_phrase(n)}" + (f" with {' '.join(_flags(cfg, best.cfg))}" if more else "")
-                     + f" (peak {best.peak[1] / GiB:.1f} GiB, {best.peak[0]})")
-    else:
-        lines.append(f"does not fit on {max_gpus} GPUs either")
-    return lines
-
-
-# -- the printout ----------------------------------------------------------------------------------------------------
-def format_plan(plan: Plan) -> str:
-    cfg, info, shape, st = plan.cfg, plan.info, plan.shape, plan.setup
-    trained = sum(p.numel for p in info.params if not (cfg.freeze_vision and p.vision))
-    dtype = ("bf16 weights and gradients, 8-bit states, stochastic rounding" if cfg.optim == "adamw_8bit_bf16" else
-             "bf16 autocast over fp32 master weights" if st.autocast else "fp32")
-    micro = (f"packed micro-batches of up to {shape.tokens} tokens (at most {cfg.micro_batch_size} rows)"
-             if not shape.padded else f"micro-batches of {shape.rows} x ({cfg.max_prompt_len} + "
-             f"{cfg.max_new_tokens}) tokens, padded")
-    parts = [(f"reference (kl {cfg.kl:g}){', offloaded' if cfg.ref_offload else ''}" if cfg.kl > 0 else
-              "no reference (kl 0)"),
-             f"critic (gae){', offloaded' if cfg.critic_offload else ''}" if cfg.estimator == "gae" else "no critic"]
-    lines = [
-        f"memory plan: {cfg.model or STAGE1_MODEL}, preset {cfg.preset}, {gpus_phrase(plan.nproc)} of "
-        f"{plan.gpu_bytes / GiB:g} GiB",
-        f"  {sum(p.numel for p in info.params):,} parameters ({trained:,} trained); {dtype}; {cfg.optim}; "
-        f"{', '.join(parts)}",
-        f"  generation: {cfg.gen_batch_size} prompts x {cfg.n_samples} samples per call, KV cache of "
-        f"{cfg.max_prompt_len} + {cfg.max_new_tokens} positions",
-        f"  {micro}; activation checkpointing {'on' if cfg.gradient_checkpointing else 'off'}; log-prob "
-        f"{'fused Triton kernel' if st.triton else f'chunks of {cfg.logprob_chunk}'}"
-        + (f"; {shape.patches} image patches per micro-batch" if shape.patches else ""),
-        "",
-        f"  {'GiB per GPU':32s}" + "".join(f"{p:>16s}" for p in PHASES),
-    ]
-    table = [(row, [f"{v / GiB:.2f}" if v else "-" for v in (plan.phases[p].rows[row] for p in PHASES)])
-             for row in ROWS if any(plan.phases[p].rows[row] for p in PHASES)]
-    table += [("total", [f"{plan.phases[p].total / GiB:.2f}" for p in PHASES]),
-              ("peak at", [plan.phases[p].moment for p in PHASES]),
-              (f"fits in {plan.gpu_bytes / GiB:g} GiB",
-               ["yes" if plan.phases[p].total <= plan.gpu_bytes else "NO" for p in PHASES])]
-    lines += [f"  {row:32s}" + "".join(f"{v:>16s}" for v in values) for row, values in table]
-    lines += [f"  note: {n}" for n in plan.notes] + [""] + advise(plan)
-    return "\n".join(textwrap.fill(line, 116, subsequent_indent="    ") if len(line) > 116 else line
-                     for line in lines)
-
-
-def print_plan(cfg) -> Plan:
-    """--plan: the table for this config, the verdict and the knobs; nothing is loaded."""
-    plan = plan_memory(cfg, cfg.gpu_mem_gb, cfg.nproc)
-    if not cfg.model:
-        plan.notes.append(f"no --init given: planned on {STAGE1_MODEL}, the architecture of a stage-1 checkpoint")
-    print(format_plan(plan))
-    return plan

@@ -19,13 +19,60 @@ its share of the items); the main process scores, logs, tracks and plots.
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import os
+import resource
 import time
 from pathlib import Path
 
+import torch
+
 from rl import dist
 
-__all__ = ["Monitor", "open_tracker"]
+__all__ = ["MetricsFile", "Monitor", "open_tracker", "peak_memory_gb"]
+
+
+def peak_memory_gb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def json_line(metrics: dict) -> tuple[str, int]:
+    """One line of strict JSON (no NaN / Infinity tokens): a non-finite number is written as null. Returns the line
+    and how many values were not finite."""
+    bad = {k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)}
+    return json.dumps({k: None if k in bad else v for k, v in metrics.items()}, allow_nan=False), len(bad)
+
+
+class MetricsFile:
+    """<out>/metrics.jsonl, one line per step, written by the main process. On resume the lines of steps after the
+    checkpoint are cut first (atomically). Non-finite values are written as null and counted in `counts`."""
+
+    def __init__(self, out: Path, step: int, counts: dict):
+        self.counts = counts
+        if not dist.is_main():
+            self.file = open(os.devnull, "w")
+            return
+        path = Path(out) / "metrics.jsonl"
+        if path.exists():
+            kept = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+            tmp = path.with_name(f".metrics.jsonl.tmp-{os.getpid()}")
+            tmp.write_text("".join(line + "\n" for line in kept))
+            os.replace(tmp, path)
+        self.file = open(path, "a")
+
+    def write(self, metrics: dict):
+        line, nonfinite = json_line(metrics)
+        if nonfinite:
+            self.counts["metrics/nonfinite"] += nonfinite
+            line, _ = json_line({**metrics, "metrics/nonfinite": self.counts["metrics/nonfinite"]})
+        self.file.write(line + "\n")
+        self.file.flush()
+
+    def close(self):
+        self.file.close()
 
 
 class _TensorBoard:
@@ -76,17 +123,14 @@ def open_tracker(kind: str, out: Path, config: dict):
 
 
 class Monitor:
-    def __init__(self, cfg, out: Path, log=print):
+    def __init__(self, cfg, out: Path, evaluator=None, log=print):
+        """`evaluator` (evaluation.TrainingEvaluator, handed in by the entry script: rl/ does not import
+        evaluation/) runs --eval-benchmarks."""
         self.cfg, self.out, self.log = cfg, Path(out), log
-        self.names = []
-        if cfg.eval_benchmarks:
-            from data.benchmarks import resolve_benchmark_names
-
-            try:
-                self.names = resolve_benchmark_names(cfg.eval_benchmarks)
-            except ValueError as e:
-                raise SystemExit(f"error: --eval-benchmarks: {e}") from None
-        self.scorer = None
+        if cfg.eval_benchmarks and evaluator is None:
+            raise ValueError("--eval-benchmarks needs an evaluator (evaluation.TrainingEvaluator)")
+        self.evaluator = evaluator if cfg.eval_benchmarks else None
+        self.names = self.evaluator.names if self.evaluator else []
         self.accuracy = {}  # step -> {benchmark: accuracy} of this process's evaluations
         self.tracker = open_tracker(cfg.log_with, self.out, dataclasses.asdict(cfg)) if dist.is_main() else None
 
@@ -95,17 +139,10 @@ class Monitor:
         return bool(self.names) and (step == total_steps or (every > 0 and step % every == 0))
 
     def evaluate(self, trainer) -> dict:
-        from evaluation import EvalSettings, Scorer, evaluate
-
-        cfg, t0 = self.cfg, time.perf_counter()
-        if self.scorer is None and dist.is_main():
-            self.scorer = Scorer(workers=max(1, cfg.reward_workers), timeout=cfg.reward_timeout)
-        settings = EvalSettings(max_new_tokens=cfg.eval_max_new_tokens or cfg.max_new_tokens,
-                                batch_size=cfg.gen_batch_size, limit=cfg.eval_limit or None)
-        with dist.gathered(trainer.scorer):  # the full weights on every process: no collective inside a forward
-            results = evaluate(trainer.policy, trainer.processor, self.names, settings, self.scorer,
-                               out_dir=self.out / "eval" / f"step_{trainer.step}", model_name=f"{cfg.out} step "
-                               f"{trainer.step}", progress=False, autocast=trainer.autocast, log=lambda m: None)
+        t0 = time.perf_counter()
+        with dist.gathered(trainer.logprobs_module):  # the full weights on every process: no collective in a forward
+            results = self.evaluator(trainer.policy, trainer.processor, out_dir=self.out / "eval" / f"step_{trainer.step}",
+                                     model_name=f"{self.cfg.out} step {trainer.step}", autocast=trainer.autocast)
         if results is None:  # not the main process
             return {}
         metrics = {"time/eval": time.perf_counter() - t0}
@@ -130,9 +167,8 @@ class Monitor:
             (first, before), (last, after) = min(self.accuracy.items()), max(self.accuracy.items())
             self.log(f"accuracy at step {first} -> step {last}: " + ", ".join(
                 f"{n} {100 * before[n]:.1f} % -> {100 * after[n]:.1f} %" for n in after if n in before))
-        if self.scorer is not None:
-            self.scorer.close()
-            self.scorer = None
+        if self.evaluator is not None:
+            self.evaluator.close()
         if self.tracker is not None:
             self.tracker.close()
             self.tracker = None

@@ -8,10 +8,24 @@ from unittest import mock
 
 import torch
 
-__all__ = ["OPTIMIZERS", "lr_at", "make_optimizer", "clip_grad_norm", "set_lr", "optimizer_step", "local_shards"]
+__all__ = ["OPTIMIZERS", "schedule", "lr_at", "make_optimizer", "clip_grad_norm", "set_lr", "optimizer_step", "local_shards"]
 
 OPTIMIZERS = ("adamw_8bit", "paged_adamw_8bit", "adamw", "adamw_8bit_bf16")
 BF16_WEIGHTS = "adamw_8bit_bf16"  # the optimizer that keeps the weights themselves in bf16 (no fp32 master copy)
+
+
+def schedule(cfg, n_data: int) -> tuple[int, int, int]:
+    """(rollout steps, optimizer steps per rollout step, length of the lr schedule) of a run over `n_data` prompts.
+    Sample order drops the last incomplete rollout batch of each episode; the schedule's length is the released
+    count, from the data set's size (it also counts that dropped partial rollout), and a run cut short by
+    --max-steps spans its own updates."""
+    updates_per_step = cfg.ppo_epochs * math.ceil(cfg.prompts_per_step * cfg.n_samples / cfg.train_batch_size)
+    steps = cfg.episodes * (n_data // cfg.prompts_per_step)
+    if cfg.max_steps:
+        steps = min(steps, cfg.max_steps) if cfg.episodes else cfg.max_steps
+        return steps, updates_per_step, steps * updates_per_step
+    return steps, updates_per_step, max(1, math.ceil(
+        cfg.episodes * (n_data * cfg.n_samples // cfg.train_batch_size * cfg.ppo_epochs)))
 
 
 def lr_at(

@@ -56,6 +56,39 @@ def check_model(name: str):
                          f"pass a local checkpoint directory: --model path/to/dir") from None
 
 
+def resolve_model(cfg: Config, samples: list) -> str:
+    """The checkpoint --model / --init names: 'tiny' is a tiny random Qwen2.5-VL built offline into
+    <out>/base_model (by the main process, read by all), 'classroom' the warm tiny model of the classroom presets
+    (cached, built once), anything else as given."""
+    if cfg.model == "tiny":
+        if dist.is_main():
+            from rl.tiny_model import build_tiny_checkpoint
+            build_tiny_checkpoint(Path(cfg.out) / "base_model", corpus=[s.question for s in samples[:256]],
+                                  seed=cfg.seed)
+        dist.barrier()
+        return str(Path(cfg.out) / "base_model")
+    if cfg.model == "classroom":
+        from rl.classroom_model import classroom_model
+        if dist.is_main():
+            classroom_model(cfg.seed)
+        dist.barrier()
+        return str(classroom_model(cfg.seed))
+    return cfg.model
+
+
+def make_trainer(cfg: Config, samples: list, reward_fn, evaluator=None, log=print) -> Trainer:
+    """The trainer of a run, its --model resolved (see resolve_model)."""
+    dist.setup(cfg.device)
+    for name, value in (("prompts-per-step", cfg.prompts_per_step), ("train-batch-size", cfg.train_batch_size)):
+        if value % dist.world():
+            raise SystemExit(f"error: --{name} {value}: must be a multiple of the number of processes "
+                             f"({dist.world()})")
+    if dist.is_main():
+        Path(cfg.out).mkdir(parents=True, exist_ok=True)
+        (Path(cfg.out) / "config.json").write_text(cfg.to_json())
+    return Trainer(cfg, samples, reward_fn, resolve_model(cfg, samples), evaluator, log)
+
+
 def load_samples(cfg: Config, on_error: str | None = None) -> list:
     from data import DataError, load_dataset_by_name
     from data.io import row_limit
@@ -72,29 +105,31 @@ def load_samples(cfg: Config, on_error: str | None = None) -> list:
     return samples
 
 
-def run(cfg: Config) -> Path | None:
-    """Check the inputs, then data + reward + trainer for one run. Every user error is one line, not a traceback."""
+def check_data(cfg: Config, max_bad: float):
+    """--check-data: read every row of --data as training would, print the report, and exit non-zero when more than
+    `max_bad` of the rows have problems (--check-data-max-bad). Nothing but the data is loaded."""
+    from data.check import check_samples, format_report, skipped_rows
+    with skipped_rows() as skipped:
+        samples = load_samples(cfg, on_error="skip")
+    report = check_samples(samples, needs_gold=cfg.reward not in ("sokoban", "football"), skipped=skipped)
+    print(format_report(report))
+    if not report["rows"]:
+        raise SystemExit(f"error: --data {cfg.data}: the data set is empty")
+    bad = report["bad_rows"] / report["rows"]
+    if bad > max_bad:
+        raise SystemExit(f"error: {bad:.2%} of the rows have problems, above --check-data-max-bad {max_bad:g}")
+
+
+def run(cfg: Config, make_evaluator=None) -> Path | None:
+    """Check the inputs, then data + reward + trainer for one run. Every user error is one line, not a traceback.
+    `make_evaluator(cfg)` (evaluation.TrainingEvaluator, from the entry script) runs --eval-benchmarks."""
     from rewards import get_reward
 
-    if not cfg.check_data:
-        dist.setup(cfg.device)
-        if dist.is_main():
-            prepare_out(cfg)
-        dist.barrier()
-        check_model(cfg.model)
-    if cfg.check_data:
-        from data.check import check_samples, format_report, skipped_rows
-        with skipped_rows() as skipped:
-            samples = load_samples(cfg, on_error="skip")
-        report = check_samples(samples, needs_gold=cfg.reward not in ("sokoban", "football"), skipped=skipped)
-        print(format_report(report))
-        if not report["rows"]:
-            raise SystemExit(f"error: --data {cfg.data}: the data set is empty")
-        bad = report["bad_rows"] / report["rows"]
-        if bad > cfg.check_data_max_bad:
-            raise SystemExit(f"error: {bad:.2%} of the rows have problems, above --check-data-max-bad "
-                             f"{cfg.check_data_max_bad:g}")
-        return None
+    dist.setup(cfg.device)
+    if dist.is_main():
+        prepare_out(cfg)
+    dist.barrier()
+    check_model(cfg.model)
     samples = load_samples(cfg)
     ambiguous = 0
     if cfg.reward not in ("sokoban", "football", "format"):  # golds the verifier would misread: --on-ambiguous-gold
@@ -110,7 +145,8 @@ def run(cfg: Config) -> Path | None:
     reward_fn = get_reward(cfg.reward, workers=cfg.reward_workers, timeout=cfg.reward_timeout,
                            whole_answer=cfg.whole_answer, fail_closed=cfg.fail_closed_gold)
     try:
-        trainer = Trainer(cfg, samples, reward_fn)
+        evaluator = make_evaluator(cfg) if cfg.eval_benchmarks and make_evaluator else None
+        trainer = make_trainer(cfg, samples, reward_fn, evaluator)
         trainer.counts["data/gold_ambiguous"] = ambiguous  # set, not added: the same number on a resume
         final = trainer.train()
         dist.teardown()

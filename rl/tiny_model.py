@@ -92,7 +92,7 @@ def build_tiny_checkpoint(path: str | Path, corpus: list[str] = (), vocab_size: 
     `text_only` writes a tiny Qwen2 text model with the Qwen2.5 chat template instead."""
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2Config, Qwen2ForCausalLM
 
-    from rl.policy import make_processor
+    from rl.processor import make_processor
 
     path = Path(path)
     tokenizer = train_tokenizer(_CORPUS + list(corpus), vocab_size)

@@ -66,7 +66,7 @@ def test_official_layout_without_torchvision(tiny_checkpoint, tmp_path):
     video processor stock transformers derives from it."""
     from transformers import AutoProcessor
 
-    from rl.policy import load_processor
+    from rl.processor import load_processor
 
     ckpt = layout(Path(tiny_checkpoint), tmp_path / "official", {"preprocessor_config.json": OFFICIAL_PREPROCESSOR})
     with pytest.raises(ImportError, match=TORCHVISION_MISSING):
@@ -123,7 +123,7 @@ STOCK_LOADS_WITH_TORCHVISION = textwrap.dedent("""
     from pathlib import Path
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from transformers.utils import is_torchvision_available
-    from rl.policy import load_processor
+    from rl.processor import load_processor
 
     assert is_torchvision_available()
     for ckpt in map(Path, sys.argv[1:]):
@@ -143,7 +143,7 @@ _DEFAULTS_AND_LAYOUTS_WITH_TORCHVISION = textwrap.dedent("""
     import json, sys
     from pathlib import Path
     from transformers import AutoProcessor, Qwen2VLImageProcessorPil, Qwen2VLVideoProcessor
-    from rl.policy import load_processor, video_processor_config
+    from rl.processor import load_processor, video_processor_config
     from rl.tiny_model import build_tiny_checkpoint
 
     scratch = Path(sys.argv[1])
@@ -183,7 +183,7 @@ _DEFAULTS_AND_LAYOUTS_WITH_TORCHVISION = textwrap.dedent("""
 
 
 def test_with_torchvision_defaults_and_layouts(tiny_checkpoint, tmp_path):
-    from rl.policy import load_processor
+    from rl.processor import load_processor
     from rl.tiny_model import build_tiny_checkpoint
 
     scratch = tmp_path / "scratch"

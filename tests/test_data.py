@@ -513,12 +513,12 @@ def test_oversized_prompt_is_measured_once(monkeypatch):
     samples = [Sample([], "1"), Sample([], "2"), Sample([], "3")]
     for _ in range(3):
         with pytest.raises(RuntimeError, match="every prompt of step 0 is longer than --max-prompt-len 5"):
-            trainer.Trainer.make_experience(stub, samples)
+            trainer.Trainer.encode(stub, samples)
     assert calls == [3, 0, 0] and stub.counts["data/prompt_too_long"] == 9
 
 
 def test_metrics_lines_are_strict_json():
-    from rl.trainer import json_line
+    from rl.monitor import json_line
 
     line, bad = json_line({"step": 1, "reward/mean": float("nan"), "kl": float("inf"), "loss": -float("inf"),
                            "ok": 0.5, "flag": True})

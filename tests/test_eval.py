@@ -10,8 +10,8 @@ import eval as eval_cli
 from data import DataError, R1_SYSTEM_PROMPT
 from data.benchmarks import BENCHMARKS, ENV_SEED, GROUPS, load_benchmark, resolve_benchmark_names
 from evaluation import PAPER, Score, Scorer, compare_table, markdown_table, summarize
-from evaluation.scoring import normalize_text, numbers_in, score_choice, score_football, score_mathvista, \
-    score_short, score_sokoban
+from evaluation.scoring import score_choice, score_football, score_mathvista, score_short, score_sokoban
+from rewards.text import normalize_text, numbers_in
 
 HUB_BENCHMARKS = [n for n, b in BENCHMARKS.items() if b.generate is None]
 DOMAINS = {"math500": {"math"}, "gpqa_diamond": {"choice"}, "olympiadbench": {"math"},

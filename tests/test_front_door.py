@@ -82,6 +82,27 @@ def test_resume_restores_the_runs_config_and_refuses_what_breaks_exactness(tmp_p
     assert f"--model {run / 'final'} (stage 1) or --init" in error_of(["--resume", str(run / "final")])
 
 
+def test_resume_reads_an_older_runs_config(tmp_path):
+    """A config.json written when --plan, --check-data (and their settings) were knobs and --engine was --rollout
+    still resumes: the commands' keys are ignored, "rollout" is read as the engine."""
+    run = _fake_run(tmp_path / "run", estimator="grpo")
+    saved = json.loads((run / "config.json").read_text())
+    saved.pop("engine")
+    saved.update(rollout="hf", plan=False, gpu_mem_gb=80.0, nproc=1, check_data=False, check_data_max_bad=0.01)
+    (run / "config.json").write_text(json.dumps(saved))
+    cfg = parse_config(["--resume", str(run)])
+    assert (cfg.engine, cfg.estimator, cfg.seed) == ("hf", "grpo", 42)
+    assert "--engine ours: the run was started with hf" in error_of(["--resume", str(run), "--rollout", "ours"])
+
+
+def test_command_flags_are_checked_as_one_line():
+    assert error_of(["--preset", "debug", "--plan", "--nproc", "0"]) == "error: --nproc 0: must be at least 1"
+    assert error_of(["--preset", "debug", "--gpu-mem-gb", "0"]) == \
+        "error: --gpu-mem-gb 0.0: must be a positive number"
+    assert error_of(["--preset", "debug", "--check-data-max-bad", "2"]) == \
+        "error: --check-data-max-bad 2.0: must lie in [0, 1]"
+
+
 @pytest.mark.slow
 def test_out_of_an_earlier_run_needs_resume_or_overwrite(tmp_path):
     run = _fake_run(tmp_path / "run")

@@ -264,7 +264,8 @@ def routed(tiny_checkpoint):
 
     from data.sample import Sample, make_messages
     from rl.batch import collate, encode_prompts
-    from rl.policy import load_policy, pad_token_id
+    from rl.policy import load_policy
+    from rl.processor import pad_token_id
 
     register()
     calls = Counter()

@@ -93,6 +93,21 @@ def test_fp32_matches_fp64_reference(T, H, V, temperature):
     assert not ent.requires_grad
 
 
+def test_gradient_of_a_sum_has_a_broadcast_upstream_gradient():
+    """`logp.sum().backward()` hands the backward a stride-0 gradient; the kernel reads it as contiguous memory, so
+    it must be made contiguous first (else the gradients read past a one-element buffer)."""
+    h, w, t, _ = _inputs(37, 16, 130, torch.float32, seed=11)
+    grads = []
+    for fn in (lt.triton_logprobs_from_hidden, logprobs_plain):
+        hh, ww = h.clone().requires_grad_(), w.clone().requires_grad_()
+        logp, _ = fn(hh, ww, t, temperature=1.0, with_entropy=False, **({"chunk_size": 16} if fn is not
+                                                                           logprobs_plain else {}))
+        logp.sum().backward()
+        grads.append((hh.grad, ww.grad))
+    torch.testing.assert_close(grads[0][0], grads[1][0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grads[0][1], grads[1][1], atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 @pytest.mark.parametrize("T,H,V", [(5, 32, 130), (37, 16, 50)])
 def test_bf16_matches_reference(T, H, V, temperature):

@@ -10,7 +10,7 @@ import torch
 import kernels
 from data import load_fixture
 from rl.config import preset
-from rl.trainer import Trainer
+from rl.run import make_trainer
 from rewards_for_tests import Spread
 
 
@@ -18,7 +18,7 @@ def _run(tmp_path, name):
     cfg = preset("debug", out=str(tmp_path / name), kernels=name, max_steps=1, prompts_per_step=2,
                  n_samples=2, max_new_tokens=3, train_batch_size=4, micro_batch_size=2, kl=0.01, kl_in="loss",
                  kl_estimator="k3", save_every=0, kernel_check_every=1)
-    trainer = Trainer(cfg, load_fixture("message"), Spread())
+    trainer = make_trainer(cfg, load_fixture("message"), Spread())
     assert trainer.kernels.name == name
     trainer.train()
     return [json.loads(line) for line in open(tmp_path / name / "metrics.jsonl")]
@@ -54,7 +54,7 @@ def test_shadow_check_stops_a_broken_kernel(tmp_path):
         return logp + 0.5, entropy
 
     cfg = preset("debug", out=str(tmp_path), max_steps=1, kernel_check_every=1, save_every=0)
-    trainer = Trainer(cfg, load_fixture("math"), Spread())
+    trainer = make_trainer(cfg, load_fixture("math"), Spread())
     trainer.kernels = dataclasses.replace(trainer.kernels, logprobs=broken)
     with pytest.raises(RuntimeError, match="kernel check failed.*differ from the torch references by 0.5"):
         trainer.train()

@@ -8,7 +8,7 @@ import pytest
 
 from data import load_fixture
 from rl.config import preset
-from rl.trainer import Trainer
+from rl.run import make_trainer
 
 
 class EmitTilde:
@@ -27,7 +27,7 @@ def test_reward_rises(estimator, tmp_path):
     cfg = preset("debug", out=str(tmp_path), estimator=estimator, max_steps=24, episodes=100, prompts_per_step=8,
                  n_samples=8, max_new_tokens=8, train_batch_size=32, micro_batch_size=32, actor_lr=3e-3,
                  critic_lr=3e-3, optim="adamw", kl=0.0, warmup_ratio=0.0, min_lr_ratio=1.0, save_every=0)
-    Trainer(cfg, load_fixture("math"), EmitTilde()).train()
+    make_trainer(cfg, load_fixture("math"), EmitTilde()).train()
     rewards = [json.loads(line)["reward/mean"] for line in open(tmp_path / "metrics.jsonl")]
     assert len(rewards) == 24
     start, end = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3

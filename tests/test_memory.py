@@ -1,4 +1,5 @@
-"""The memory planner (rl/memory.py) against what the real model and optimizer allocate on the CPU.
+"""The memory planner (rl/memory.py, rl/memory_model.py, rl/memory_plan.py) against what the real model and optimizer
+allocate on the CPU.
 
 Peaks are measured as the CPU allocator's live bytes, replayed from the PyTorch profiler's memory events (every
 allocation and free of the c10 allocator, in order): deterministic, unlike the process's resident set, and it sees
@@ -14,12 +15,14 @@ from rl import algos
 from rl import memory as M
 from rl.batch import Rollout
 from rl.config import preset
+from rl.memory_model import KNOWN_CONFIGS, inspect_model, model_config
+from rl.memory_plan import advise, turn_knobs
 from rl.policy import response_logprobs
 
 
 def test_parameters_of_the_paper_models_are_known_offline():
-    three = M.inspect_model(M.model_config("Qwen/Qwen2.5-VL-3B-Instruct"))
-    seven = M.inspect_model(M.model_config("Qwen/Qwen2.5-VL-7B-Instruct"))
+    three = inspect_model(model_config("Qwen/Qwen2.5-VL-3B-Instruct"))
+    seven = inspect_model(model_config("Qwen/Qwen2.5-VL-7B-Instruct"))
     # the released checkpoints' safetensors hold 3,754,622,976 and 8,292,166,656 parameters
     assert sum(p.numel for p in three.params) == 3_754_622_976 and three.tied
     assert sum(p.numel for p in seven.params) == 8_292_166_656 and not seven.tied
@@ -41,7 +44,7 @@ def test_plan_prints_the_table_and_exits(capsys, tmp_path):
         assert word in out
     assert "does not fit" in out  # fp32 master weights, their gradients and the reference: over 40 GiB
     fits = M.plan_memory(preset("fre-text"), 80, 1)
-    assert fits.fits and "fits: " in M.advise(fits)[0]
+    assert fits.fits and "fits: " in advise(fits)[0]
     train_mgt.main(["--domain", "geo", "--plan", "--nproc", "8"])  # no --init: planned on the 3B model
     out = capsys.readouterr().out
     assert "preset mgt-geo" in out and "critic" in out and "no --init given" in out
@@ -49,8 +52,8 @@ def test_plan_prints_the_table_and_exits(capsys, tmp_path):
 
 def test_knobs_turn_in_order():
     cfg = preset("fre-text", gradient_checkpointing=False, optim="adamw")
-    info = M.inspect_model(M.model_config(cfg.model))
-    steps, plan = M.turn_knobs(cfg, 40, 8, info)
+    info = inspect_model(model_config(cfg.model))
+    steps, plan = turn_knobs(cfg, 40, 8, info)
     assert steps[0] == "--gradient-checkpointing" and plan.fits
     order = ["--gradient-checkpointing", "--micro-batch-size", "--optim adamw_8bit", "--ref-offload",
              "--gen-batch-size"]
@@ -59,14 +62,14 @@ def test_knobs_turn_in_order():
     assert steps[0] == "--gradient-checkpointing" and firsts == sorted(firsts)  # one notch at a time, in order
     # The paper's FRE-Text run on one 40 GB GPU (the aim): the reference offloaded, a smaller generation batch and
     # bf16 weights over 8-bit states; the micro-batch grows back once it fits.
-    lines = M.advise(M.plan_memory(preset("fre-text"), 40, 1, info))
+    lines = advise(M.plan_memory(preset("fre-text"), 40, 1, info))
     assert lines[-1].startswith("fits with: --ref-offload --gen-batch-size 4 --optim adamw_8bit_bf16 (peak 33.0 GiB")
 
 
 def test_offload_and_bf16_weights_in_the_plan():
     """--ref-offload: the reference only in the log-prob phase (one GPU), nowhere with FSDP2's CPU offload;
     --critic-offload: no critic during generation; --optim adamw_8bit_bf16: bf16 weights and gradients."""
-    info = M.inspect_model(M.model_config("Qwen/Qwen2.5-VL-3B-Instruct"))
+    info = inspect_model(model_config("Qwen/Qwen2.5-VL-3B-Instruct"))
     cfg = preset("mgt-geo")
     rows = lambda c, n=1: {k: p.rows for k, p in M.plan_memory(c, 80, n, info).phases.items()}
     base = rows(cfg)
@@ -83,8 +86,8 @@ def test_offload_and_bf16_weights_in_the_plan():
 
 
 def test_tiny_config_is_the_debug_model(tiny_checkpoint):
-    planned = M.inspect_model(M.model_config("tiny"))
-    built = M.inspect_model(M.model_config(tiny_checkpoint))
+    planned = inspect_model(model_config("tiny"))
+    built = inspect_model(model_config(tiny_checkpoint))
     assert [(p.name, p.shape) for p in planned.params if "embed" not in p.name and "lm_head" not in p.name] == \
         [(p.name, p.shape) for p in built.params if "embed" not in p.name and "lm_head" not in p.name]
 
@@ -111,12 +114,13 @@ def test_weights_gradients_and_optimizer_states_are_exact(tiny_checkpoint, optim
     tiny model and the real optimizer (bitsandbytes AdamW8bit, torch AdamW, torchao AdamW8bit over bf16 weights)
     allocate after one step."""
     from rl.optim import make_optimizer
-    from rl.policy import Critic, load_policy
+    from rl.critic import ValueModel
+    from rl.policy import load_policy
 
     cfg = preset("debug", model=tiny_checkpoint, optim=optim, estimator="gae", kl=0.001)
     plan = M.plan_memory(cfg, 80, 1)
     policy, _ = load_policy(tiny_checkpoint, torch.bfloat16 if optim == "adamw_8bit_bf16" else torch.float32)
-    critic = Critic(policy)
+    critic = ValueModel(policy)
     measured = {}
     for name, model in (("policy", policy), ("critic", critic)):
         params = list(model.parameters())
@@ -151,7 +155,7 @@ def _peak_bytes(fn) -> int:
 
 def _model(vocab: int, hidden: int, inter: int):
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-    values = copy.deepcopy(M.KNOWN_CONFIGS["tiny"])
+    values = copy.deepcopy(KNOWN_CONFIGS["tiny"])
     values.pop("model_type")
     values["text_config"].update(vocab_size=vocab, hidden_size=hidden, intermediate_size=inter)
     values["text_config"]["rope_parameters"]["mrope_section"] = [4, 6, 6] if hidden == 128 else [2, 3, 3]
@@ -190,7 +194,7 @@ def test_activation_estimate_within_25_percent_of_the_measured_peak(vocab, hidde
     cfg = dataclasses.replace(preset("debug"), micro_batch_size=rows, max_prompt_len=prompt, max_new_tokens=response,
                               logprob_chunk=64, gradient_checkpointing=checkpointing, kl=0.0,
                               dtype="bf16" if bf16 else "fp32")
-    update = M.plan_memory(cfg, 80, 1, M.inspect_model(model.config)).phases["update"].rows
+    update = M.plan_memory(cfg, 80, 1, inspect_model(model.config)).phases["update"].rows
     estimate = update["weights (bf16 copy)"] + update["activations"] + update["log-prob path"]
 
     def one_update():
@@ -209,8 +213,9 @@ def test_activation_estimate_within_25_percent_of_the_measured_peak(vocab, hidde
 def test_generation_kv_cache_bytes_are_exact(tiny_checkpoint, monkeypatch, bf16):
     """The rollout engine's preallocated cache (keys fp32 under autocast: the rotary embedding is computed in the
     fp32 residual's dtype) holds exactly the planner's bytes."""
-    from rl import rollout as engine
+    from rl.engines import ours as engine
     from rl.policy import load_policy
+    from rl.rollout import generate
 
     model, processor = load_policy(tiny_checkpoint)
     allocated, init = [], engine._Layer.lazy_initialization
@@ -224,6 +229,6 @@ def test_generation_kv_cache_bytes_are_exact(tiny_checkpoint, monkeypatch, bf16)
     cfg = preset("debug", model=tiny_checkpoint, gen_batch_size=3, n_samples=2, max_prompt_len=9,
                  max_new_tokens=5, dtype="bf16" if bf16 else "fp32")
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        engine.generate(model, processor, rows, cfg.n_samples, max_new_tokens=cfg.max_new_tokens,
-                        batch_size=cfg.gen_batch_size, stop_ids=[])
+        generate(model, processor, rows, cfg.n_samples, max_new_tokens=cfg.max_new_tokens,
+                 batch_size=cfg.gen_batch_size, stop_ids=[])
     assert sum(allocated) == M.plan_memory(cfg, 80, 1).phases["generation"].rows["generation KV cache"]

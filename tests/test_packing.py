@@ -10,7 +10,8 @@ from data.sample import Sample, make_messages
 from kernels.hf_attention import register
 from rl import algos
 from rl.batch import Rollout, encode_prompts, micro_batches
-from rl.policy import load_policy, pad_token_id, response_logprobs
+from rl.policy import load_policy, response_logprobs
+from rl.processor import pad_token_id
 from rewards_for_tests import Spread
 
 
@@ -102,14 +103,14 @@ def test_training_packed_equals_padded(tmp_path):
     micro-batches end in the weights of padded ones."""
     from data import load_fixture
     from rl.config import preset
-    from rl.trainer import Trainer
+    from rl.run import make_trainer
 
     runs = {}
     for name, budget in (("padded", 0), ("packed", 400)):
         cfg = preset("debug", out=str(tmp_path / name), max_steps=2, prompts_per_step=2, n_samples=3,
                      max_new_tokens=6, train_batch_size=6, micro_batch_size=4, kl=0.01, save_every=0,
                      optim="adamw", max_tokens_per_micro=budget)
-        trainer = Trainer(cfg, load_fixture("message"), Spread())
+        trainer = make_trainer(cfg, load_fixture("message"), Spread())
         trainer.train()
         runs[name] = trainer
     assert runs["packed"].packed and not runs["padded"].packed

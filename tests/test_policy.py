@@ -10,8 +10,10 @@ from PIL import Image
 from data.sample import Sample, make_messages
 from kernels.logprob import logprobs_from_hidden
 from rl.batch import collate, encode_prompts, position_ids
-from rl.policy import load_policy, pad_token_id, response_logprobs, stop_token_ids
-from rl.rollout import cut_at_stop, generate, sampling_config
+from rl.engines.hf import sampling_config
+from rl.policy import load_policy, response_logprobs
+from rl.processor import pad_token_id, stop_token_ids
+from rl.rollout import cut_at_stop, generate
 
 
 def _samples():
@@ -40,7 +42,7 @@ def test_loads_real_classes(policy):
 
 
 def test_image_pixel_budget(policy):
-    from rl.policy import set_image_pixels
+    from rl.processor import set_image_pixels
     _, processor = policy
     big = Sample(messages=make_messages("?", images=[Image.new("RGB", (640, 480))]), answer="", domain="x", meta={})
     set_image_pixels(processor, 28 * 28, 224 * 224)

@@ -3,7 +3,6 @@
 The kill and stop tests run train_fre.py as real subprocesses and require the resumed run to end bit-identical
 (weights and metrics) to one that was never interrupted."""
 
-import dataclasses
 import json
 import os
 import signal
@@ -21,7 +20,7 @@ from data import load_fixture
 from rl.checkpoint import CheckpointError, complete_checkpoints, prune, resolve_resume, write_atomic
 from rl.config import preset
 from rl.guards import NonFinite, watchdog
-from rl.trainer import Trainer
+from rl.run import make_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -197,7 +196,7 @@ def _weights(trainer):
 
 def test_nonfinite_reward_skips_the_step_and_is_counted(tmp_path):
     cfg = preset("debug", out=str(tmp_path), max_steps=2, save_every=0)
-    trainer = Trainer(cfg, load_fixture("math"), Rewards(nan_steps={1}))
+    trainer = make_trainer(cfg, load_fixture("math"), Rewards(nan_steps={1}))
     before = _weights(trainer)
     trainer.make_experience(trainer.prompts_for_step(0))  # NaN rewards: no update, counted
     assert trainer.counts["guard/nonfinite_rewards"] == 16 and trainer.guard.skipped == 1
@@ -209,9 +208,9 @@ def test_nonfinite_reward_skips_the_step_and_is_counted(tmp_path):
 
 def test_nonfinite_loss_never_reaches_the_weights_and_k_in_a_row_stop(tmp_path):
     cfg = preset("debug", out=str(tmp_path), max_steps=4, save_every=0, max_bad_steps=3)  # 2 updates per step
-    trainer = Trainer(cfg, load_fixture("math"), Rewards())
-    loss = trainer.kernels.policy_loss
-    trainer.kernels = dataclasses.replace(trainer.kernels, policy_loss=lambda *a: loss(*a) * float("nan"))
+    trainer = make_trainer(cfg, load_fixture("math"), Rewards())
+    loss = trainer.policy_loss
+    trainer.policy_loss = lambda *a: loss(*a) * float("nan")
     before = _weights(trainer)
     with pytest.raises(NonFinite, match="3 steps in a row .* loss at step 2, update 3, phase 'update'"):
         trainer.train()

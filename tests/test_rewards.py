@@ -8,7 +8,8 @@ from rewards import (
     REWARDS, MathResult, RewardOutput, answer_text, choice_reward, extract_choice, format_reward,
     get_reward, math_accuracy,
 )
-from rewards._pool import KillPool
+from rewards.pool import KillPool
+from rewards.text import BOXED_FLAT, final_text, last_boxed, unwrap
 
 POOL_TIMEOUT = 2.0  # short, so the timeout test is quick; real checks here take ~50 ms
 
@@ -83,6 +84,16 @@ def test_answer_text():
     assert answer_text("no block 7") == "no block 7"
     assert answer_text("<answer>  </answer> 5") == "<answer>  </answer> 5"  # blank block: whole text
     assert answer_text("<answer>1</answer>" + "x" * 50, max_chars=20) == "x" * 20
+
+
+def test_text_helpers_keep_each_readers_reading():
+    """rewards.text serves every reader of answer text; where two readers differ, each keeps its own pattern."""
+    assert last_boxed(r"\boxed{1} and \boxed{\frac{1}{2}}") == r"\frac{1}{2}"  # one level of nested braces
+    assert last_boxed(r"\boxed{1} and \boxed{\frac{1}{2}}", BOXED_FLAT) == "1"  # the choice reward's: none
+    assert last_boxed(r"\boxed{}") == "" and last_boxed("no box") is None
+    assert unwrap(r"$\boxed{\text{5 cm}}$.") == "5 cm" and unwrap(r"\mathbf{B}") == r"\mathbf{B}"
+    assert extract_choice(r"\mathbf{B}") == "B"  # the choice reward unwraps \mathbf, gold answers do not
+    assert final_text("<think>a</think><answer>x <think>b</think></answer>") == "x  "
 
 
 # ---------------------------------------------------------------- math
@@ -229,7 +240,7 @@ def test_extraction_is_math_verify_s(math_reward):
     from math_verify import parse
     texts = [r for r, _, _, _ in RELEASED_CASES + ANSWER_CASES] + [r for r, _ in PARTIAL_CASES[:5] + WHOLE_CASES]
     for text in texts:
-        for configs, mode in ((rmath._RELEASED_PRED, "first_match"), (rmath._PRED_CONFIG, "any_match")):
+        for configs, mode in ((rmath.RELEASED_PRED_CONFIG, "first_match"), (rmath.ANSWER_PRED_CONFIG, "any_match")):
             want = parse(text, extraction_config=configs, extraction_mode=mode, parsing_timeout=None)
             got, _ = rmath.parse_prediction(text, None, configs, mode)
             assert [str(x) for x in got] == [str(x) for x in want], text
@@ -322,7 +333,7 @@ def test_memory_error_in_process_is_error(monkeypatch):
 def test_worker_address_space_limit_and_cleanup():
     # bytearray(1 GiB) succeeds without a limit; under RLIMIT_AS of start-up size + 64 MiB it cannot.
     pool = KillPool(bytearray, workers=1, timeout=10.0,
-                    setup=rmath._worker_setup, setup_args=(64,))
+                    setup=rmath.worker_setup, setup_args=(64,))
     try:
         first_pid = pool.pids[0]
         assert pool.map([(1 << 30,), (3,)]) == [("error", "MemoryError"), ("ok", bytearray(3))]

@@ -1,6 +1,6 @@
-"""Our rollout engine (rl/rollout.py): greedy output equals transformers' generate token for token, the log-prob it
-records for each draw equals the training forward's, draws follow the tempered (and nucleus-truncated) softmax, and
-rows that stop leave the batch without changing the others."""
+"""Our rollout engine (rl/engines/ours.py, behind rl/rollout.py's generate): greedy output equals transformers'
+generate token for token, the log-prob it records for each draw equals the training forward's, draws follow the
+tempered (and nucleus-truncated) softmax, and rows that stop leave the batch without changing the others."""
 
 import pytest
 import torch
@@ -8,11 +8,14 @@ from PIL import Image
 from transformers import GenerationConfig
 from transformers.generation.logits_process import TopPLogitsWarper
 
-import rl.rollout as rollout_mod
+import rl.engines.ours as ours_engine
 from data.sample import Sample, make_messages
 from rl.batch import collate, encode_prompts
-from rl.policy import load_policy, pad_token_id, response_logprobs, stop_token_ids
-from rl.rollout import ENGINES, cut_at_stop, draw, generate, sample, vision_token_ids
+from rl.engines.ours import draw, sample
+from rl.policy import load_policy, response_logprobs
+from rl.processor import pad_token_id, stop_token_ids
+from rl.engines import ENGINES
+from rl.rollout import cut_at_stop, generate, vision_token_ids
 from rewards_for_tests import Spread
 
 
@@ -174,13 +177,13 @@ def test_finished_rows_leave_the_batch(policy, monkeypatch):
     expected = _hf_greedy(model, processor, rows, 16, stop_ids=[stop])
     assert len(expected[0]) == 4 and max(map(len, expected)) > 8
     sizes = []
-    step = rollout_mod.decode_one_token
+    step = ours_engine.decode_one_token
 
     def counting(model, tokens, *args, **kwargs):
         sizes.append(tokens.shape[0])
         return step(model, tokens, *args, **kwargs)
 
-    monkeypatch.setattr(rollout_mod, "decode_one_token", counting)
+    monkeypatch.setattr(ours_engine, "decode_one_token", counting)
     ours = generate(model, processor, rows, n=2, temperature=0.0, max_new_tokens=16, stop_ids=[stop])
     assert [r.tolist() for r in ours.responses] == [e for e in expected for _ in range(2)]
     assert ours.finished[:2] == [True, True]
@@ -231,8 +234,8 @@ def test_decode_step_traces_as_one_graph(policy, monkeypatch):
     rows = encode_prompts(processor, _samples("mixed"))
     expected = generate(model, processor, rows, n=2, temperature=0.0, max_new_tokens=6)
     torch._dynamo.reset()
-    compiled = torch.compile(rollout_mod.decode_one_token, dynamic=True, fullgraph=True, backend="eager")
-    monkeypatch.setattr(rollout_mod, "_decode_step", lambda compile, device: compiled)
+    compiled = torch.compile(ours_engine.decode_one_token, dynamic=True, fullgraph=True, backend="eager")
+    monkeypatch.setattr(ours_engine, "_decode_step", lambda compile, device: compiled)
     ours = generate(model, processor, rows, n=2, temperature=0.0, max_new_tokens=6)
     torch._dynamo.reset()
     assert [r.tolist() for r in ours.responses] == [r.tolist() for r in expected.responses]
@@ -243,13 +246,13 @@ def test_old_logprobs_from_the_sampler_save_a_forward(tmp_path, tiny_checkpoint)
     far the sampler's log-probs are from the training forward's."""
     from data import load_fixture
     from rl.config import invalid, preset
-    from rl.trainer import Trainer
+    from rl.run import make_trainer
 
     steps = {}
     for mode in ("recompute", "sampler"):
         cfg = preset("debug", model=tiny_checkpoint, out=str(tmp_path / mode), max_steps=1, kl=0.01, save_every=0,
                      old_logprobs=mode, plots=False)
-        trainer = Trainer(cfg, load_fixture("math"), Spread(), log=lambda *a: None)
+        trainer = make_trainer(cfg, load_fixture("math"), Spread(), log=lambda *a: None)
         backbone, forwards = trainer.policy.model, []  # full-sequence passes of the policy (prefill included)
         inner = backbone.forward
         backbone.forward = lambda *a, **k: (forwards.append(torch.is_grad_enabled()), inner(*a, **k))[1]
@@ -262,16 +265,16 @@ def test_old_logprobs_from_the_sampler_save_a_forward(tmp_path, tiny_checkpoint)
     assert [r.tolist() for r in smp_rollout.responses] == [r.tolist() for r in rec_rollout.responses]
     for key in ("loss/policy", "kl", "entropy", "approx_kl"):
         assert smp[key] == pytest.approx(rec[key], abs=1e-4), key
-    assert invalid(preset("debug", rollout="hf", old_logprobs="sampler")).startswith("--old-logprobs sampler: needs")
+    assert invalid(preset("debug", engine="hf", old_logprobs="sampler")).startswith("--old-logprobs sampler: needs")
 
 
 def test_trainer_runs_with_the_hf_engine(tmp_path, tiny_checkpoint):
     from data import load_fixture
     from rl.config import preset
-    from rl.trainer import Trainer
+    from rl.run import make_trainer
 
-    cfg = preset("debug", model=tiny_checkpoint, out=str(tmp_path), max_steps=1, save_every=0, rollout="hf",
+    cfg = preset("debug", model=tiny_checkpoint, out=str(tmp_path), max_steps=1, save_every=0, engine="hf",
                  max_new_tokens=6, plots=False)
-    trainer = Trainer(cfg, load_fixture("math"), Spread(), log=lambda *a: None)
+    trainer = make_trainer(cfg, load_fixture("math"), Spread(), log=lambda *a: None)
     rollout, metrics = trainer.make_experience(trainer.prompts_for_step(0))
     assert "logprob/sampler_max_diff" not in metrics and rollout.mask.sum() > 0

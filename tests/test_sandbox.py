@@ -1,4 +1,4 @@
-"""The reward sandbox: hostile completions through every reward (a slice of rewards/hostile.py's corpus; the full
+"""The reward sandbox: hostile completions through every reward (a slice of tests/hostile_corpus.py's corpus; the full
 corpus is bench/reward_sandbox.py), random text (hypothesis), and a worker pool that survives crashes and failed
 starts."""
 import math
@@ -9,10 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rewards.math as rmath
+from hostile_corpus import (CHOICE_REWARDS, FAMILIES, MATH_REWARDS, WEIGHTS, corpus, echo_or_crash, flaky_setup,
+                            sample)
 from rewards import REWARDS, get_reward
-from rewards._pool import KillPool
-from rewards.hostile import (CHOICE_REWARDS, FAMILIES, MATH_REWARDS, WEIGHTS, corpus, echo_or_crash, flaky_setup,
-                             sample)
+from rewards.pool import KillPool
 
 SLOW = ("tower", "factorial", "memory", "megabyte", "brackets", "fractions")  # checks that may reach the time limit
 POOL_REWARDS = ("r1_math", "r1_math_answer", "r1_auto")
@@ -220,7 +220,7 @@ def test_a_failed_restart_after_a_time_out_is_retried(tmp_path):
 def test_the_reward_counts_failed_starts(tmp_path):
     counter = str(tmp_path / "starts")
     with get_reward("r1_math", workers=1, timeout=5.0, setup=flaky_setup,
-                    setup_args=(counter, (1,), "exit", rmath._worker_setup, (2048,))) as fn:
+                    setup_args=(counter, (1,), "exit", rmath.worker_setup, (2048,))) as fn:
         out = fn(["<think>t</think><answer>\\boxed{2}</answer>"], ["2"])
         assert out.components["accuracy"] == [1.0]
         assert out.counts["reward/worker_start_failures"] == 1

@@ -36,7 +36,7 @@ def test_debug_preset_end_to_end(tmp_path):
 
     from transformers import AutoModelForImageTextToText
 
-    from rl.policy import load_processor
+    from rl.processor import load_processor
     model = AutoModelForImageTextToText.from_pretrained(out / "final")
     processor = load_processor(str(out / "final"))
     assert type(model).__name__ == "Qwen2_5_VLForConditionalGeneration"
@@ -67,6 +67,11 @@ def test_help_lists_every_flag_with_defaults():
     for f in dataclasses.fields(Config):
         assert "--" + f.name.replace("_", "-") in proc.stdout
     assert "(default: 4e-07)" in proc.stdout  # FRE-Text actor lr
+    commands = proc.stdout[proc.stdout.index("\ncommands:"):]  # their own group; no knobs of the Config
+    knobs = {f.name for f in dataclasses.fields(Config)}
+    for flag in ("--list-presets", "--plan", "--gpu-mem-gb", "--nproc", "--check-data", "--check-data-max-bad"):
+        assert flag in commands and flag[2:].replace("-", "_") not in knobs
+    assert "--rollout" not in proc.stdout  # --engine's old name: accepted, not listed
 
 
 def test_preset_then_flags_override():
@@ -78,4 +83,5 @@ def test_preset_then_flags_override():
     assert (fre.estimator, fre.kl, fre.actor_lr, fre.n_samples, fre.prompts_per_step) == \
         ("reinforce_baseline", 0.001, 4e-7, 16, 256)
     assert parse_config(["--preset", "fre-multi"]).actor_lr == 1e-6
+    assert parse_config(["--preset", "debug", "--rollout", "hf"]).engine == "hf"  # --engine's old name
     assert set(PRESETS) >= {"fre-text", "fre-multi", "debug"}

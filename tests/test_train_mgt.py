@@ -64,7 +64,8 @@ def test_stage1_checkpoints_load_without_torchvision(stage1):
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from transformers.utils import is_torchvision_available
 
-    from rl.policy import ImageOnlyQwen2_5_VLProcessor, load_policy
+    from rl.policy import load_policy
+    from rl.processor import ImageOnlyQwen2_5_VLProcessor
     from tests.test_checkpoint_loading import TINY_VIDEO_PROCESSOR, TORCHVISION_MISSING
 
     assert not is_torchvision_available()

@@ -9,7 +9,7 @@ import torch
 from data import load_fixture
 from rl.batch import encode_prompts
 from rl.config import preset
-from rl.trainer import Trainer
+from rl.run import make_trainer
 
 
 class LengthReward:
@@ -49,7 +49,7 @@ def test_image_prompts_train_the_vision_tower_unless_frozen(tmp_path, freeze_vis
     cfg = preset("debug", out=str(tmp_path), max_steps=2, prompts_per_step=2, n_samples=3, max_new_tokens=6,
                  train_batch_size=6, micro_batch_size=4, gradient_checkpointing=True, freeze_vision=freeze_vision,
                  kl=0.01, kl_in="loss", kl_estimator="k3", save_every=0, optim="adamw")
-    trainer = Trainer(cfg, samples, LengthReward())
+    trainer = make_trainer(cfg, samples, LengthReward())
     assert trainer.ref is not None
     visual, lm = _snapshot(trainer.policy.model.visual), _snapshot(trainer.policy.model.language_model)
     trainer.train()
@@ -71,9 +71,9 @@ def test_resumed_equals_uninterrupted(tmp_path, estimator, optim):
         return preset("debug", out=str(out), estimator=estimator, max_steps=4, save_every=2, kl=0.01, optim=optim,
                       **kw)
 
-    whole = Trainer(config(tmp_path / "a"), load_fixture("math"), LengthReward())
+    whole = make_trainer(config(tmp_path / "a"), load_fixture("math"), LengthReward())
     whole.train()
-    resumed = Trainer(config(tmp_path / "b", resume=str(tmp_path / "a" / "checkpoints" / "step_2")),
+    resumed = make_trainer(config(tmp_path / "b", resume=str(tmp_path / "a" / "checkpoints" / "step_2")),
                       load_fixture("math"), LengthReward())
     assert resumed.step == 2
     resumed.train()
@@ -90,13 +90,13 @@ def test_resumed_equals_uninterrupted(tmp_path, estimator, optim):
 
 def test_no_reference_model_without_kl(tmp_path):
     cfg = preset("debug", out=str(tmp_path), kl=0.0)
-    assert Trainer(cfg, load_fixture("math"), LengthReward()).ref is None
+    assert make_trainer(cfg, load_fixture("math"), LengthReward()).ref is None
 
 
 def test_too_few_samples_is_a_clear_error(tmp_path):
     cfg = preset("debug", out=str(tmp_path), prompts_per_step=1000)
     with pytest.raises(ValueError, match="fewer than --prompts-per-step"):
-        Trainer(cfg, load_fixture("math"), LengthReward())
+        make_trainer(cfg, load_fixture("math"), LengthReward())
 
 
 @pytest.mark.parametrize("mode", ["zero", "prompt"])
@@ -115,7 +115,7 @@ def test_empty_response_is_scored_as_released_only_when_asked(tmp_path, monkeypa
     monkeypatch.setattr(trainer_module, "generate", first_response_empty)
     cfg = preset("debug", out=str(tmp_path), empty_response=mode)
     samples = load_fixture("math")
-    trainer = Trainer(cfg, samples, RecordingReward())
+    trainer = make_trainer(cfg, samples, RecordingReward())
     trainer.make_experience(samples[:cfg.prompts_per_step])
     texts = trainer.reward_fn.seen[0]
     prompt_ids = encode_prompts(trainer.processor, samples[:1])[0]["prompt_ids"]
@@ -134,21 +134,24 @@ def test_offloaded_models_visit_the_device_only_for_their_phases(tmp_path, monke
 
     events = []
 
+    import rl.critic as critic_module
+
     @contextlib.contextmanager
     def recording(module, device, optimizer=None, enabled=True):
-        name = "ref" if module is trainer.ref else "critic" if module is trainer.critic else "?"
-        events.append(("enter", name, device.type, optimizer is trainer.critic_optimizer, enabled))
+        name = "ref" if module is trainer.ref else "critic" if module is trainer.critic.model else "?"
+        events.append(("enter", name, device.type, optimizer is trainer.critic.optimizer, enabled))
         yield
         events.append(("exit", name))
 
     real_generate = trainer_module.generate
     monkeypatch.setattr(trainer_module, "placed", recording)
+    monkeypatch.setattr(critic_module, "placed", recording)
     monkeypatch.setattr(trainer_module, "generate", lambda *a, **k: events.append("generate") or real_generate(*a, **k))
     cfg = preset("debug", out=str(tmp_path), estimator="gae", kl=0.001, ref_offload=True, critic_offload=True)
     samples = load_fixture("math")
-    trainer = Trainer(cfg, samples, LengthReward())
-    ref_forward = trainer.ref_scorer.forward
-    monkeypatch.setattr(trainer.ref_scorer, "forward", lambda *a, **k: events.append("ref") or ref_forward(*a, **k))
+    trainer = make_trainer(cfg, samples, LengthReward())
+    ref_forward = trainer.ref_logprobs.forward
+    monkeypatch.setattr(trainer.ref_logprobs, "forward", lambda *a, **k: events.append("ref") or ref_forward(*a, **k))
     trainer.make_experience(samples[:cfg.prompts_per_step])
     assert events[:3] == [("enter", "critic", "cpu", True, True), "generate", ("exit", "critic")]
     assert events[3] == ("enter", "ref", trainer.device.type, False, True) and events[-1] == ("exit", "ref")
@@ -189,14 +192,14 @@ def test_critic_as_released_value_head_and_its_own_vision_tower(tmp_path):
     """The released critic: a bias-free value head with weights ~ N(0, 1/(H+1)); --freeze-vision (Sokoban's
     --freeze_prefix visual) freezes the actor's vision tower only."""
     cfg = preset("debug", out=str(tmp_path), estimator="gae", freeze_vision=True)
-    trainer = Trainer(cfg, load_fixture("message"), LengthReward())
-    head = trainer.critic.value_head
+    trainer = make_trainer(cfg, load_fixture("message"), LengthReward())
+    head = trainer.critic.model.value_head
     hidden = trainer.policy.get_output_embeddings().weight.shape[1]
     assert head.bias is None and head.weight.shape == (1, hidden)
     assert 0.5 / (hidden + 1) < head.weight.std().item() < 1.5 / (hidden + 1)
     assert not any(p.requires_grad for p in trainer.policy.model.visual.parameters())
-    assert all(p.requires_grad for p in trainer.critic.parameters())
-    assert any(p is q for p in trainer.critic_params for q in trainer.critic.backbone.visual.parameters())
+    assert all(p.requires_grad for p in trainer.critic.model.parameters())
+    assert any(p is q for p in trainer.critic.params for q in trainer.critic.model.backbone.visual.parameters())
 
 
 def test_schedule_length_is_the_released_count(tmp_path):
@@ -207,9 +210,9 @@ def test_schedule_length_is_the_released_count(tmp_path):
     samples = load_fixture("math")[:63]
     cfg = preset("debug", out=str(tmp_path), max_steps=0, episodes=2, prompts_per_step=16, n_samples=4,
                  train_batch_size=8)
-    trainer = Trainer(cfg, samples, LengthReward())
+    trainer = make_trainer(cfg, samples, LengthReward())
     assert (trainer.total_steps * trainer.updates_per_step, trainer.total_updates) == (2 * 3 * 8, 62)
-    assert Trainer(preset("debug", out=str(tmp_path / "b")), samples, LengthReward()).total_updates == 8
+    assert make_trainer(preset("debug", out=str(tmp_path / "b")), samples, LengthReward()).total_updates == 8
 
 
 @pytest.mark.parametrize("mode", ["keep", "eos"])
@@ -218,7 +221,7 @@ def test_truncated_response_end_as_released_only_when_asked(tmp_path, mode):
     sampled token overwritten with the end token, which the reward text then drops and the update scores."""
     cfg = preset("debug", out=str(tmp_path), truncated_end=mode)
     samples = load_fixture("math")
-    trainer = Trainer(cfg, samples, RecordingReward())
+    trainer = make_trainer(cfg, samples, RecordingReward())
     rollout, _ = trainer.make_experience(samples[:cfg.prompts_per_step])
     eos, cut = trainer.tokenizer.eos_token_id, [i for i, done in enumerate(rollout.finished) if not done]
     assert cut  # the random model rambles
@@ -237,10 +240,10 @@ def test_critic_from_an_older_version_is_refused_with_the_reason(tmp_path):
     from rl.checkpoint import CheckpointError
 
     cfg = preset("debug", out=str(tmp_path / "a"), estimator="gae", max_steps=2, save_every=2)
-    Trainer(cfg, load_fixture("math"), LengthReward()).train()
+    make_trainer(cfg, load_fixture("math"), LengthReward()).train()
     ckpt = tmp_path / "a" / "checkpoints" / "step_2"
     state = torch.load(ckpt / "critic.pt")
     torch.save({**state, "value_head.bias": torch.zeros(1)}, ckpt / "critic.pt")
     with pytest.raises(CheckpointError, match="value-head bias"):
-        Trainer(preset("debug", out=str(tmp_path / "b"), estimator="gae", resume=str(ckpt)), load_fixture("math"),
+        make_trainer(preset("debug", out=str(tmp_path / "b"), estimator="gae", resume=str(ckpt)), load_fixture("math"),
                 LengthReward())

@@ -1,6 +1,7 @@
-"""A seeded corpus of hostile completions for proving the reward sandbox, and fault injection for its pool.
+"""A seeded corpus of hostile completions for proving the reward sandbox, and fault injection for its pool: test data
+(tests/test_sandbox.py, bench/reward_sandbox.py), not part of the rewards. Import it with tests/ on sys.path:
 
-    from rewards.hostile import corpus, sample
+    from hostile_corpus import corpus, sample
     items = corpus(10_000, seed=0, canary="/tmp/x/CANARY")   # the full corpus (bench/reward_sandbox.py)
     items = sample(per_family=2, seed=0, canary=...)         # every family, a few items each (the tests)
 
