@@ -12,5 +12,5 @@ from .report import PAPER, compare_table, load_results, markdown_table
 from .runner import EvalSettings, TrainingEvaluator, evaluate, summarize, write_results
 from .scoring import Score, Scorer
 
-__all__ = ["EvalSettings", "TrainingEvaluator", "evaluate", "summarize", "write_results", "Score", "Scorer", "PAPER", "compare_table",
-           "load_results", "markdown_table"]
+__all__ = ["EvalSettings", "TrainingEvaluator", "evaluate", "summarize", "write_results", "Score", "Scorer", "PAPER",
+           "compare_table", "load_results", "markdown_table"]

@@ -1,7 +1,12 @@
-"""What a training run shows besides metrics.jsonl: benchmark evaluations, TensorBoard / W&B, PNG curves.
+"""What a training run shows: one metrics line per step, the progress bar, benchmark evaluations, TensorBoard / W&B,
+PNG curves.
 
-The trainer calls `after_step` once per rollout step (its return value joins that step's metrics line) and `close`
-at the end:
+The trainer calls `start` before its first step, `end_step` after each rollout step (with that step's metrics) and
+`close` at the end:
+
+* <out>/metrics.jsonl: one line of strict JSON per step, written by the main process (on resume the lines after the
+  checkpoint are cut first); the step's metrics over every process (rl.dist.global_metrics), its time and peak
+  memory, and the running counts of skipped data and guarded steps.
 
 * `--eval-benchmarks a,b` evaluates the policy on eval.py's benchmarks (greedy, the same generation code) before
   the first step (a metrics line of step 0), every `--eval-every N` steps and at the last step, whose weights are the
@@ -27,6 +32,7 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from rl import dist
 
@@ -123,16 +129,41 @@ def open_tracker(kind: str, out: Path, config: dict):
 
 
 class Monitor:
-    def __init__(self, cfg, out: Path, evaluator=None, log=print):
+    def __init__(self, trainer, evaluator=None):
         """`evaluator` (evaluation.TrainingEvaluator, handed in by the entry script: rl/ does not import
         evaluation/) runs --eval-benchmarks."""
-        self.cfg, self.out, self.log = cfg, Path(out), log
+        cfg = trainer.cfg
+        self.cfg, self.out, self.log = cfg, Path(trainer.out), trainer.log
         if cfg.eval_benchmarks and evaluator is None:
             raise ValueError("--eval-benchmarks needs an evaluator (evaluation.TrainingEvaluator)")
         self.evaluator = evaluator if cfg.eval_benchmarks else None
         self.names = self.evaluator.names if self.evaluator else []
         self.accuracy = {}  # step -> {benchmark: accuracy} of this process's evaluations
-        self.tracker = open_tracker(cfg.log_with, self.out, dataclasses.asdict(cfg)) if dist.is_main() else None
+        main = dist.is_main()
+        self.tracker = open_tracker(cfg.log_with, self.out, dataclasses.asdict(cfg)) if main else None
+        self.metrics_file = MetricsFile(self.out, trainer.step, trainer.counts)
+        self.bar = tqdm(total=trainer.total_steps, initial=trainer.step, desc="rl", unit="step", dynamic_ncols=True,
+                        **({} if main else {"disable": True}))  # on the main process tqdm's default (TQDM_DISABLE=1)
+
+    def start(self, trainer):
+        """The "before" of the evaluations: a metrics line of step 0."""
+        if self.names and trainer.step == 0:
+            self.metrics_file.write({"step": 0, "update_step": 0, **self.evaluate(trainer)})
+
+    def end_step(self, trainer, metrics: dict, t0: float):
+        """The line of the step just done (trainer.step), over every process: evaluation results when one is due,
+        sent to the tracker too; the progress bar moves."""
+        metrics["time/step"] = time.perf_counter() - t0
+        metrics["mem/peak_gb"] = peak_memory_gb(trainer.device)
+        trainer.counts["guard/skipped_steps"] = trainer.guard.skipped
+        metrics = {"step": trainer.step, "update_step": trainer.update_step,
+                   **dist.global_metrics(metrics, trainer.counts)}
+        metrics.update(self.evaluate(trainer) if self.due(trainer.step, trainer.total_steps) else {})
+        if self.tracker is not None:
+            self.tracker.log(metrics, trainer.step)
+        self.metrics_file.write(metrics)
+        self.bar.update()
+        self.bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", len=f"{metrics.get('response_len/mean', 0):.0f}")
 
     def due(self, step: int, total_steps: int) -> bool:
         every = self.cfg.eval_every
@@ -141,7 +172,8 @@ class Monitor:
     def evaluate(self, trainer) -> dict:
         t0 = time.perf_counter()
         with dist.gathered(trainer.logprobs_module):  # the full weights on every process: no collective in a forward
-            results = self.evaluator(trainer.policy, trainer.processor, out_dir=self.out / "eval" / f"step_{trainer.step}",
+            results = self.evaluator(trainer.policy, trainer.processor,
+                                     out_dir=self.out / "eval" / f"step_{trainer.step}",
                                      model_name=f"{self.cfg.out} step {trainer.step}", autocast=trainer.autocast)
         if results is None:  # not the main process
             return {}
@@ -154,15 +186,9 @@ class Monitor:
             f"{n} {100 * b['accuracy']:.1f} %" for n, b in results["benchmarks"].items())))
         return metrics
 
-    def after_step(self, trainer, metrics: dict) -> dict:
-        """Metrics to add to this step's line (evaluation results when one is due); sends the line to the
-        tracker."""
-        extra = self.evaluate(trainer) if self.due(trainer.step, trainer.total_steps) else {}
-        if self.tracker is not None:
-            self.tracker.log({**metrics, **extra}, trainer.step)
-        return extra
-
     def close(self) -> None:
+        self.bar.close()
+        self.metrics_file.close()
         if len(self.accuracy) > 1:
             (first, before), (last, after) = min(self.accuracy.items()), max(self.accuracy.items())
             self.log(f"accuracy at step {first} -> step {last}: " + ", ".join(

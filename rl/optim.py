@@ -8,7 +8,8 @@ from unittest import mock
 
 import torch
 
-__all__ = ["OPTIMIZERS", "schedule", "lr_at", "make_optimizer", "clip_grad_norm", "set_lr", "optimizer_step", "local_shards"]
+__all__ = ["OPTIMIZERS", "schedule", "lr_at", "make_optimizer", "clip_grad_norm", "set_lr", "optimizer_step",
+           "local_shards"]
 
 OPTIMIZERS = ("adamw_8bit", "paged_adamw_8bit", "adamw", "adamw_8bit_bf16")
 BF16_WEIGHTS = "adamw_8bit_bf16"  # the optimizer that keeps the weights themselves in bf16 (no fp32 master copy)

@@ -12,8 +12,8 @@ engine=)` is looked up in rl.engines.ENGINES (name -> module, imported only when
   batch, the log-prob and entropy of each draw kept.
 * "hf" (rl/engines/hf.py): transformers' `model.generate`.
 
-An engine is one module in rl/engines/ plus its entry in rl.engines.ENGINES. It provides one function, called per batch of
-b prompts (under torch.no_grad(), model in eval mode, right after the front's torch.manual_seed when seeded: draw
+An engine is one module in rl/engines/ plus its entry in rl.engines.ENGINES. It provides one function, called per batch
+of b prompts (under torch.no_grad(), model in eval mode, right after the front's torch.manual_seed when seeded: draw
 from torch's global RNG and the samples repeat with the seed):
 
     generate_batch(model, processor, batch, n, temperature, top_p, max_new_tokens, stop_ids, forbidden_ids,

@@ -19,7 +19,6 @@ from collections import Counter
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 import kernels
 from rl import algos, checkpoint, dist
@@ -27,7 +26,7 @@ from rl.batch import Rollout, encode_prompts, is_vision_model
 from rl.config import Config
 from rl.critic import make_critic
 from rl.guards import NonFiniteGuard, StopRequest, watchdog
-from rl.monitor import MetricsFile, Monitor, peak_memory_gb
+from rl.monitor import Monitor
 from rl.offload import placed
 from rl.optim import BF16_WEIGHTS, clip_grad_norm, local_shards, lr_at, make_optimizer, optimizer_step, schedule
 from rl.policy import LogProbs, check_kernels, load_policy, load_reference
@@ -72,7 +71,7 @@ class Trainer:
         self.critic = make_critic(self.policy, cfg, self.device, mixed)
         # The log-prob forwards as modules: with several processes each is an FSDP2 root over its layers.
         self.logprobs_module = LogProbs(self.policy, cfg.temperature, cfg.logprob_chunk, keep_vision_in_graph=sharded)
-        self.ref_logprobs = LogProbs(self.ref, cfg.temperature, cfg.logprob_chunk, sharded) if self.ref is not None else None
+        self.ref_logprobs = None if self.ref is None else LogProbs(self.ref, cfg.temperature, cfg.logprob_chunk, sharded)
         if sharded:
             dist.shard(self.logprobs_module, mixed)
             if self.ref is not None:
@@ -139,57 +138,52 @@ class Trainer:
                                f"{self.cfg.max_prompt_len}")
         return prompts, kept
 
-    # == one RL step: generate -> reward -> log-probs -> advantages ==================================================
+    # == one RL step: generate -> reward -> log-probs -> advantages (-> update, below) ===============================
     def make_experience(self, samples: list) -> tuple[Rollout | None, dict]:
         """The step's experience in one Rollout (None when a reward is not finite: the step does not train)."""
-        cfg, times = self.cfg, {}
+        times = {}
         prompts, kept = self.encode(samples)
+        with self.phase("generate", times):
+            rollout = self.sample(prompts)
+        with self.phase("reward", times):
+            rewards, metrics = self.reward(rollout, kept)
+        if rewards is None:
+            return None, {**metrics, **times}
+        with self.phase("logprob", times):
+            self.score(rollout)
+        metrics.update(self.advantages(rollout, rewards))
+        metrics["prompt_len/mean"] = sum(p["prompt_ids"].numel() for p in prompts) / len(prompts)
+        return rollout, {**metrics, **times}
+
+    # == generate =====================================================================================================
+    def sample(self, prompts: list[dict]) -> Rollout:
+        """n samples of each prompt from the policy itself (full weights gathered; the critic offloaded)."""
+        cfg = self.cfg
         # The samples depend on the seed, the step and the prompt, not on how many processes share the step.
         seed = (cfg.seed * 1_000_003 + self.step) * 65_536 + self.rank * (cfg.prompts_per_step // self.world)
-        with self.phase("generate", times), self.autocast(), dist.gathered(self.logprobs_module), \
-                self.critic.offloaded():
-            rollout = generate(self.policy, self.processor, prompts, cfg.n_samples, cfg.temperature, cfg.top_p,
-                               cfg.max_new_tokens, cfg.gen_batch_size, engine=cfg.engine, compile=cfg.compile_decode,
-                               seed=seed, truncated_end=cfg.truncated_end)
+        with self.autocast(), dist.gathered(self.logprobs_module), self.critic.offloaded():
+            return generate(self.policy, self.processor, prompts, cfg.n_samples, cfg.temperature, cfg.top_p,
+                            cfg.max_new_tokens, cfg.gen_batch_size, engine=cfg.engine, compile=cfg.compile_decode,
+                            seed=seed, truncated_end=cfg.truncated_end)
 
-        with self.phase("reward", times):
-            group = [s for s in kept for _ in range(cfg.n_samples)]
-            scored = self.reward_fn(rollout.texts(self.tokenizer, cfg.empty_response), [s.answer for s in group],
-                                    [{**s.meta, "domain": s.domain} for s in group])
+    # == reward =======================================================================================================
+    def reward(self, rollout: Rollout, samples: list) -> tuple[torch.Tensor | None, dict]:
+        """(rewards [N], their component means); rewards None when one is not finite on any process (a data error:
+        counted, and the step does not train)."""
+        group = [s for s in samples for _ in range(self.cfg.n_samples)]
+        scored = self.reward_fn(rollout.texts(self.tokenizer, self.cfg.empty_response), [s.answer for s in group],
+                                [{**s.meta, "domain": s.domain} for s in group])
         self.counts.update(scored.counts)
         rewards = torch.tensor(scored.components["total"], dtype=torch.float32)
         metrics = {f"reward/{k}": sum(v) / len(v) for k, v in scored.components.items() if k != "total"}
         finite = torch.isfinite(rewards)
-        if dist.any_rank(not finite.all()):  # a data error: counted; no training
+        if dist.any_rank(not finite.all()):
             self.counts["guard/nonfinite_rewards"] += int((~finite).sum())
             self.guard.ok(False, "reward", f"step {self.step + 1}, phase 'reward'")
-            return None, {**metrics, "reward/mean": rewards[finite].mean().item() if finite.any() else 0.0, **times}
+            return None, {**metrics, "reward/mean": rewards[finite].mean().item() if finite.any() else 0.0}
+        return rewards, {**metrics, "reward/mean": rewards.mean().item()}
 
-        with self.phase("logprob", times):
-            self.score(rollout)
-        mask, lengths = rollout.mask, rollout.mask.sum(1).float()
-        k1 = algos.kl_estimate(rollout.old_logp, rollout.ref_logp, "k1")
-        metrics.update({
-            "reward/mean": rewards.mean().item(),
-            "response_len/mean": lengths.mean().item(),
-            "response_len/max": lengths.max().item(),
-            "response/truncated_frac": sum(not f for f in rollout.finished) / len(rollout),
-            "kl": dist.token_mean(algos.masked_sum(k1, mask), mask.sum()),
-            "entropy": dist.token_mean(algos.masked_sum(rollout.entropy, mask), mask.sum()),
-            "prompt_len/mean": sum(p["prompt_ids"].numel() for p in prompts) / len(prompts),
-            **times,
-        })
-        if cfg.engine == "ours" and cfg.old_logprobs == "recompute":
-            metrics["logprob/sampler_max_diff"] = algos.max_abs_diff(rollout.old_logp, rollout.sampler_logp, mask)
-
-        kl = k1 if cfg.kl_estimator == "k1" else algos.kl_estimate(rollout.old_logp, rollout.ref_logp,
-                                                                   cfg.kl_estimator)
-        rollout.advantages, rollout.returns = algos.compute_advantages(
-            cfg.estimator, rewards, mask, cfg.n_samples, kl=kl, beta=self.beta_reward, values=rollout.old_values,
-            gamma=cfg.gamma, lam=cfg.lam, whiten_advantages={"auto": None, "on": True, "off": False}[cfg.whiten],
-            all_reduce=dist.all_reduce_sum if self.world > 1 else None)  # whitened over every process's tokens
-        return rollout, metrics
-
+    # == log-probs ====================================================================================================
     def score(self, rollout: Rollout):
         """Old log-probs and entropies (or the sampler's, --old-logprobs sampler: one forward pass fewer), the
         reference's log-probs, the critic's values: into the rollout."""
@@ -214,6 +208,26 @@ class Trainer:
                     if values is not None:
                         rollout.store(idx, "old_values", values)
 
+    # == advantages ==================================================================================================
+    def advantages(self, rollout: Rollout, rewards: torch.Tensor) -> dict:
+        """Per-token advantages and returns into the rollout (the estimator's; the KL in the reward when
+        --kl-in reward), and the step's rollout metrics."""
+        cfg, mask, lengths = self.cfg, rollout.mask, rollout.mask.sum(1).float()
+        k1 = algos.kl_estimate(rollout.old_logp, rollout.ref_logp, "k1")
+        kl = k1 if cfg.kl_estimator == "k1" else algos.kl_estimate(rollout.old_logp, rollout.ref_logp,
+                                                                   cfg.kl_estimator)
+        rollout.advantages, rollout.returns = algos.compute_advantages(
+            cfg.estimator, rewards, mask, cfg.n_samples, kl=kl, beta=self.beta_reward, values=rollout.old_values,
+            gamma=cfg.gamma, lam=cfg.lam, whiten_advantages={"auto": None, "on": True, "off": False}[cfg.whiten],
+            all_reduce=dist.all_reduce_sum if self.world > 1 else None)  # whitened over every process's tokens
+        metrics = {"response_len/mean": lengths.mean().item(), "response_len/max": lengths.max().item(),
+                   "response/truncated_frac": sum(not f for f in rollout.finished) / len(rollout),
+                   "kl": dist.token_mean(algos.masked_sum(k1, mask), mask.sum()),
+                   "entropy": dist.token_mean(algos.masked_sum(rollout.entropy, mask), mask.sum())}
+        if cfg.engine == "ours" and cfg.old_logprobs == "recompute":
+            metrics["logprob/sampler_max_diff"] = algos.max_abs_diff(rollout.old_logp, rollout.sampler_logp, mask)
+        return metrics
+
     # == update ======================================================================================================
     def train_on(self, rollout: Rollout) -> dict:
         """PPO epochs over the rollout; one optimizer step per train batch, micro-batches accumulate."""
@@ -232,7 +246,8 @@ class Trainer:
                                                                                     cfg.loss_agg)])).item())
                 losses = []
                 for k, (idx, real) in enumerate(self.micro_batches(rollout, train_idx)):
-                    weight = algos.aggregate_weight(rollout.mask[idx], whole, cfg.loss_agg) * self.world if real else 0.0
+                    weight = algos.aggregate_weight(rollout.mask[idx], whole, cfg.loss_agg) * self.world if real \
+                        else 0.0
                     batch = rollout.batch(idx, self.pad_id, packed=self.packed)
                     with self.autocast():
                         logp, _ = self.logprobs_module(batch, self.kernels.logprobs)
@@ -275,16 +290,11 @@ class Trainer:
     # == the loop ====================================================================================================
     def train(self) -> Path | None:
         """Steps until the end (returns final/) or a stop signal (checkpoints, returns None)."""
-        cfg, main = self.cfg, dist.is_main()
-        monitor = Monitor(cfg, self.out, self.evaluator, self.log)  # --eval-benchmarks, --log-with, --plots
-        metrics_file = MetricsFile(self.out, self.step, self.counts)
-        if main:
-            checkpoint.prune(self.out, cfg.keep_last)  # leftovers of a write that was interrupted
-        bar = tqdm(total=self.total_steps, initial=self.step, desc="rl", unit="step", dynamic_ncols=True,
-                   **({} if main else {"disable": True}))  # on the main process tqdm's default (TQDM_DISABLE=1: off)
+        monitor = Monitor(self, self.evaluator)  # metrics.jsonl, the progress bar, --eval-benchmarks, --log-with, plots
+        if dist.is_main():
+            checkpoint.prune(self.out, self.cfg.keep_last)  # leftovers of a write that was interrupted
         try:
-            if monitor.names and self.step == 0:  # the "before" of the evaluations
-                metrics_file.write({"step": 0, "update_step": 0, **monitor.evaluate(self)})
+            monitor.start(self)
             with StopRequest(self.log) as stop:
                 while self.step < self.total_steps and not dist.any_rank(stop.requested):
                     t0 = time.perf_counter()
@@ -293,18 +303,9 @@ class Trainer:
                         with self.phase("update", metrics):
                             metrics.update(self.train_on(rollout))
                         metrics["tokens_per_s"] = rollout.mask.sum().item() / (time.perf_counter() - t0)
-                    metrics["time/step"] = time.perf_counter() - t0
-                    metrics["mem/peak_gb"] = peak_memory_gb(self.device)
-                    self.counts["guard/skipped_steps"] = self.guard.skipped
-                    metrics = dist.global_metrics(metrics, self.counts)
                     self.step += 1
-                    metrics = {"step": self.step, "update_step": self.update_step, **metrics}
-                    metrics.update(monitor.after_step(self, metrics))  # evaluation results when one is due
-                    metrics_file.write(metrics)
-                    bar.update()
-                    bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}",
-                                    len=f"{metrics.get('response_len/mean', 0):.0f}")
-                    if cfg.save_every and self.step % cfg.save_every == 0:
+                    monitor.end_step(self, metrics, t0)
+                    if self.cfg.save_every and self.step % self.cfg.save_every == 0:
                         self.save_checkpoint()
                 if dist.any_rank(stop.requested) and self.step < self.total_steps:
                     path = self.save_checkpoint()
@@ -314,8 +315,6 @@ class Trainer:
                     return None
             return checkpoint.save(self, self.out / "final", resumable=False)
         finally:
-            bar.close()
-            metrics_file.close()
             monitor.close()
 
     def save_checkpoint(self) -> Path:

@@ -64,7 +64,7 @@ def die():
 
 def main(point):
     import torch
-    import rl.checkpoint, rl.trainer
+    import rl.checkpoint
     if point == "mid-write":  # the weights are written, the optimizer state is not
         real_save = torch.save
         def save(obj, path, *a, **k):
@@ -80,12 +80,12 @@ def main(point):
                 die()
         rl.checkpoint._fsync_tree = fsync
     elif point == "after-rename":  # renamed, older checkpoints not yet pruned
-        real_prune = rl.trainer.prune
+        real_prune = rl.checkpoint.prune
         def prune(run_dir, keep_last):
             if (run_dir / "checkpoints" / "step_4").exists():
                 die()
             real_prune(run_dir, keep_last)
-        rl.trainer.prune = prune
+        rl.checkpoint.prune = prune
     import train_fre
     train_fre.main(sys.argv[2:])
 
