@@ -402,3 +402,23 @@ def test_compute_advantages_errors():
         A.compute_advantages("dpo", R, CA_MASK, 2)
     with pytest.raises(ValueError):
         A.compute_advantages("grpo", R[:3], CA_MASK[:3], 2)  # N=3 not divisible
+
+
+def test_a_new_estimator_is_one_registry_entry(monkeypatch):
+    """The step asks the registry only: an entry (here a best-of-group baseline) is all a new estimator needs."""
+    monkeypatch.setitem(A.ESTIMATORS, "best_baseline",
+                        A.Estimator(lambda r: r - r.max(dim=1, keepdim=True).values, whiten=False))
+    mask = torch.tensor([[1, 1], [1, 0], [1, 1], [1, 1]], dtype=torch.bool)
+    adv, ret = A.compute_advantages("best_baseline", torch.tensor([1.0, 3.0, 0.0, 2.0]), mask, 2)
+    assert adv.tolist() == [[-2.0, -2.0], [0.0, 0.0], [-2.0, -2.0], [0.0, 0.0]] and torch.equal(adv, ret)
+    assert [name for name, e in A.ESTIMATORS.items() if e.critic] == ["gae"]
+    assert [name for name, e in A.ESTIMATORS.items() if not e.whiten] == ["grpo", "best_baseline"]
+
+
+def test_the_command_line_offers_what_the_registries_hold():
+    from rl.config import parse_config
+
+    assert parse_config(["--preset", "debug", "--policy-loss", "ppo"]).policy_loss == "ppo"
+    assert set(A.POLICY_LOSSES) == {"ppo"} and A.POLICY_LOSSES["ppo"] is A.policy_loss_tokens
+    for name in A.ESTIMATORS:
+        assert parse_config(["--preset", "debug", "--estimator", name]).estimator == name
