@@ -137,7 +137,7 @@ def save(trainer, path: Path, resumable: bool = True) -> Path:
     every rank takes part: rank 0 writes the weights gathered from all, each rank its own optimizer shard and random
     state."""
     world, rank = dist.world(), dist.rank()
-    policy_state = dist.full_state_dict(trainer.logprobs_module) if world > 1 else None
+    policy_state = dist.full_state_dict(trainer.policy_logprobs) if world > 1 else None
     critic_state = trainer.critic.state_dict()  # every process takes part in the gather
     staged = [path.parent / f".{path.name}.rank{r}.pt" for r in range(world)]
     if resumable and world > 1:

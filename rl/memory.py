@@ -6,7 +6,7 @@ make it fit.
 
 Parameters are counted exactly (rl/memory_model.py: the model built from its config on the meta device, no weights;
 the paper's models plan offline). The rest is arithmetic on what the trainer does (rl/trainer.py, rl/policy.py,
-rl/rollout.py, kernels/logprob.py), per GPU:
+rl/engines/ours.py, kernels/logprob.py), per GPU:
 
 * master weights: the policy's parameters, fp32 (bf16 with --optim adamw_8bit_bf16). Under bf16 autocast over fp32
   weights, autocast's cache holds a bf16 copy of every weight a matmul reads for as long as the autocast block lasts

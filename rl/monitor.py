@@ -171,7 +171,7 @@ class Monitor:
 
     def evaluate(self, trainer) -> dict:
         t0 = time.perf_counter()
-        with dist.gathered(trainer.logprobs_module):  # the full weights on every process: no collective in a forward
+        with dist.gathered(trainer.policy_logprobs):  # the full weights on every process: no collective in a forward
             results = self.evaluator(trainer.policy, trainer.processor,
                                      out_dir=self.out / "eval" / f"step_{trainer.step}",
                                      model_name=f"{self.cfg.out} step {trainer.step}", autocast=trainer.autocast)

@@ -104,7 +104,7 @@ def check_kernels(trainer, batch: dict, logp: torch.Tensor) -> float:
     largest |log-prob difference|, an error above --kernel-check-tol."""
     cfg, mask = trainer.cfg, batch["action_mask"]
     with torch.no_grad(), trainer.autocast(), kernels.reference_attention(trainer.policy, trainer.kernels, cfg.attn):
-        ref, _ = trainer.logprobs_module(batch)  # the torch log-prob path
+        ref, _ = trainer.policy_logprobs(batch)  # the torch log-prob path
     diff = (logp.detach().float() - ref.float()).abs()[mask].max().item() if mask.any() else 0.0
     tol = cfg.kernel_check_tol or (1e-3 if trainer.autocast_dtype is None else 5e-2)
     if not diff <= tol:

@@ -70,10 +70,11 @@ class Trainer:
         self.policy_loss = self.kernels.policy_losses.get(cfg.policy_loss, algos.POLICY_LOSSES[cfg.policy_loss])
         self.critic = make_critic(self.policy, cfg, self.device, mixed)
         # The log-prob forwards as modules: with several processes each is an FSDP2 root over its layers.
-        self.logprobs_module = LogProbs(self.policy, cfg.temperature, cfg.logprob_chunk, keep_vision_in_graph=sharded)
-        self.ref_logprobs = None if self.ref is None else LogProbs(self.ref, cfg.temperature, cfg.logprob_chunk, sharded)
+        chunk, temperature = cfg.logprob_chunk, cfg.temperature
+        self.policy_logprobs = LogProbs(self.policy, temperature, chunk, sharded)
+        self.ref_logprobs = None if self.ref is None else LogProbs(self.ref, temperature, chunk, sharded)
         if sharded:
-            dist.shard(self.logprobs_module, mixed)
+            dist.shard(self.policy_logprobs, mixed)
             if self.ref is not None:
                 dist.shard(self.ref_logprobs, mixed_precision=False, offload=cfg.ref_offload)
 
@@ -161,7 +162,7 @@ class Trainer:
         cfg = self.cfg
         # The samples depend on the seed, the step and the prompt, not on how many processes share the step.
         seed = (cfg.seed * 1_000_003 + self.step) * 65_536 + self.rank * (cfg.prompts_per_step // self.world)
-        with self.autocast(), dist.gathered(self.logprobs_module), self.critic.offloaded():
+        with self.autocast(), dist.gathered(self.policy_logprobs), self.critic.offloaded():
             return generate(self.policy, self.processor, prompts, cfg.n_samples, cfg.temperature, cfg.top_p,
                             cfg.max_new_tokens, cfg.gen_batch_size, engine=cfg.engine, compile=cfg.compile_decode,
                             seed=seed, truncated_end=cfg.truncated_end)
@@ -197,7 +198,7 @@ class Trainer:
                 if from_sampler:
                     logp = batch["old_logp"]
                 else:
-                    logp, entropy = self.logprobs_module(batch, self.kernels.logprobs, with_entropy=True)
+                    logp, entropy = self.policy_logprobs(batch, self.kernels.logprobs, with_entropy=True)
                 ref_logp = self.ref_logprobs(batch, self.kernels.logprobs)[0] if self.ref is not None else logp
                 values = self.critic.values(batch)
                 if real:
@@ -250,7 +251,7 @@ class Trainer:
                         else 0.0
                     batch = rollout.batch(idx, self.pad_id, packed=self.packed)
                     with self.autocast():
-                        logp, _ = self.logprobs_module(batch, self.kernels.logprobs)
+                        logp, _ = self.policy_logprobs(batch, self.kernels.logprobs)
                     mask = batch["action_mask"]
                     if cfg.old_logprobs == "sampler" and self.update_step == first_update:  # weights not yet updated
                         sampler_diff.append(algos.max_abs_diff(logp, batch["old_logp"], mask))
