@@ -115,8 +115,8 @@ class NoCritic:
     def train(self, mode: bool = True):
         pass
 
-    def values(self, batch: dict):
-        return None
+    def values(self, batch: dict) -> torch.Tensor:
+        return torch.zeros(batch["action_mask"].shape)  # no critic: no baseline
 
     def backward(self, batch: dict, weight: float, autocast) -> dict:
         return {}

@@ -206,8 +206,7 @@ class Trainer:
                         rollout.store(idx, "old_logp", logp)
                         rollout.store(idx, "entropy", entropy)
                     rollout.store(idx, "ref_logp", ref_logp)
-                    if values is not None:
-                        rollout.store(idx, "old_values", values)
+                    rollout.store(idx, "old_values", values)
 
     # == advantages ==================================================================================================
     def advantages(self, rollout: Rollout, rewards: torch.Tensor) -> dict:
