@@ -4,7 +4,9 @@ A Qwen2.5-VL checkpoint loads with transformers' stock AutoProcessor wherever to
 builds Qwen's video processor only with torchvision, and the PyPI build of torchvision cannot be loaded beside the
 CPU build of torch (it links torch's CUDA libraries): on such a machine `ImageOnlyQwen2_5_VLProcessor` stands in. It
 runs the stock processor's image and text code and saves exactly what the stock processor saves, so a checkpoint
-written here loads with stock AutoProcessor on a machine with torchvision.
+written here loads with stock AutoProcessor on a machine with torchvision. (torchvision 0.28.0, the release for the
+pinned torch 2.13.0, needs libtorch_cuda.so; the pins that would bring a loadable torchvision everywhere, torch
+2.14.1 + torchvision 0.29.1, need triton 3.8, under which 8 fp32 kernel configurations spill on sm_80.)
 """
 
 import copy
