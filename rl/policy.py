@@ -68,6 +68,8 @@ def response_logprobs(model, batch: dict, temperature: float = 1.0, with_entropy
     targets = batch["targets"].to(hidden.device)
     logp, entropy = logprobs_fn(hidden[mask], model.get_output_embeddings().weight, targets[mask], temperature,
                                 with_entropy=with_entropy, chunk_size=chunk_size)
+    if logp.numel() == 0:  # no response token (every response empty): 0 log-probs, still in the graph for backward
+        logp = logp + 0.0 * hidden.sum()
     zeros = torch.zeros(mask.shape, dtype=logp.dtype, device=hidden.device)
     return zeros.masked_scatter(mask, logp), (zeros.masked_scatter(mask, entropy) if with_entropy else None)
 

@@ -1,6 +1,7 @@
 """The trainer on image prompts: pixels flow through generation, log-probs and backward into the vision tower
 (or not, when it is frozen); KL as a loss; the reference model exists only when kl > 0."""
 
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -247,3 +248,26 @@ def test_critic_from_an_older_version_is_refused_with_the_reason(tmp_path):
     with pytest.raises(CheckpointError, match="value-head bias"):
         make_trainer(preset("debug", out=str(tmp_path / "b"), estimator="gae", resume=str(ckpt)), load_fixture("math"),
                 LengthReward())
+
+
+@pytest.mark.parametrize("packed", [0, 256])
+def test_a_micro_batch_of_empty_responses_still_trains(tmp_path, monkeypatch, packed):
+    """A micro-batch whose responses are all empty (the model ended at once) has no response token: its loss is 0,
+    and its backward still runs (it once found no graph and stopped the run)."""
+    import rl.trainer as trainer_module
+    from rl.batch import Rollout
+
+    real = trainer_module.generate
+
+    def first_response_empty(*args, **kwargs):
+        r = real(*args, **kwargs)
+        return Rollout(r.prompts, r.n, [r.responses[0][:0]] + r.responses[1:], [True] + r.finished[1:])
+
+    monkeypatch.setattr(trainer_module, "generate", first_response_empty)
+    cfg = preset("debug", out=str(tmp_path), micro_batch_size=1, max_tokens_per_micro=packed)
+    samples = load_fixture("math")
+    trainer = make_trainer(cfg, samples, LengthReward())
+    rollout, _ = trainer.make_experience(samples[:cfg.prompts_per_step])
+    assert rollout.mask[0].sum() == 0
+    stats = trainer.train_on(rollout)
+    assert math.isfinite(stats["loss/policy"]) and trainer.update_step == trainer.updates_per_step
