@@ -60,9 +60,6 @@ class Critic:
                                         cfg.optim)
         self.cfg = cfg
 
-    def __bool__(self):
-        return True
-
     def offloaded(self):
         """--critic-offload: the critic and its optimizer states wait on the CPU while the KV cache needs the room."""
         return placed(self.model, torch.device("cpu"), self.optimizer, enabled=self.cfg.critic_offload)
@@ -105,9 +102,6 @@ class Critic:
 
 class NoCritic:
     """The critic of the estimators that need none: every verb does nothing."""
-
-    def __bool__(self):
-        return False
 
     def offloaded(self):
         return contextlib.nullcontext()
