@@ -10,6 +10,7 @@ checkpoint is used) or one checkpoint of it.
 
 import json
 import os
+import pickle
 import random
 import re
 import shutil
@@ -176,6 +177,16 @@ def save(trainer, path: Path, resumable: bool = True) -> Path:
     return path
 
 
+def _state_classes() -> list:
+    """The classes a trainer state holds besides tensors and plain data: torchao's 8-bit optimizer states
+    (--optim adamw_8bit_bf16), where torchao is installed."""
+    try:
+        from torchao.optim.subclass_8bit import OptimState8bit
+    except ImportError:
+        return []
+    return [OptimState8bit]
+
+
 def own_state(trainer) -> dict:
     """What this process needs to continue exactly: its optimizer states and random number generators."""
     return {"optimizer": trainer.optimizer.state_dict(), "critic_optimizer": trainer.critic.optimizer_state(),
@@ -191,7 +202,12 @@ def load(trainer, path: Path):
         raise CheckpointError(f"{path} was written by {info.get('world_size', 1)} processes; resume it with as many "
                               f"(torchrun --nproc_per_node {info.get('world_size', 1)})")
     name = "trainer_state.pt" if world == 1 else f"trainer_state_rank{dist.rank()}.pt"
-    state = torch.load(path / name, weights_only=False)
+    try:  # tensors and plain data only: a crafted file cannot run code on load
+        with torch.serialization.safe_globals(_state_classes()):
+            state = torch.load(path / name, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"{path / name}: refused, it holds more than tensors and plain data "
+                              f"({str(e).splitlines()[-1][:200] if str(e).strip() else type(e).__name__})") from None
     trainer.step, trainer.update_step = info["step"], info["update_step"]
     trainer.counts = Counter(info["counts"])
     trainer.optimizer.load_state_dict(state["optimizer"])

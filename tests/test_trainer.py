@@ -271,3 +271,25 @@ def test_a_micro_batch_of_empty_responses_still_trains(tmp_path, monkeypatch, pa
     assert rollout.mask[0].sum() == 0
     stats = trainer.train_on(rollout)
     assert math.isfinite(stats["loss/policy"]) and trainer.update_step == trainer.updates_per_step
+
+
+class _Canary:
+    """Unpickling it creates a file: the mark of a checkpoint that ran code on load."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+def test_a_crafted_trainer_state_is_refused_and_runs_nothing(tmp_path):
+    from rl.checkpoint import CheckpointError
+
+    cfg = preset("debug", out=str(tmp_path / "a"), max_steps=2, save_every=2)
+    make_trainer(cfg, load_fixture("math"), LengthReward()).train()
+    ckpt = tmp_path / "a" / "checkpoints" / "step_2"
+    torch.save({"optimizer": _Canary(tmp_path / "canary")}, ckpt / "trainer_state.pt")
+    with pytest.raises(CheckpointError, match="trainer_state.pt: refused, it holds more than tensors and plain data"):
+        make_trainer(preset("debug", out=str(tmp_path / "b"), resume=str(ckpt)), load_fixture("math"), LengthReward())
+    assert not (tmp_path / "canary").exists()
