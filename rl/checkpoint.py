@@ -206,8 +206,9 @@ def load(trainer, path: Path):
         with torch.serialization.safe_globals(_state_classes()):
             state = torch.load(path / name, weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(f"{path / name}: refused, it holds more than tensors and plain data "
-                              f"({str(e).splitlines()[-1][:200] if str(e).strip() else type(e).__name__})") from None
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        raise CheckpointError(f"{path / name}: refused, it holds more than tensors and plain data"
+                              + (f" ({found.group(1)})" if found else "")) from None
     trainer.step, trainer.update_step = info["step"], info["update_step"]
     trainer.counts = Counter(info["counts"])
     trainer.optimizer.load_state_dict(state["optimizer"])

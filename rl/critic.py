@@ -1,8 +1,9 @@
 """The PPO critic of the GAE runs (LMM-R1's Sokoban and football recipes): a value model with its own optimizer.
 
-The trainer sees one object with four verbs - `values` (log-prob phase), `backward` (each micro-batch of the
-update), `clip_grad_norm` and `step` (each optimizer step) - and the estimators without a critic get `NoCritic`,
-whose verbs do nothing, so the step has no critic branches.
+The trainer sees one object and calls its verbs: `offloaded` (around generation), `values` (log-prob phase),
+`backward` (each micro-batch of the update), `clip_grad_norm` and `step` or `zero_grad` (each optimizer step). The
+estimators without a critic get `NoCritic`, whose values are zeros and whose other verbs do nothing, so the step has
+no critic branches.
 """
 
 import contextlib
@@ -43,13 +44,13 @@ class Critic:
     """The value model (trainable, its vision tower too: --freeze-vision is the actor's, as the released
     --freeze_prefix), its optimizer, and the settings of its loss."""
 
-    def __init__(self, policy, cfg, device: torch.device, mixed_precision: bool, resume: str = ""):
+    def __init__(self, policy, cfg, device: torch.device, mixed_precision: bool):
         sharded = dist.world() > 1
         self.model = ValueModel(policy, keep_vision_in_graph=sharded).to(device).requires_grad_(True)
-        if resume:
-            state = torch.load(Path(resume) / "critic.pt", weights_only=True)
+        if cfg.resume:
+            state = torch.load(Path(cfg.resume) / "critic.pt", weights_only=True)
             if "value_head.bias" in state:  # before the value head followed the released one (no bias)
-                raise CheckpointError(f"{resume}: its critic has a value-head bias (an older version of this project "
+                raise CheckpointError(f"{cfg.resume}: its critic has a value-head bias (an older version of this project "
                                       "wrote it); resume it with that version, or start anew")
             self.model.load_state_dict(state)
         if sharded:
@@ -101,7 +102,7 @@ class Critic:
 
 
 class NoCritic:
-    """The critic of the estimators that need none: every verb does nothing."""
+    """The critic of the estimators that need none: its values are zeros, its other verbs do nothing."""
 
     def offloaded(self):
         return contextlib.nullcontext()
@@ -138,4 +139,4 @@ def make_critic(policy, cfg, device: torch.device, mixed_precision: bool) -> Cri
     """The critic the estimator needs (gae), else NoCritic."""
     if not algos.ESTIMATORS[cfg.estimator].critic:
         return NoCritic()
-    return Critic(policy, cfg, device, mixed_precision, resume=cfg.resume)
+    return Critic(policy, cfg, device, mixed_precision)
