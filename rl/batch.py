@@ -22,6 +22,18 @@ def is_vision_model(model) -> bool:
     return hasattr(model.config, "vision_config")
 
 
+class UnreadableImage(ValueError):
+    """An image of a prompt could not be read when the step drew it; the message names the row and the file."""
+
+
+def _read_image(sample, image):
+    try:
+        return load_image(image)
+    except Exception as e:  # noqa: BLE001 - whatever a damaged file makes Pillow raise: this one image is unreadable
+        where = f"{sample.meta.get('file', '?')}:{sample.meta.get('line', '?')}"
+        raise UnreadableImage(f"{where}: image {image} cannot be read ({type(e).__name__}: "
+                              f"{str(e).strip()[:200]})") from None
+
 
 def _text_only(messages: list[dict]) -> list[dict]:
     out = []
@@ -44,7 +56,7 @@ def encode_prompts(processor, samples, max_prompt_len: int | None = None) -> lis
         text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         images = list(s.images) if vision else []
         if images:
-            enc = processor(text=[text], images=[load_image(im) for im in images], return_tensors="pt")
+            enc = processor(text=[text], images=[_read_image(s, im) for im in images], return_tensors="pt")
         else:
             enc = processor(text=[text], return_tensors="pt")
         ids = enc["input_ids"][0]

@@ -14,17 +14,22 @@ import pickle
 import random
 import re
 import shutil
+import sys
+import zipfile
 from collections import Counter
 from pathlib import Path
 from typing import Callable
 
 import torch
+from safetensors import SafetensorError
 
 from rl import dist
 from rl.guards import watchdog
 
 COMPLETE = "trainer_state.json"  # the last file of a checkpoint: present in every whole one
 _STEP = re.compile(r"^step_(\d+)$")
+_TEMP = re.compile(r"^\.[\w.]+\.(tmp|old)-\d+$")  # .step_N.tmp-PID, .final.old-PID: a write in progress
+_STAGED = re.compile(r"^\.step_\d+\.rank\d+\.pt$")  # a rank's trainer state, staged before the write
 
 
 class CheckpointError(RuntimeError):
@@ -44,8 +49,9 @@ def _fsync_tree(path: Path):
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    """`write(tmp)` fills a temporary directory, which then replaces `path` in one rename. On any error (a full
-    disk, no permission) the temporary directory is removed, `path` is left as it was, and CheckpointError says why."""
+    """`write(tmp)` fills a temporary directory, which then replaces `path` in one rename. On a write error (a full
+    disk, no permission: OSError, or the RuntimeError / SafetensorError that torch and safetensors raise for one) the
+    temporary directory is removed, `path` is left as it was, and CheckpointError says why in one line."""
     path = Path(path)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
     old = path.parent / f".{path.name}.old-{os.getpid()}"
@@ -58,12 +64,16 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
             os.replace(path, old)
         os.replace(tmp, path)
         shutil.rmtree(old, ignore_errors=True)
-    except OSError as e:
+    except (OSError, RuntimeError, SafetensorError) as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if old.exists() and not path.exists():
             os.replace(old, path)
-        raise CheckpointError(f"could not write {path}: {e.strerror or e}"
-                              + (f" ({e.filename})" if getattr(e, "filename", None) else "")) from None
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e).strip().splitlines()[0][:200]
+        try:
+            free = f"; {shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free there"
+        except OSError:
+            free = ""
+        raise CheckpointError(f"could not write {path}: {why}{free}") from None
     return path
 
 
@@ -81,22 +91,22 @@ def complete_checkpoints(run_dir: Path) -> list[Path]:
     return sorted(found, key=step_of)
 
 
+def _leftover(name: str) -> bool:
+    """A temporary folder or staged state file of a write that did not finish (its pid is not this process's)."""
+    return bool(_TEMP.match(name) or _STAGED.match(name)) and name.rsplit("-", 1)[-1] != str(os.getpid())
+
+
 def prune(run_dir: Path, keep_last: int):
-    """Keep the newest `keep_last` whole checkpoints (0 = all) and drop the leftovers of interrupted writes."""
-    root = Path(run_dir) / "checkpoints"
-    if not root.is_dir():
-        return
-    for p in root.iterdir():
-        if p.name.startswith(".step_") and not _alive(p.name):  # .tmp-PID, .old-PID, staged .rankR.pt
-            shutil.rmtree(p, ignore_errors=True)
+    """Keep the newest `keep_last` whole checkpoints (0 = all) and remove the leftovers of interrupted writes (in the
+    run directory and under checkpoints/)."""
+    run_dir = Path(run_dir)
+    for root in (run_dir, run_dir / "checkpoints"):
+        for p in (root.iterdir() if root.is_dir() else ()):
+            if _leftover(p.name):
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
     if keep_last > 0:
         for p in complete_checkpoints(run_dir)[:-keep_last]:
             shutil.rmtree(p, ignore_errors=True)
-
-
-def _alive(name: str) -> bool:
-    """Whether the process that owns a temporary directory (its pid is the name's suffix) is this one."""
-    return name.rsplit("-", 1)[-1] == str(os.getpid())
 
 
 def run_config(path: Path) -> dict | None:
@@ -108,20 +118,95 @@ def run_config(path: Path) -> dict | None:
     return cfg if isinstance(cfg, dict) and "preset" in cfg and "estimator" in cfg else None
 
 
-def resolve_resume(target: str) -> tuple[Path, Path]:
-    """(run directory, checkpoint directory) for `--resume TARGET`: a run directory (its newest whole checkpoint)
-    or one `checkpoints/step_N` of it. Anything else is a CheckpointError that says what to do instead."""
+def _safetensors_damage(file: Path) -> str | None:
+    """What is wrong with a safetensors file, from its header and size (a truncated or overwritten file)."""
+    size = file.stat().st_size
+    try:
+        with open(file, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if size < 8 or n > size - 8:
+                return f"{file.name}: cut short ({size} bytes, its header needs {n + 8})"
+            header = json.loads(f.read(n))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return f"{file.name}: not a safetensors file (its header does not parse)"
+    if 8 + n + end != size:
+        return f"{file.name}: {size} bytes, its header says {8 + n + end} (cut short or overwritten)"
+    return None
+
+
+def damage(ckpt: Path, needs_critic: bool = False) -> str | None:
+    """What is wrong with a checkpoint whose write completed, or None when it is whole: a file missing, a JSON file
+    that does not parse, a safetensors file whose size disagrees with its header, a state file whose archive fails
+    its checksums. Nothing is unpickled."""
+    ckpt = Path(ckpt)
+    try:
+        info = json.loads((ckpt / COMPLETE).read_text())
+        world = int(info.get("world_size", 1))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return f"{COMPLETE}: missing or unreadable"
+    for file in sorted(ckpt.glob("*.json")):
+        try:
+            json.loads(file.read_text())
+        except (OSError, ValueError):
+            return f"{file.name}: not readable JSON"
+    index = ckpt / "model.safetensors.index.json"
+    weights = [ckpt / "model.safetensors"]
+    if index.is_file():
+        weights = sorted({ckpt / str(f) for f in (json.loads(index.read_text()).get("weight_map") or {}).values()})
+    states = ["trainer_state.pt"] if world == 1 else [f"trainer_state_rank{r}.pt" for r in range(world)]
+    needed = ["config.json", *(w.name for w in weights), *states, *(["critic.pt"] if needs_critic else [])]
+    missing = [name for name in needed if not (ckpt / name).is_file()]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    for file in weights:
+        problem = _safetensors_damage(file)
+        if problem:
+            return problem
+    for name in [*states, *(["critic.pt"] if (ckpt / "critic.pt").is_file() else [])]:
+        try:
+            with zipfile.ZipFile(ckpt / name) as z:
+                bad = z.testzip()
+        except (OSError, zipfile.BadZipFile, EOFError, ValueError) as e:
+            return f"{name}: not readable ({e})"
+        if bad is not None:
+            return f"{name}: fails its checksum ({bad})"
+    return None
+
+
+def resolve_resume(target: str, log=None) -> tuple[Path, Path]:
+    """(run directory, checkpoint directory) for `--resume TARGET`: a run directory (its newest whole checkpoint: a
+    damaged newer one is passed over, and `log` says which and why) or one `checkpoints/step_N` of it (which must be
+    whole). Anything else is a CheckpointError that says what to do instead."""
     path = Path(target)
+    log = log or (lambda msg: print(msg, file=sys.stderr))
     if not path.exists():
         raise CheckpointError(f"--resume {target}: no such directory")
+    if _TEMP.match(path.name):
+        raise CheckpointError(f"--resume {target}: this is the temporary folder of an interrupted write, never whole; "
+                              f"resume from the run directory to use its newest whole checkpoint")
     if (path / COMPLETE).is_file() and path.parent.name == "checkpoints":
+        problem = damage(path, _needs_critic(path.parent.parent))
+        if problem:
+            raise CheckpointError(f"--resume {target}: the checkpoint is damaged ({problem}); resume from the run "
+                                  f"directory {path.parent.parent} to use its newest whole checkpoint")
         return path.parent.parent, path
     if run_config(path) is not None:
-        found = complete_checkpoints(path)
-        if not found:
-            raise CheckpointError(f"--resume {target}: the run has no complete checkpoint yet; start it again with "
-                                  f"--overwrite")
-        return path, found[-1]
+        found, passed = complete_checkpoints(path), []
+        for ckpt in reversed(found):
+            problem = damage(ckpt, _needs_critic(path))
+            if problem is None:
+                for bad, why in passed:
+                    log(f"warning: {bad} is damaged ({why}); passed over")
+                if passed:
+                    log(f"resuming from {ckpt}, the newest whole checkpoint")
+                return path, ckpt
+            passed.append((ckpt, problem))
+        if passed:
+            raise CheckpointError(f"--resume {target}: every checkpoint is damaged (the newest, {passed[0][0].name}: "
+                                  f"{passed[0][1]}); start the run again with --overwrite")
+        raise CheckpointError(f"--resume {target}: the run has no complete checkpoint yet; start it again with "
+                              f"--overwrite")
     if (path / "config.json").is_file():
         raise CheckpointError(f"--resume {target}: this is a finished model, not a checkpoint of a run; to train on "
                               f"from it start a new run with --model {target} (stage 1) or --init {target} (stage 2)")
@@ -129,6 +214,10 @@ def resolve_resume(target: str) -> tuple[Path, Path]:
         raise CheckpointError(f"--resume {target}: this checkpoint is incomplete (its write was interrupted); "
                               f"resume from the run directory {path.parent.parent} to use its newest whole checkpoint")
     raise CheckpointError(f"--resume {target}: not a run directory (no config.json) nor a checkpoint of one")
+
+
+def _needs_critic(run_dir: Path) -> bool:
+    return (run_config(run_dir) or {}).get("estimator") == "gae"
 
 
 # -- a trainer's checkpoint ------------------------------------------------------------------------------------------
@@ -187,6 +276,18 @@ def _state_classes() -> list:
     return [OptimState8bit]
 
 
+def load_state(file: Path):
+    """A torch file of a checkpoint, as tensors and plain data only: a crafted file is refused (CheckpointError
+    naming it and the class it holds) and cannot run code on load."""
+    try:
+        with torch.serialization.safe_globals(_state_classes()):
+            return torch.load(file, weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        raise CheckpointError(f"{file}: refused, it holds more than tensors and plain data"
+                              + (f" ({found.group(1)})" if found else "")) from None
+
+
 def own_state(trainer) -> dict:
     """What this process needs to continue exactly: its optimizer states and random number generators."""
     return {"optimizer": trainer.optimizer.state_dict(), "critic_optimizer": trainer.critic.optimizer_state(),
@@ -202,13 +303,7 @@ def load(trainer, path: Path):
         raise CheckpointError(f"{path} was written by {info.get('world_size', 1)} processes; resume it with as many "
                               f"(torchrun --nproc_per_node {info.get('world_size', 1)})")
     name = "trainer_state.pt" if world == 1 else f"trainer_state_rank{dist.rank()}.pt"
-    try:  # tensors and plain data only: a crafted file cannot run code on load
-        with torch.serialization.safe_globals(_state_classes()):
-            state = torch.load(path / name, weights_only=True)
-    except pickle.UnpicklingError as e:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        raise CheckpointError(f"{path / name}: refused, it holds more than tensors and plain data"
-                              + (f" ({found.group(1)})" if found else "")) from None
+    state = load_state(path / name)
     trainer.step, trainer.update_step = info["step"], info["update_step"]
     trainer.counts = Counter(info["counts"])
     trainer.optimizer.load_state_dict(state["optimizer"])

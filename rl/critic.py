@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from rl import algos, dist
-from rl.checkpoint import CheckpointError
+from rl.checkpoint import CheckpointError, load_state
 from rl.offload import placed
 from rl.optim import clip_grad_norm, local_shards, make_optimizer, optimizer_step
 from rl.policy import response_hidden, vision_in_graph
@@ -48,7 +48,7 @@ class Critic:
         sharded = dist.world() > 1
         self.model = ValueModel(policy, keep_vision_in_graph=sharded).to(device).requires_grad_(True)
         if cfg.resume:
-            state = torch.load(Path(cfg.resume) / "critic.pt", weights_only=True)
+            state = load_state(Path(cfg.resume) / "critic.pt")
             if "value_head.bias" in state:  # before the value head followed the released one (no bias)
                 raise CheckpointError(f"{cfg.resume}: its critic has a value-head bias (an older version of this project "
                                       "wrote it); resume it with that version, or start anew")

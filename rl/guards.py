@@ -9,9 +9,27 @@ import threading
 import time
 
 
+_STALLED: list[str] = []  # the phase whose watchdog has fired and that has not ended yet
+
+
+class Stalled(Exception):
+    """A stop signal arrived while a phase was stalled (its watchdog had fired): the phase is abandoned."""
+
+    def __init__(self, phase: str, signal_name: str):
+        super().__init__(f"{signal_name} received while phase '{phase}' was stalled")
+        self.phase, self.signal_name = phase, signal_name
+
+
+class StepFailed(RuntimeError):
+    """A phase before the update cannot go on (e.g. the reward workers cannot be kept alive); the weights are as the
+    step found them."""
+
+
 class StopRequest:
     """Inside the block, SIGTERM and SIGINT (Ctrl-C) only set `requested`: the loop finishes its step, checkpoints
-    and exits cleanly. A second Ctrl-C stops at once (exit 130, no traceback). Outside the main thread: a no-op."""
+    and exits cleanly; during a stalled phase (see `watchdog`) they raise Stalled instead, so that the run need not
+    wait for the stall to end. A second Ctrl-C stops at once (exit 130, no traceback). Outside the main thread: a
+    no-op."""
 
     def __init__(self, log=print):
         self.log, self.requested, self.signal_name, self._previous = log, False, "", {}
@@ -22,6 +40,8 @@ class StopRequest:
             self.log("second Ctrl-C: stopping now, without a checkpoint")
             raise SystemExit(130)
         self.requested, self.signal_name = True, name
+        if _STALLED:
+            raise Stalled(_STALLED[-1], name)
         self.log(f"{name} received: finishing this step, then writing a checkpoint (Ctrl-C again stops at once)")
 
     def __enter__(self):
@@ -37,9 +57,27 @@ class StopRequest:
         return False
 
 
+_WHEN = [""]
+
+
+def stop_at_once(when: str):
+    """Outside the trainer's loop (start-up, the end): SIGTERM and Ctrl-C exit at once with one line saying `when`
+    (what is saved), code 143 or 130. Called again, only the words change. Outside the main thread: a no-op."""
+    def handle(signum, frame):
+        name = signal.Signals(signum).name
+        print(f"{name} received {_WHEN[0]}: exiting", file=sys.stderr, flush=True)
+        raise SystemExit(128 + signum)
+
+    _WHEN[0] = when
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, handle)
+
+
 @contextlib.contextmanager
 def watchdog(phase: str, seconds: float, log=print):
-    """If the block runs longer than `seconds`, log which phase and the stack of every thread (once); 0 = off."""
+    """If the block runs longer than `seconds`, log which phase and the stack of every thread (once), and mark the
+    phase stalled until it ends (a stop signal then abandons it: StopRequest); 0 = off."""
     if not seconds or seconds <= 0:
         yield
         return
@@ -50,6 +88,7 @@ def watchdog(phase: str, seconds: float, log=print):
             f"stacks of every thread follow")
         sys.stderr.flush()
         faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        _STALLED.append(phase)
 
     timer = threading.Timer(seconds, fire)
     timer.daemon = True
@@ -58,6 +97,9 @@ def watchdog(phase: str, seconds: float, log=print):
         yield
     finally:
         timer.cancel()
+        timer.join()  # a firing watchdog has finished marking the phase
+        if phase in _STALLED:
+            _STALLED.remove(phase)
 
 
 class NonFinite(RuntimeError):

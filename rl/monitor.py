@@ -28,6 +28,7 @@ import json
 import math
 import os
 import resource
+import sys
 import time
 from pathlib import Path
 
@@ -63,7 +64,15 @@ class MetricsFile:
             return
         path = Path(out) / "metrics.jsonl"
         if path.exists():
-            kept = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+            kept = []
+            for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+                try:
+                    if json.loads(line)["step"] <= step:
+                        kept.append(line)
+                except (ValueError, TypeError, KeyError):  # a line torn by a kill or a full disk: cut, with a word
+                    if line.strip():
+                        print(f"warning: {path}:{n}: not a whole metrics line (torn by an interrupted write); cut",
+                              file=sys.stderr)
             tmp = path.with_name(f".metrics.jsonl.tmp-{os.getpid()}")
             tmp.write_text("".join(line + "\n" for line in kept))
             os.replace(tmp, path)

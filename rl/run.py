@@ -8,7 +8,7 @@ from pathlib import Path
 from rl import dist
 from rl.checkpoint import CheckpointError, run_config
 from rl.config import Config
-from rl.guards import NonFinite
+from rl.guards import NonFinite, StepFailed, stop_at_once
 from rl.trainer import Trainer
 
 
@@ -150,10 +150,11 @@ def run(cfg: Config, make_evaluator=None) -> Path | None:
         trainer.counts["data/gold_ambiguous"] = ambiguous  # set, not added: the same number on a resume
         final = trainer.train()
         dist.teardown()
-    except (CheckpointError, NonFinite) as e:
+    except (CheckpointError, NonFinite, StepFailed) as e:
         raise SystemExit(f"error: {e}") from None
     finally:
         reward_fn.close()
+    stop_at_once("after the run ended (every checkpoint is written)")
     if final is not None and dist.is_main():
         print(f"final checkpoint: {final}", file=sys.stderr)
     return final

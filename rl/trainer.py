@@ -22,10 +22,10 @@ import torch
 
 import kernels
 from rl import algos, checkpoint, dist
-from rl.batch import Rollout, encode_prompts, is_vision_model
+from rl.batch import Rollout, UnreadableImage, encode_prompts, is_vision_model
 from rl.config import Config
 from rl.critic import make_critic
-from rl.guards import NonFiniteGuard, StopRequest, watchdog
+from rl.guards import NonFiniteGuard, Stalled, StepFailed, StopRequest, watchdog
 from rl.monitor import Monitor
 from rl.offload import placed
 from rl.optim import BF16_WEIGHTS, clip_grad_norm, local_shards, lr_at, make_optimizer, optimizer_step, schedule
@@ -87,7 +87,7 @@ class Trainer:
                                         cfg.optim)
         self.step, self.update_step = 0, 0
         self.counts = Counter()  # data problems seen so far (skipped prompts, unparseable gold answers, ...)
-        self.too_long: set[int] = set()  # prompts measured over --max-prompt-len: skipped without re-tokenizing
+        self.unusable: dict[int, str] = {}  # id(sample) -> "too_long" / "image": skipped without encoding again
         self.guard = NonFiniteGuard(cfg.max_bad_steps)
         self.evaluator = evaluator
         if cfg.resume:
@@ -123,20 +123,29 @@ class Trainer:
         return [self.samples[i] for i in idx[self.rank * share:(self.rank + 1) * share]]
 
     def encode(self, samples: list) -> tuple[list[dict], list]:
-        """(prompt rows, their samples), without the prompts over --max-prompt-len (counted, measured once)."""
+        """(prompt rows, their samples), without the prompts over --max-prompt-len (counted, measured once) and the
+        prompts whose image cannot be read when drawn (counted as data/unreadable_image, logged, never drawn again)."""
         prompts, kept = [], []
-        fresh = [s for s in samples if id(s) not in self.too_long]
-        self.counts["data/prompt_too_long"] += len(samples) - len(fresh)
-        for s, row in zip(fresh, encode_prompts(self.processor, fresh)):
+        fresh = [s for s in samples if id(s) not in self.unusable]
+        self.counts["data/prompt_too_long"] += sum(self.unusable.get(id(s)) == "too_long" for s in samples)
+        self.counts["data/unreadable_image"] += sum(self.unusable.get(id(s)) == "image" for s in samples)
+        for s in fresh:
+            try:
+                row = encode_prompts(self.processor, [s])[0]
+            except UnreadableImage as e:
+                self.log(f"warning: skipped, and from now on: {e}")
+                self.unusable[id(s)] = "image"
+                self.counts["data/unreadable_image"] += 1
+                continue
             if row["prompt_ids"].numel() > self.cfg.max_prompt_len:
-                self.too_long.add(id(s))
+                self.unusable[id(s)] = "too_long"
                 self.counts["data/prompt_too_long"] += 1
                 continue
             prompts.append(row)
             kept.append(s)
         if not prompts:
-            raise RuntimeError(f"every prompt of step {self.step} is longer than --max-prompt-len "
-                               f"{self.cfg.max_prompt_len}")
+            raise RuntimeError(f"no prompt of step {self.step + 1} can be used (longer than --max-prompt-len "
+                               f"{self.cfg.max_prompt_len}, or an image that cannot be read)")
         return prompts, kept
 
     # == one RL step: generate -> reward -> log-probs -> advantages (-> update, below) ===============================
@@ -172,8 +181,11 @@ class Trainer:
         """(rewards [N], their component means); rewards None when one is not finite on any process (a data error:
         counted, and the step does not train)."""
         group = [s for s in samples for _ in range(self.cfg.n_samples)]
-        scored = self.reward_fn(rollout.texts(self.tokenizer, self.cfg.empty_response), [s.answer for s in group],
-                                [{**s.meta, "domain": s.domain} for s in group])
+        try:
+            scored = self.reward_fn(rollout.texts(self.tokenizer, self.cfg.empty_response), [s.answer for s in group],
+                                    [{**s.meta, "domain": s.domain} for s in group])
+        except RuntimeError as e:  # the reward workers cannot be kept alive (rewards/pool.py): stop with a checkpoint
+            raise StepFailed(f"the reward cannot be computed ({e})") from e
         self.counts.update(scored.counts)
         rewards = torch.tensor(scored.components["total"], dtype=torch.float32)
         metrics = {f"reward/{k}": sum(v) / len(v) for k, v in scored.components.items() if k != "total"}
@@ -290,14 +302,19 @@ class Trainer:
     # == the loop ====================================================================================================
     def train(self) -> Path | None:
         """Steps until the end (returns final/) or a stop signal (checkpoints, returns None)."""
-        monitor = Monitor(self, self.evaluator)  # metrics.jsonl, the progress bar, --eval-benchmarks, --log-with, plots
+        final = self.out / "final"
         if dist.is_main():
             checkpoint.prune(self.out, self.cfg.keep_last)  # leftovers of a write that was interrupted
+        if self.cfg.resume and self.step >= self.total_steps and (final / checkpoint.COMPLETE).is_file():
+            self.log(f"the run is finished (step {self.step} of {self.total_steps}); {final} is kept as it is")
+            return final
+        monitor = Monitor(self, self.evaluator)  # metrics.jsonl, the progress bar, --eval-benchmarks, --log-with, plots
+        start = self.step_start()
         try:
             monitor.start(self)
             with StopRequest(self.log) as stop:
                 while self.step < self.total_steps and not dist.any_rank(stop.requested):
-                    t0 = time.perf_counter()
+                    t0, start = time.perf_counter(), self.step_start()
                     rollout, metrics = self.make_experience(self.prompts_for_step(self.step))
                     if rollout is not None:
                         with self.phase("update", metrics):
@@ -309,19 +326,57 @@ class Trainer:
                         self.save_checkpoint()
                 if dist.any_rank(stop.requested) and self.step < self.total_steps:
                     path = self.save_checkpoint()
-                    script = Path(sys.argv[0]).name if sys.argv[0].endswith(".py") else "train_fre.py"
                     self.log(f"stopped by {stop.signal_name or 'a stop signal'} after step {self.step}: checkpoint "
-                             f"{path}; continue with: python {script} --resume {self.out}")
+                             f"{path}; {self.resume_hint()}")
                     return None
-            return checkpoint.save(self, self.out / "final", resumable=False)
+                return checkpoint.save(self, final, resumable=False)
+        except (Stalled, StepFailed) as e:
+            return self.abandon_step(start, e)
         finally:
             monitor.close()
 
+    def resume_hint(self) -> str:
+        script = Path(sys.argv[0]).name if sys.argv[0].endswith(".py") else "train_fre.py"
+        return f"continue with: python {script} --resume {self.out}"
+
     def save_checkpoint(self) -> Path:
-        path = checkpoint.save(self, self.out / "checkpoints" / f"step_{self.step}")
+        """checkpoints/step_N; a write that fails (a full disk) stops the run with one line: the previous checkpoint
+        stays whole, and the line says how to continue."""
+        try:
+            path = checkpoint.save(self, self.out / "checkpoints" / f"step_{self.step}")
+        except checkpoint.CheckpointError as e:
+            kept = checkpoint.complete_checkpoints(self.out)
+            raise checkpoint.CheckpointError(
+                f"{e}; the run stops here. " + (f"The newest checkpoint, {kept[-1]}, is whole: {self.resume_hint()} "
+                                                f"once there is room" if kept else "No checkpoint was written yet: "
+                                                "start the run again once there is room")) from None
         if dist.is_main():
             checkpoint.prune(self.out, self.cfg.keep_last)
         return path
+
+    def step_start(self) -> dict:
+        """What a step changes before its update: the random states and the counts (see abandon_step)."""
+        return {"torch_rng": torch.get_rng_state(), "python_rng": random.getstate(), "counts": Counter(self.counts)}
+
+    def abandon_step(self, start: dict, e: Exception) -> None:
+        """A stop during a stalled phase, or a phase that cannot go on. Before the update the weights and optimizer
+        are as the step found them, so with the random states and counts put back the step's start is written as a
+        checkpoint that resumes exactly (with one process: with several, the others wait in the step, and the newest
+        periodic checkpoint stays the place to resume). A stall anywhere else saves nothing new."""
+        path = None
+        if getattr(e, "phase", "reward") in BEFORE_UPDATE and self.world == 1:
+            torch.set_rng_state(start["torch_rng"])
+            random.setstate(start["python_rng"])
+            self.counts = start["counts"]
+            path = self.save_checkpoint()
+        kept = path or next(reversed(checkpoint.complete_checkpoints(self.out)), None)
+        where = f"checkpoint {kept}; {self.resume_hint()}" if kept else "no checkpoint was written yet"
+        if isinstance(e, StepFailed):
+            raise StepFailed(f"step {self.step + 1}: {e}; {where}") from None
+        self.log(f"{e}: abandoned; {where}")
+
+
+BEFORE_UPDATE = ("generate", "reward", "logprob")  # the phases that leave weights and optimizer untouched
 
 
 def add(stats: dict, values: dict):

@@ -508,13 +508,13 @@ def test_oversized_prompt_is_measured_once(monkeypatch):
         return [{"prompt_ids": torch.zeros(10)} for _ in samples]
 
     monkeypatch.setattr(trainer, "encode_prompts", encode)
-    stub = SimpleNamespace(cfg=SimpleNamespace(max_prompt_len=5), counts=Counter(), too_long=set(), processor=None,
+    stub = SimpleNamespace(cfg=SimpleNamespace(max_prompt_len=5), counts=Counter(), unusable={}, processor=None,
                            step=0)
     samples = [Sample([], "1"), Sample([], "2"), Sample([], "3")]
     for _ in range(3):
-        with pytest.raises(RuntimeError, match="every prompt of step 0 is longer than --max-prompt-len 5"):
+        with pytest.raises(RuntimeError, match="no prompt of step 1 can be used .longer than --max-prompt-len 5"):
             trainer.Trainer.encode(stub, samples)
-    assert calls == [3, 0, 0] and stub.counts["data/prompt_too_long"] == 9
+    assert calls == [1, 1, 1] and stub.counts["data/prompt_too_long"] == 9
 
 
 def test_metrics_lines_are_strict_json():
