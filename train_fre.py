@@ -17,7 +17,7 @@ def main(argv=None):
         print_plan(cfg, command.gpu_mem_gb, command.nproc)
         return
     # Imported here, not at the top: reward workers are spawned processes that re-import this script.
-    stop_at_once("while starting (nothing trained yet, nothing to save)")  # SIGTERM / Ctrl-C: one line
+    stop_at_once("while starting (nothing new to save)")  # SIGTERM / Ctrl-C: one line
     from rl.run import check_data, run
     if command.check_data:  # the data report: nothing but the data is loaded
         check_data(cfg, command.check_data_max_bad)

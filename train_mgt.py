@@ -36,7 +36,7 @@ def main(argv=None):
         return
     if not cfg.model:
         raise SystemExit("error: --init <stage-1 checkpoint dir> is required (e.g. runs/fre-text/final)")
-    stop_at_once("while starting (nothing trained yet, nothing to save)")  # SIGTERM / Ctrl-C: one line
+    stop_at_once("while starting (nothing new to save)")  # SIGTERM / Ctrl-C: one line
     from rl.run import check_data, run
     if command.check_data:  # the data report: nothing but the data is loaded
         check_data(cfg, command.check_data_max_bad)

@@ -2,6 +2,7 @@
 (or not, when it is frozen); KL as a loss; the reference model exists only when kl > 0."""
 
 import math
+import shutil
 from types import SimpleNamespace
 
 import pytest
@@ -236,20 +237,6 @@ def test_truncated_response_end_as_released_only_when_asked(tmp_path, mode):
             assert rollout.old_logp[i, last] != rollout.sampler_logp[i, last]
 
 
-def test_critic_from_an_older_version_is_refused_with_the_reason(tmp_path):
-    """A checkpoint whose critic still has the old value-head bias does not resume silently into another critic."""
-    from rl.checkpoint import CheckpointError
-
-    cfg = preset("debug", out=str(tmp_path / "a"), estimator="gae", max_steps=2, save_every=2)
-    make_trainer(cfg, load_fixture("math"), LengthReward()).train()
-    ckpt = tmp_path / "a" / "checkpoints" / "step_2"
-    state = torch.load(ckpt / "critic.pt")
-    torch.save({**state, "value_head.bias": torch.zeros(1)}, ckpt / "critic.pt")
-    with pytest.raises(CheckpointError, match="value-head bias"):
-        make_trainer(preset("debug", out=str(tmp_path / "b"), estimator="gae", resume=str(ckpt)), load_fixture("math"),
-                LengthReward())
-
-
 @pytest.mark.parametrize("packed", [0, 256])
 def test_a_micro_batch_of_empty_responses_still_trains(tmp_path, monkeypatch, packed):
     """A micro-batch whose responses are all empty (the model ended at once) has no response token: its loss is 0,
@@ -283,13 +270,39 @@ class _Canary:
         return open, (self.path, "w")
 
 
-def test_a_crafted_trainer_state_is_refused_and_runs_nothing(tmp_path):
+@pytest.fixture(scope="module")
+def gae_checkpoint(tmp_path_factory):
+    """checkpoints/step_2 of a run with a critic: every file that resume reads."""
+    out = tmp_path_factory.mktemp("gae") / "run"
+    make_trainer(preset("debug", out=str(out), estimator="gae", max_steps=2, save_every=2), load_fixture("math"),
+                 LengthReward()).train()
+    return out / "checkpoints" / "step_2"
+
+
+def _resume_from(ckpt, tmp_path):
+    return make_trainer(preset("debug", out=str(tmp_path / "b"), estimator="gae", resume=str(ckpt)),
+                        load_fixture("math"), LengthReward())
+
+
+@pytest.mark.parametrize("file,key", [("trainer_state.pt", "optimizer"), ("critic.pt", "value_head.weight")])
+def test_a_crafted_checkpoint_file_is_refused_and_runs_nothing(gae_checkpoint, tmp_path, file, key):
     from rl.checkpoint import CheckpointError
 
-    cfg = preset("debug", out=str(tmp_path / "a"), max_steps=2, save_every=2)
-    make_trainer(cfg, load_fixture("math"), LengthReward()).train()
-    ckpt = tmp_path / "a" / "checkpoints" / "step_2"
-    torch.save({"optimizer": _Canary(tmp_path / "canary")}, ckpt / "trainer_state.pt")
-    with pytest.raises(CheckpointError, match="trainer_state.pt: refused, it holds more than tensors and plain data"):
-        make_trainer(preset("debug", out=str(tmp_path / "b"), resume=str(ckpt)), load_fixture("math"), LengthReward())
+    ckpt = tmp_path / "step_2"
+    shutil.copytree(gae_checkpoint, ckpt)
+    torch.save({key: _Canary(tmp_path / "canary")}, ckpt / file)
+    with pytest.raises(CheckpointError, match=f"{file}: refused, it holds more than tensors and plain data"):
+        _resume_from(ckpt, tmp_path)
     assert not (tmp_path / "canary").exists()
+
+
+def test_critic_from_an_older_version_is_refused_with_the_reason(gae_checkpoint, tmp_path):
+    """A checkpoint whose critic still has the old value-head bias does not resume silently into another critic."""
+    from rl.checkpoint import CheckpointError
+
+    ckpt = tmp_path / "step_2"
+    shutil.copytree(gae_checkpoint, ckpt)
+    state = torch.load(ckpt / "critic.pt")
+    torch.save({**state, "value_head.bias": torch.zeros(1)}, ckpt / "critic.pt")
+    with pytest.raises(CheckpointError, match="value-head bias"):
+        _resume_from(ckpt, tmp_path)
