@@ -1,9 +1,11 @@
 """`--check-data`: read every row as training would, before any model is loaded, and report what is wrong.
 
 Every gold answer is parsed as the reward parses it (`gold_status`), every image is opened, and empty questions or
-answers (NaN included) are counted, with a few examples of each problem naming the file and line. Golds that parse
-but that the verifier reads wrongly (`gold_ambiguity`: a repeating decimal, a time, a number with words, a single
-letter in a math row) are listed as `gold_ambiguous`, with the reason; training skips or keeps them as
+answers (NaN included) are counted, with a few examples of each problem naming the file and line. Rows the loader
+refuses are listed as `row_<reason>` (`skipped_rows`): among them the images checked at load (`row_bad_image`,
+`row_image_too_large`, `row_image_outside_data`, `row_image_url`), `row_too_deep` and `row_row_too_large`. Golds
+that parse but that the verifier reads wrongly (`gold_ambiguity`: a repeating decimal, a time, a number with words, a
+single letter in a math row) are listed as `gold_ambiguous`, with the reason; training skips or keeps them as
 `--on-ambiguous-gold` says.
 """
 
@@ -15,7 +17,7 @@ from collections import Counter
 from tqdm.auto import tqdm
 
 from .gold import AMBIGUOUS, gold_ambiguity, gold_status
-from .io import load_image
+from .io import check_image, load_image
 from .sample import Sample
 
 
@@ -42,7 +44,11 @@ def row_problems(sample: Sample, needs_gold: bool = True) -> list[str]:
                 problems.append("gold_ambiguous")
     for image in sample.images:
         try:
-            load_image(image)
+            if isinstance(image, str) and "://" not in image:
+                if check_image(image):  # decoded once per process: the loader's check already did it
+                    raise ValueError(image)
+            else:
+                load_image(image)
         except Exception:  # noqa: BLE001 - any failure to open is the finding
             problems.append("image_unreadable")
             break

@@ -20,7 +20,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
-from .io import FIXTURE_DIR, _collect, check_file, iter_jsonl, read_rows, resolve_image_path, resolve_images
+from .io import (FIXTURE_DIR, MAX_JSON_DEPTH, _collect, check_file, iter_jsonl, json_too_deep, read_rows,
+                 resolve_image, resolve_images)
 from .sample import R1_SYSTEM_PROMPT, Sample, make_messages, system_message
 
 __all__ = [
@@ -109,6 +110,8 @@ def load_deepscaler(
 
 def _normalize_messages(raw: Any, base_dir: Path, system: str | None, err) -> list[dict]:
     if isinstance(raw, str):
+        if json_too_deep(raw):
+            raise err("too_deep", f"`message` nested deeper than {MAX_JSON_DEPTH} levels of JSON (not parsed)")
         try:
             raw = json.loads(raw)
         except json.JSONDecodeError as e:
@@ -143,10 +146,7 @@ def _normalize_messages(raw: Any, base_dir: Path, system: str | None, err) -> li
                 ref = next((part[k] for k in ("image", "path", "url") if isinstance(part.get(k), str)), None)
                 if not ref:
                     raise err("bad_message", f"`message` turn {i} has an image part without an image path")
-                resolved = resolve_image_path(ref, base_dir)
-                if resolved is None:
-                    raise err("missing_image", f"image not found: {ref} (looked relative to {base_dir})")
-                parts.append({"type": "image", "image": resolved})
+                parts.append({"type": "image", "image": resolve_image(ref, [base_dir], err)})
             else:
                 raise err("bad_message", f"`message` turn {i} has unsupported content type {kind!r}")
         messages.append({**turn, "content": parts})
@@ -172,7 +172,8 @@ def load_message_jsonl(
     ``{"role": ..., "content": str | [{"type": "image", "image": "file://images/x.png"},
     {"type": "text", "text": "..."}]}``. Image references follow :mod:`data.io`:
     ``file://rel/path`` and bare relative paths are relative to the jsonl's folder,
-    ``file:///abs/path`` is absolute; each must exist. String contents become a text part.
+    ``file:///abs/path`` is absolute; each must exist inside the jsonl's folder (or ``--image-root``) and open
+    within ``--max-image-pixels`` (:func:`data.io.resolve_image`). String contents become a text part.
     The system prompt ``system`` is prepended unless the chat already has a system turn
     (``system=None`` never adds one). A row's ``domain`` overrides the ``domain`` argument;
     other row fields go to ``meta``.
@@ -202,7 +203,7 @@ def load_jsonl(
     domain: str = "math",
 ) -> list[Sample]:
     """Load plain rows ``{"question"|"problem"|"prompt": str, "answer": ..., "images"?: [paths],
-    "domain"?: str}``. Image paths follow :mod:`data.io` (relative to the jsonl's folder)."""
+    "domain"?: str}``. Image paths follow :mod:`data.io` (relative to the jsonl's folder, and checked there)."""
     p = check_file(path)
     source = str(path)
     base_dir = p.resolve().parent

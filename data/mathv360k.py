@@ -62,7 +62,8 @@ def load_mathv360k(
     (first folder of the image path, e.g. ``IconQA``). Errors read ``FILE:row N: ...`` (``FILE:LINE: ...`` for
     JSON lines); reasons
     ``not_object``, ``bad_message`` (malformed ``conversations``), ``missing_question``,
-    ``missing_answer``, ``bad_images``, ``missing_image``.
+    ``missing_answer``, ``bad_images`` and the image checks of :func:`data.io.resolve_image` (``missing_image``,
+    ``image_outside_data``: outside the image folders, ``bad_image``, ``image_too_large``, ``image_url``).
     """
     path = _resolve_mathv360k(path_or_dir, cache_dir)
     source, line_based, rows = read_rows(path)

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Iterable
 
 from .gold import gold_letter, has_choices
-from .io import DataError, extract_once, find_data_file, hub_download, resolve_image_path
+from .io import (DataError, _limit, _read_line, extract_once, find_data_file, hub_download, image_roots,
+                 json_too_deep, resolve_image_path)
 from .io import logger as io_logger
 from .loaders import load_message_jsonl
 from .sample import R1_SYSTEM_PROMPT, Sample
@@ -77,16 +78,34 @@ def _local_relative(ref: str) -> str | None:
 
 
 def _rebased_copy(src: Path, tmp_dir: Path) -> Path | None:
-    """Copy of ``src`` (same name, same line numbers) with unresolved image refs rebased; None if none needed."""
+    """Copy of ``src`` (same name, same line numbers) with unresolved image refs rebased; None if none needed. A line
+    that the loader will refuse (not UTF-8, too deep, not JSON) is copied as it is, unparsed; one over --max-row-bytes
+    is never read whole (the copy holds a filler line over the limit in its place)."""
     base_dir = src.resolve().parent
     cache: dict = {}
     changed = False
     out = tmp_dir / src.name
-    with open(src, encoding="utf-8-sig") as fin, open(out, "w", encoding="utf-8") as fout:
-        for line in fin:
+    limit = _limit(None)
+    with open(src, "rb") as fin, open(out, "wb") as fout:
+        first = True
+        while True:
+            raw_line, skipped = _read_line(fin, limit)
+            if raw_line is None:
+                break
+            if skipped:  # never read whole: the copy holds a line over the limit in its place, for the loader to refuse
+                fout.write(b"x" * (limit + 1) + b"\n")
+                continue
+            if first and raw_line.startswith(b"\xef\xbb\xbf"):
+                raw_line = raw_line[3:]
+            first = False
+            try:
+                line = raw_line.decode("utf-8")
+            except UnicodeDecodeError:
+                fout.write(raw_line if raw_line.endswith(b"\n") else raw_line + b"\n")
+                continue
             new = line
             try:
-                row = json.loads(line) if line.strip() else None
+                row = json.loads(line) if line.strip() and not json_too_deep(line) else None
             except json.JSONDecodeError:
                 row = None
             if isinstance(row, dict):
@@ -94,7 +113,7 @@ def _rebased_copy(src: Path, tmp_dir: Path) -> Path | None:
                 msgs = None
                 if isinstance(raw, str):
                     try:
-                        msgs = json.loads(raw)
+                        msgs = None if json_too_deep(raw) else json.loads(raw)
                     except json.JSONDecodeError:
                         msgs = None
                 elif isinstance(raw, list):
@@ -126,7 +145,7 @@ def _rebased_copy(src: Path, tmp_dir: Path) -> Path | None:
                 if row_changed:
                     row["message"] = json.dumps(msgs, ensure_ascii=False) if isinstance(raw, str) else msgs
                     new = json.dumps(row, ensure_ascii=False) + "\n"
-            fout.write(new if new.endswith("\n") else new + "\n")
+            fout.write((new if new.endswith("\n") else new + "\n").encode("utf-8"))
     return out if changed else None
 
 
@@ -139,7 +158,8 @@ class _RenameSource(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(a.replace(self.old, self.new) if isinstance(a, str) else a for a in record.args)
+            record.args = tuple(str(a).replace(self.old, self.new) if isinstance(a, (str, DataError)) else a
+                                for a in record.args)
         return True
 
 
@@ -198,7 +218,8 @@ def load_vermulti(
             rename = _RenameSource(str(rebased), str(src))
             io_logger.addFilter(rename)
             try:
-                samples = load_message_jsonl(rebased, **kwargs)
+                with image_roots(src.resolve().parent):  # the copy's images lie in the original's folder
+                    samples = load_message_jsonl(rebased, **kwargs)
             except DataError as e:
                 detail = (e.detail.replace(str(Path(tmp).resolve()), str(src.resolve().parent))
                           .replace(tmp, str(src.parent)))

@@ -116,8 +116,18 @@ class Config:
     # -- reliability: bad inputs, bad steps, stalls, kernels that drift ------------------------------------------------
     on_bad_row: str = knob("raise", "a malformed data row: 'raise' (error naming file and line) or 'skip' (counted)",
                            choices=["raise", "skip"])
-    max_row_bytes: int = knob(16 * 2**20, "a data row larger than this many bytes is rejected (or skipped with "
-                              "--on-bad-row skip) without being read into memory")
+    max_row_bytes: int = knob(2**20, "a data row larger than this many bytes is rejected (or skipped with "
+                              "--on-bad-row skip) without being read into memory (a row is a question, an answer and "
+                              "image paths: kilobytes); so is a row nested deeper than 64 levels of JSON")
+    max_image_pixels: int = knob(0, "an image with more pixels (width x height, read from its header) is rejected at "
+                                 "load like a bad row and never decoded, nor when a step draws it; every image is "
+                                 "decoded once at load (a truncated or non-image file is a bad row); 0 = 64 x "
+                                 "--max-pixels, at least 4096 x 4096")
+    image_root: str = knob("", "a folder where images may lie besides the data file's own folder (an image "
+                           "elsewhere, symlinks resolved, is a bad row); relative image paths are also looked up here")
+    allow_urls: bool = knob(False, "fetch http(s):// and data: image references once at load (30 s each, into "
+                            "<cache>/url_images/; never with HF_HUB_OFFLINE=1 or TRANSFORMERS_OFFLINE=1) and check "
+                            "them like files; without it they are bad rows")
     max_bad_steps: int = knob(3, "a step with a non-finite loss, gradient or reward is skipped (counted in "
                               "guard/skipped_steps); this many in a row stop the run")
     stall_timeout: float = knob(3600.0, "a phase running longer than this many seconds logs every thread's stack "

@@ -391,7 +391,9 @@ def test_oversized_jsonl_row_is_skipped_unread(tmp_path):
         report = Counter()
         assert len(load_deepscaler(p, on_error="skip", report=report)) == 2
         assert report["skipped/row_too_large"] == 1
-    assert len(list(iter_jsonl(p))) == 3 and len(load_deepscaler(p, on_error="skip")) == 3  # the default: 16 MiB
+    assert len(load_deepscaler(p, on_error="skip")) == 2  # the default, 1 MiB, refuses the 8 MB row too
+    with row_limit(16 * 2**20):  # --max-row-bytes raised: read
+        assert len(list(iter_jsonl(p))) == 3 and len(load_deepscaler(p, on_error="skip")) == 3
     # a row exactly at the limit is read
     exact = tmp_path / "exact.jsonl"
     exact.write_text(good + "\n")
@@ -532,7 +534,7 @@ def test_input_flags():
 
     cfg = parse_config(["--preset", "debug"])
     flags = lambda c: (c.on_ambiguous_gold, c.max_row_bytes, c.whole_answer, c.fail_closed_gold, c.empty_response)
-    assert flags(cfg) == ("skip", 16 * 2**20, True, True, "zero")
+    assert flags(cfg) == ("skip", 2**20, True, True, "zero")
     cfg = parse_config(["--preset", "debug", "--on-ambiguous-gold", "keep", "--max-row-bytes", "1000",
                         "--no-whole-answer", "--no-fail-closed-gold", "--empty-response", "prompt"])
     assert flags(cfg) == ("keep", 1000, False, False, "prompt")
