@@ -310,9 +310,9 @@ class Trainer:
             return final
         monitor = Monitor(self, self.evaluator)  # metrics.jsonl, the progress bar, --eval-benchmarks, --log-with, plots
         start = self.step_start()
-        try:
-            monitor.start(self)
-            with StopRequest(self.log) as stop:
+        with StopRequest(self.log) as stop:  # from here to the end a stop signal loses no step
+            try:
+                monitor.start(self)
                 while self.step < self.total_steps and not dist.any_rank(stop.requested):
                     t0, start = time.perf_counter(), self.step_start()
                     rollout, metrics = self.make_experience(self.prompts_for_step(self.step))
@@ -330,10 +330,10 @@ class Trainer:
                              f"{path}; {self.resume_hint()}")
                     return None
                 return checkpoint.save(self, final, resumable=False)
-        except (Stalled, StepFailed) as e:
-            return self.abandon_step(start, e)
-        finally:
-            monitor.close()
+            except (Stalled, StepFailed) as e:
+                return self.abandon_step(start, e)
+            finally:
+                monitor.close()
 
     def resume_hint(self) -> str:
         script = Path(sys.argv[0]).name if sys.argv[0].endswith(".py") else "train_fre.py"

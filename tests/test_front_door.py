@@ -65,8 +65,19 @@ def _fake_run(run: Path, **config) -> Path:
     (run / "config.json").write_text(cfg.to_json())
     (run / "metrics.jsonl").write_text("")
     for step in (2, 4):
-        write_atomic(run / "checkpoints" / f"step_{step}", lambda d: (d / "trainer_state.json").write_text("{}"))
+        write_atomic(run / "checkpoints" / f"step_{step}", _fake_checkpoint)
     return run
+
+
+def _fake_checkpoint(d: Path):
+    """The files of a whole checkpoint, as resume verifies them (rl.checkpoint.damage), without a model."""
+    import torch
+    from safetensors.torch import save_file
+
+    (d / "config.json").write_text("{}")
+    save_file({"w": torch.zeros(1)}, d / "model.safetensors")
+    torch.save({}, d / "trainer_state.pt")
+    (d / "trainer_state.json").write_text("{}")
 
 
 def test_resume_restores_the_runs_config_and_refuses_what_breaks_exactness(tmp_path):
