@@ -3,7 +3,8 @@
 Modules (each imports only the ones above it; this file imports them all)::
 
     sample.py       Sample, make_messages, R1_SYSTEM_PROMPT
-    io.py           DataError, the rows reader, image references, the row loop, hub downloads, FIXTURE_DIR
+    io.py           DataError, the rows reader, the row loop, hub downloads, FIXTURE_DIR
+    images.py       image references: resolved and checked at load, load_image; data_limits (the data flags)
     gold.py         gold answers: extract_final_answer, gold_status, verifiability_filter
     geo_detect.py   is_geometry / extract_geometry
     loaders.py      DeepScaleR rows, LMM-R1 message jsonl, plain jsonl, the bundled fixtures
@@ -22,7 +23,8 @@ from pathlib import Path
 from .games import football_samples, sokoban_samples
 from .geo_detect import extract_geometry, is_geometry
 from .gold import gold_status, verifiability_filter
-from .io import FIXTURE_DIR, HUB_ID_RE, DataError, check_file, iter_jsonl, load_image, resolve_image_path
+from .images import load_image, resolve_image_path
+from .io import FIXTURE_DIR, HUB_ID_RE, DataError, check_file, iter_jsonl
 from .loaders import (DEEPSCALER_ID, load_deepscaler, load_fixture, load_geo_fixture, load_jsonl,
                       load_message_jsonl)
 from .mathv360k import MATHV360K_ID, load_mathv360k

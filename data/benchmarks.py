@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .io import FIXTURE_DIR, DataError, check_file, iter_jsonl, read_rows, resolve_image_path
+from .images import resolve_image_path
+from .io import FIXTURE_DIR, DataError, check_file, iter_jsonl, read_rows
 from .sample import Sample, make_messages
 
 __all__ = ["BENCHMARKS", "GROUPS", "UNSUPPORTED", "ENV_SEED", "BENCHMARK_FIXTURE_DIR", "Benchmark",

@@ -17,7 +17,7 @@ from collections import Counter
 from tqdm.auto import tqdm
 
 from .gold import AMBIGUOUS, gold_ambiguity, gold_status
-from .io import check_image, load_image
+from .images import check_image, load_image
 from .sample import Sample
 
 

@@ -20,8 +20,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
-from .io import (FIXTURE_DIR, MAX_JSON_DEPTH, _collect, check_file, iter_jsonl, json_too_deep, read_rows,
-                 resolve_image, resolve_images)
+from .images import resolve_image, resolve_images
+from .io import FIXTURE_DIR, MAX_JSON_DEPTH, _collect, check_file, iter_jsonl, json_too_deep, read_rows
 from .sample import R1_SYSTEM_PROMPT, Sample, make_messages, system_message
 
 __all__ = [
@@ -173,7 +173,7 @@ def load_message_jsonl(
     {"type": "text", "text": "..."}]}``. Image references follow :mod:`data.io`:
     ``file://rel/path`` and bare relative paths are relative to the jsonl's folder,
     ``file:///abs/path`` is absolute; each must exist inside the jsonl's folder (or ``--image-root``) and open
-    within ``--max-image-pixels`` (:func:`data.io.resolve_image`). String contents become a text part.
+    within ``--max-image-pixels`` (:func:`data.images.resolve_image`). String contents become a text part.
     The system prompt ``system`` is prepended unless the chat already has a system turn
     (``system=None`` never adds one). A row's ``domain`` overrides the ``domain`` argument;
     other row fields go to ``meta``.

@@ -13,7 +13,8 @@ from collections import Counter
 from pathlib import Path
 
 from .gold import extract_final_answer, has_choices
-from .io import _collect, extract_once, find_data_file, hub_download, read_rows, resolve_images
+from .images import resolve_images
+from .io import _collect, extract_once, find_data_file, hub_download, read_rows
 from .sample import R1_SYSTEM_PROMPT, Sample, make_messages
 
 __all__ = ["MATHV360K_ID", "MATHV360K_JSON", "load_mathv360k"]
@@ -62,7 +63,7 @@ def load_mathv360k(
     (first folder of the image path, e.g. ``IconQA``). Errors read ``FILE:row N: ...`` (``FILE:LINE: ...`` for
     JSON lines); reasons
     ``not_object``, ``bad_message`` (malformed ``conversations``), ``missing_question``,
-    ``missing_answer``, ``bad_images`` and the image checks of :func:`data.io.resolve_image` (``missing_image``,
+    ``missing_answer``, ``bad_images`` and the image checks of :func:`data.images.resolve_image` (``missing_image``,
     ``image_outside_data``: outside the image folders, ``bad_image``, ``image_too_large``, ``image_url``).
     """
     path = _resolve_mathv360k(path_or_dir, cache_dir)

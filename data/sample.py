@@ -8,7 +8,7 @@ format ``processor.apply_chat_template`` takes for Qwen2.5-VL)::
                                   {"type": "text", "text": "question ..."}]}]
 
 Image entries hold either a ``PIL.Image.Image`` or a path string; paths are
-opened lazily (see :func:`data.io.load_image`).
+opened lazily (see :func:`data.images.load_image`).
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Iterable
 
 from .gold import gold_letter, has_choices
-from .io import (DataError, _limit, _read_line, extract_once, find_data_file, hub_download, image_roots,
-                 json_too_deep, resolve_image_path)
+from .images import image_roots, resolve_image_path
+from .io import DataError, _limit, _read_line, extract_once, find_data_file, hub_download, json_too_deep
 from .io import logger as io_logger
 from .loaders import load_message_jsonl
 from .sample import R1_SYSTEM_PROMPT, Sample

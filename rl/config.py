@@ -448,7 +448,8 @@ def invalid(cfg: Config) -> str | None:
     at_least = {"prompts_per_step": 1, "n_samples": 1, "max_new_tokens": 1, "max_prompt_len": 1, "gen_batch_size": 1,
                 "train_batch_size": 1, "micro_batch_size": 1, "ppo_epochs": 1, "logprob_chunk": 1, "min_pixels": 1,
                 "reward_workers": 1, "max_row_bytes": 1, "episodes": 0, "max_tokens_per_micro": 0, "max_steps": 0,
-                "max_samples": 0, "save_every": 0, "keep_last": 0, "kernel_check_every": 0, "max_bad_steps": 1}
+                "max_samples": 0, "save_every": 0, "keep_last": 0, "kernel_check_every": 0, "max_bad_steps": 1,
+                "max_image_pixels": 0}
     for name, low in at_least.items():
         if getattr(cfg, name) < low:
             return f"{flag(name)}: must be at least {low}"
@@ -475,6 +476,8 @@ def invalid(cfg: Config) -> str | None:
         return f"--max-pixels {cfg.max_pixels}: must be at least --min-pixels {cfg.min_pixels}"
     if cfg.episodes == 0 and cfg.max_steps == 0:
         return "--episodes 0 --max-steps 0: nothing to train; give one of them"
+    if cfg.image_root and not Path(cfg.image_root).expanduser().is_dir():
+        return f"{flag('image_root')}: not a directory"
     if cfg.attn not in ATTENTION:
         return f"{flag('attn')}: expected one of {', '.join(ATTENTION)}"
     if cfg.attn.startswith("flash_attention") and importlib.util.find_spec("flash_attn") is None:

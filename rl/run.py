@@ -93,10 +93,8 @@ def load_samples(cfg: Config, on_error: str | None = None) -> list:
     """The rows of --data under the data flags: --max-row-bytes, --max-image-pixels (which also holds for every image
     a step draws later), --image-root, --allow-urls, --on-bad-row. Every user error is one line."""
     from data import DataError, load_dataset_by_name
-    from data.io import data_limits, default_max_image_pixels, set_max_image_pixels
+    from data.images import data_limits, default_max_image_pixels, set_max_image_pixels
     try:
-        if cfg.max_image_pixels < 0:
-            raise ValueError(f"--max-image-pixels {cfg.max_image_pixels}: must be at least 0 (0 = 64 x --max-pixels)")
         set_max_image_pixels(cfg.max_image_pixels or default_max_image_pixels(cfg.max_pixels))
         with data_limits(max_row_bytes=cfg.max_row_bytes, image_root=cfg.image_root or None,
                          allow_urls=cfg.allow_urls):

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from data import load_dataset_by_name
-from data.io import FIXTURE_DIR, DataError, load_image, resolve_image_path
+from data.images import load_image, resolve_image_path
+from data.io import FIXTURE_DIR, DataError
 from data.loaders import DEEPSCALER_ID, load_deepscaler, load_fixture, load_jsonl, load_message_jsonl
 from data.sample import R1_SYSTEM_PROMPT, Sample, make_messages
 from data.synth import math as synth_math

@@ -17,10 +17,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+import data.images as dimg
 import data.io as dio
 from data import load_dataset_by_name
 from data.check import check_samples, format_report, skipped_rows
-from data.io import DataError, allowing_urls, data_limits, image_roots, load_image, row_limit
+from data.images import allowing_urls, data_limits, image_roots, load_image
+from data.io import DataError, row_limit
 from data.loaders import load_deepscaler, load_jsonl, load_message_jsonl
 from data.vermulti import load_vermulti
 
@@ -96,8 +98,8 @@ def test_bad_images_are_row_errors_at_load(tmp_path):
 def test_image_limit_is_the_flag_and_holds_when_a_step_draws(tmp_path):
     from rl.config import parse_config
 
-    assert dio.default_max_image_pixels(640 * 28 * 28) == 64 * 640 * 28 * 28 == dio.DEFAULT_MAX_IMAGE_PIXELS
-    assert dio.default_max_image_pixels(112 * 112) == 4096 * 4096  # small presets: never below 4096 x 4096
+    assert dimg.default_max_image_pixels(640 * 28 * 28) == 64 * 640 * 28 * 28 == dimg.DEFAULT_MAX_IMAGE_PIXELS
+    assert dimg.default_max_image_pixels(112 * 112) == 4096 * 4096  # small presets: never below 4096 x 4096
     assert parse_config(["--preset", "debug"]).max_image_pixels == 0
     image = png(tmp_path / "imgs" / "a.png", (40, 30))
     p = write_lines(tmp_path / "d.jsonl", [{"question": "q", "answer": "1", "images": ["imgs/a.png"]}])
@@ -110,7 +112,7 @@ def test_image_limit_is_the_flag_and_holds_when_a_step_draws(tmp_path):
         with pytest.raises(DataError, match="1,200 pixels, over --max-image-pixels 1,000") as e:
             load_image(str(image))  # what a step calls: refused, not decoded
         assert e.value.reason == "image_too_large"
-    assert Image.MAX_IMAGE_PIXELS == dio.max_image_pixels() == dio.DEFAULT_MAX_IMAGE_PIXELS  # restored
+    assert Image.MAX_IMAGE_PIXELS == dimg.max_image_pixels() == dimg.DEFAULT_MAX_IMAGE_PIXELS  # restored
     assert load_image(str(image)).size == (40, 30)
     with pytest.raises(DataError, match="400,000,000 pixels, over --max-image-pixels"):
         load_image(str(huge_header_png(tmp_path / "big.png", 20000, 20000)))
@@ -121,9 +123,9 @@ def test_each_image_is_decoded_once(tmp_path, monkeypatch):
     p = write_lines(tmp_path / "d.jsonl", [{"question": f"q{i}", "answer": "1", "images": ["imgs/a.png"]}
                                            for i in range(50)])
     opened = []
-    real = dio._open_rgb
-    monkeypatch.setattr(dio, "_open_rgb", lambda fp, *a, **kw: opened.append(fp) or real(fp, *a, **kw))
-    dio._probe.cache_clear()
+    real = dimg._open_rgb
+    monkeypatch.setattr(dimg, "_open_rgb", lambda fp, *a, **kw: opened.append(fp) or real(fp, *a, **kw))
+    dimg._probe.cache_clear()
     assert len(load_jsonl(p)) == 50 and len(load_jsonl(p)) == 50
     assert len(opened) == 1
 
@@ -209,7 +211,7 @@ def image_server(tmp_path, monkeypatch):
     server = _Server(("127.0.0.1", 0), Handler)
     server.hits = Counter()
     threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    monkeypatch.setattr(dio, "DEFAULT_CACHE", tmp_path / "cache")
+    monkeypatch.setattr(dimg, "DEFAULT_CACHE", tmp_path / "cache")
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("no_proxy", "127.0.0.1")
@@ -351,16 +353,16 @@ def test_data_flags_reach_the_loader(tmp_path, capsys):
     p = write_lines(data / "d.jsonl", [{"question": "q", "answer": "1", "images": ["imgs/a.png"]},
                                        {"question": "q", "answer": "2", "images": [str(outside / "b.png")]}])
     base = ["--preset", "debug", "--data", str(p)]
-    previous = dio.max_image_pixels()
+    previous = dimg.max_image_pixels()
     try:
         with pytest.raises(SystemExit, match=rf"^error: {p}:2: image \S+b\.png is \S+, outside the data folder"):
             load_samples(parse_config(base))
         assert len(load_samples(parse_config(base + ["--image-root", str(outside)]))) == 2
-        assert dio.max_image_pixels() == 4096 * 4096  # the debug preset's: 64 x 112 x 112 is below the floor
+        assert dimg.max_image_pixels() == 4096 * 4096  # the debug preset's: 64 x 112 x 112 is below the floor
         with pytest.raises(SystemExit, match=r"^error: \S+d\.jsonl:1: image imgs/a\.png: 40 x 30 = 1,200 pixels, "
                                              r"over --max-image-pixels 1,000"):
             load_samples(parse_config(base + ["--max-image-pixels", "1000", "--image-root", str(outside)]))
-        assert dio.max_image_pixels() == 1000  # and so for every image a step draws
+        assert dimg.max_image_pixels() == 1000  # and so for every image a step draws
         with pytest.raises(SystemExit, match=r"^error: --max-image-pixels -1: must be at least 0"):
             load_samples(parse_config(base + ["--max-image-pixels", "-1"]))
         with pytest.raises(SystemExit, match=r"^error: --image-root \S+nope: not a directory"):
@@ -371,7 +373,7 @@ def test_data_flags_reach_the_loader(tmp_path, capsys):
         out = capsys.readouterr().out
         assert "row_image_outside_data: 1" in out and f"{p}:2: image" in out
     finally:
-        dio.set_max_image_pixels(previous)
+        dimg.set_max_image_pixels(previous)
 
 
 @pytest.mark.slow

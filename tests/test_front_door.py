@@ -48,6 +48,8 @@ def error_of(argv) -> str:
     (["--actor-lr", "-1"], "--actor-lr -1.0: must be a positive number"),
     (["--adam-betas", "0.9", "1.0"], "--adam-betas 0.9 1.0: both must lie in [0, 1)"),
     (["--old-logprobs", "sampler", "--truncated-end", "eos"], "--old-logprobs sampler: the sampler drew no end token"),
+    (["--max-image-pixels", "-1"], "--max-image-pixels -1: must be at least 0"),
+    (["--image-root", "no/such/folder"], "--image-root no/such/folder: not a directory"),
 ])
 def test_bad_flag_values_are_one_line_errors(argv, expected):
     assert error_of(["--preset", "debug", *argv]).startswith("error: " + expected)

@@ -12,7 +12,8 @@ from PIL import Image
 from data import load_dataset_by_name
 from data.geo_detect import extract_geometry, is_geometry
 from data.gold import extract_final_answer, gold_status, verifiability_filter
-from data.io import DataError, load_image
+from data.images import load_image
+from data.io import DataError
 from data.loaders import GEO_FIXTURE, load_geo_fixture, load_message_jsonl
 from data.mathv360k import load_mathv360k
 from data.sample import R1_SYSTEM_PROMPT, Sample, make_messages
