@@ -48,8 +48,9 @@ def _fsync_tree(path: Path):
         os.close(fd)
 
 
-def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    """`write(tmp)` fills a temporary directory, which then replaces `path` in one rename. On a write error (a full
+def write_atomic(path: Path, write: Callable[[Path], None], keep_others: bool = False) -> Path:
+    """`write(tmp)` fills a temporary directory, which then replaces `path` in one rename (`keep_others`: what `path`
+    held that `write` did not write, e.g. the eval/ of final/, moves into the new one). On a write error (a full
     disk, no permission: OSError, or the RuntimeError / SafetensorError that torch and safetensors raise for one) the
     temporary directory is removed, `path` is left as it was, and CheckpointError says why in one line."""
     path = Path(path)
@@ -62,6 +63,9 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
         _fsync_tree(tmp)
         if path.exists():  # a directory cannot be renamed over a non-empty one: move the old one aside first
             os.replace(path, old)
+            for other in (old.iterdir() if keep_others else ()):
+                if not (tmp / other.name).exists():
+                    os.replace(other, tmp / other.name)
         os.replace(tmp, path)
         shutil.rmtree(old, ignore_errors=True)
     except (OSError, RuntimeError, SafetensorError) as e:
@@ -257,7 +261,7 @@ def save(trainer, path: Path, resumable: bool = True) -> Path:
     if dist.is_main():
         try:
             with watchdog("checkpoint", trainer.cfg.stall_timeout, trainer.log):
-                write_atomic(path, write)
+                write_atomic(path, write, keep_others=not resumable)  # final/ keeps what eval.py wrote there
         except CheckpointError as e:
             error = str(e)
     error = dist.broadcast_object(error)

@@ -25,6 +25,8 @@ def prepare_out(cfg: Config):
             raise SystemExit(f"error: --out {out}: holds an earlier run; continue it with --resume {out}, or start "
                              f"anew with --overwrite (deletes it)")
         import shutil
+        print(f"--overwrite: deleting the earlier run in {out}: {', '.join(sorted(p.name for p in out.iterdir()))}",
+              file=sys.stderr)
         shutil.rmtree(out)
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -142,6 +142,7 @@ def test_overwrite_starts_anew(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert not (run / "checkpoints").exists() and (run / "final" / "model.safetensors").exists()
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+    assert f"--overwrite: deleting the earlier run in {run}: checkpoints, config.json, metrics.jsonl" in proc.stderr
 
 
 def test_missing_init_fails_before_any_level_is_generated(tmp_path):

@@ -364,6 +364,17 @@ def test_a_torn_last_metrics_line_is_cut_with_a_warning(run_copy, capsys):
     assert "metrics.jsonl:5: not a whole metrics line" in capsys.readouterr().err
 
 
+def test_final_keeps_what_it_did_not_write(run_copy):
+    """Training to the end again (from an older checkpoint) rewrites final/ and keeps the eval/ that eval.py wrote."""
+    (run_copy / "final" / "eval").mkdir()
+    (run_copy / "final" / "eval" / "results.json").write_text("{}")
+    before = (run_copy / "final" / "model.safetensors").stat().st_ino
+    cfg = parse_config(["--resume", str(run_copy / "checkpoints" / "step_2")])
+    make_trainer(cfg, load_fixture("math"), Rewards()).train()
+    assert (run_copy / "final" / "eval" / "results.json").is_file()
+    assert (run_copy / "final" / "model.safetensors").stat().st_ino != before  # written anew
+
+
 def test_resuming_a_finished_run_changes_nothing(run_copy):
     (run_copy / "final" / "eval").mkdir()
     (run_copy / "final" / "eval" / "results.json").write_text("{}")
