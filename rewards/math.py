@@ -20,6 +20,16 @@ expression (`2\\frac{1}{2}`, `\\frac{1}{2}\\pi`, `42+\\infty`, the innermost fra
 partial parse is not a match (reward 0, `MathResult.partial`, counted as `reward/partial_parse`); the extraction
 itself (which match, in which order) is math-verify's, unchanged. `whole=False` pays partial parses as the released
 code does.
+
+Juxtaposition counts too: a bare number followed, across spaces or LaTeX spacing, by a letter, a product of letters, a
+word, `=` or a math command (`\\frac{1}{2} bh`, `3 x`, `2 = x`, `\\frac{1}{2} \\pi`, `42 or so`) is a piece of that
+expression, not the number. Only a unit makes the number whole (`unit_after`): a unit word of math-verify's own list
+(what it drops after a number in a boxed answer and in a gold: "cm", "degrees", "apples", "square units"; its single
+letters "h", "m", "s", ... and "ab", "bc" are variables here: write `\\text{m}`), a text command (`\\text{cm}`), a
+degree or percent sign; what follows the unit is its own (`cm^2`, `meters of rope`). A full stop, a line break or a
+comma before prose ends the answer (`\\frac{1}{2}, so`). Fractions that math-verify joins with "and", "or" or commas
+are one answer (a set). Inside `\\boxed{}` or `$...$` math-verify parses the whole content, so the gold's own form
+decides: `\\boxed{\\frac{1}{2} bh}` is b*h/2, which matches the gold `\\frac{1}{2}bh` and not 1/2.
 """
 import itertools
 import logging
@@ -29,6 +39,7 @@ import resource
 import threading
 from dataclasses import dataclass
 
+from latex2sympy2_extended.math_normalization import units as _MV_UNITS
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 from math_verify.errors import TimeoutException
 from math_verify.parser import NormalizationConfig, extract_match, get_extraction_regexes
@@ -113,6 +124,23 @@ _OPERATORS = set("+-*/^_<>=×÷·≤≥±∓")
 _OPEN = {"(": ")", "[": "]"}
 _TAG_BEFORE = re.compile(r"</?[A-Za-z][A-Za-z0-9_-]{0,20}>\Z")
 _TAG_AFTER = re.compile(r"</?[A-Za-z][A-Za-z0-9_-]{0,20}>")
+# A unit after a number: a sign (percent, degrees), a text command (`\\text{cm}`, `\\mathrm{m}`), or, after a space, a
+# unit word of math-verify's own list (the words it drops after a number in a boxed answer and in a gold: "cm",
+# "degrees", "apples", "square units"), plural or not, except its single letters ("h", "m", "s", "t": after a bare
+# number they are variables, as in `\\frac{1}{2} h`; `\\text{m}` is a unit) and its "ab", "bc" (products of side names).
+_UNIT_SIGN = re.compile(r"\\?%|°|\^\s*(?:\\circ\b|\{\s*\\circ\s*\})|\\circ\b|\\degree\b|\\(?:"
+                        + "|".join(TEXT_COMMANDS) + r")\b")
+_UNIT_WORDS = sorted({u.strip() for u in [*_MV_UNITS, "percent", "percentage", "pct"]
+                      if len(u.strip()) > 1 and u.strip() not in ("ab", "bc")}, key=len, reverse=True)
+_UNIT_WORD = re.compile(r"(?:" + "|".join(map(re.escape, _UNIT_WORDS)) + r")(?:s|es)?(?![^\W\d_])", re.IGNORECASE)
+
+
+def unit_after(text: str, i: int) -> int | None:
+    """Where the unit that starts at `text[i]` ends, or None when none does (a sign or text command right there or
+    after spaces, a unit word after spaces: see `_UNIT_SIGN`, `_UNIT_WORD`)."""
+    b = _HSPACE.match(text, i).end()
+    m = _UNIT_SIGN.match(text, b) or (b > i and _UNIT_WORD.match(text, b))
+    return m.end() if m else None
 
 
 def _skip_left(text: str, i: int) -> int:
@@ -123,8 +151,9 @@ def _skip_left(text: str, i: int) -> int:
 
 def _embedded(text: str, start: int, end: int) -> bool:
     """True when text[start:end] is a piece of a longer expression: math stands right before or after it (a digit
-    or a math command across spaces; a letter, brace or bracket right beside it). Brackets that enclose exactly
-    the span (`(\\frac12)`, `\\left(\\frac12\\right)`) are part of it."""
+    or a math command across spaces; a letter, brace or bracket right beside it; after it, also a letter, a word or
+    `=` across spaces, unless a unit comes first). Brackets that enclose exactly the span (`(\\frac12)`,
+    `\\left(\\frac12\\right)`) are part of it."""
     while True:
         a = _skip_left(text, start)
         b = _HSPACE.match(text, end).end()
@@ -152,14 +181,18 @@ def _embedded(text: str, start: int, end: int) -> bool:
         return True  # "2 \frac12", "x - \frac12"
     if lcmd and lcmd.group(1) not in _TEXT_CMDS:
         return True  # "\pi \frac12", "\leq \frac12"
-    # right side
+    # right side: a unit ends the answer (what follows is the unit's: "cm^2", "m/s", "meters of rope")
     if _TAG_AFTER.match(text, b):
         right = ""
-    after = "" if _TAG_AFTER.match(text, end) else text[end:end + 1]
+    if unit_after(text, end) is not None:
+        return False  # "\frac12 cm", "36^\circ", "5\%", "3\,\text{cm}"
+    after = "" if b > end or _TAG_AFTER.match(text, end) else text[end:end + 1]  # a spacing command is a space
     if after and (after.isalnum() or after in "\\{}()[]^_!|'" or (after == "." and text[end + 1:end + 2].isdigit())):
         return True  # "\frac12x", "\frac12\pi", "\frac{1}{2}}" (inside braces)
-    if right and (right.isdigit() or right in _OPERATORS - {"="} or right in "{^_("):
-        return True  # "\frac12 + 1", "42 \infty" is caught below
+    if right and (right.isdigit() or right in _OPERATORS or right in "{^_("):
+        return True  # "\frac12 + 1", "2 = x"; "42 \infty" is caught below
+    if right.isalpha():
+        return True  # a variable, a product or a word that is not a unit: "\frac12 bh", "3 x", "42 or so"
     rcmd = _CMD_AFTER.match(text, b)
     if rcmd and rcmd.group(1) not in _TEXT_CMDS:
         return True  # "\frac12 \pi", "42 \cdot 3"
@@ -172,14 +205,24 @@ def _embedded(text: str, start: int, end: int) -> bool:
     return False
 
 
+_DELIMITERS = {"latexDisplayDollar": ("$$", "$$"), "latexDisplayBracket": ("\\[", "\\]"),  # math-verify's groups
+               "latexInlineDollar": ("$", "$"), "latexInlineParenthesis": ("\\(", "\\)"),
+               "latexInlineBracket": ("[", "]"), "latexFraction": ("", "")}
+
+
 def _match_spans(m: re.Match, target) -> list[tuple[int, int]]:
     """Where the unbracketed parts of a match sit: bare `\\frac{a}{b}` groups of a LaTeX match, the number or
     expression of a plain-expression match. Delimited LaTeX (`$...$`, `\\[...\\]`, `\\boxed{}`) has none: its whole
-    content is what gets parsed."""
+    content is what gets parsed. A LaTeX match that joins several groups (`\\frac12, \\frac13 and $x$`: math-verify
+    reads them as one set) is one span, from the first group to the last, delimiters included."""
     groups = m.groupdict()
-    if isinstance(target, LatexExtractionConfig):  # a "%" after the fraction belongs to it
-        return [(m.start(name), max(m.end(name), m.end(name.split("_")[0] + "_percent")))
-                for name, value in groups.items() if value and name.endswith("latexFraction")]
+    if isinstance(target, LatexExtractionConfig):  # a "%" after a group belongs to it
+        names = sorted((n for n, v in groups.items() if v and n.split("_")[-1] in _DELIMITERS), key=m.start)
+        if not any(n.endswith("latexFraction") for n in names):
+            return []
+        first, last = names[0], names[-1]
+        return [(m.start(first) - len(_DELIMITERS[first.split("_")[-1]][0]),
+                 max(m.end(last) + len(_DELIMITERS[last.split("_")[-1]][1]), m.end(last.split("_")[0] + "_percent")))]
     if isinstance(target, ExprExtractionConfig):
         names = [n for n, v in groups.items() if v is not None and n.startswith(("expr", "integer", "decimal",
                                                                                  "percent"))]

@@ -247,10 +247,11 @@ def test_extraction_is_math_verify_s(math_reward):
 
 
 def test_partial_parses_counted_by_the_reward(answer_reward):
-    out = answer_reward(["<think>t</think><answer>42+\\infty</answer>", "<think>t</think><answer>42</answer>"],
-                        ["42", "42"])
-    assert out.components["accuracy"] == [0.0, 1.0]
-    assert out.counts["reward/partial_parse"] == 1
+    out = answer_reward(["<think>t</think><answer>42+\\infty</answer>", "<think>t</think><answer>42</answer>",
+                         "<think>t</think><answer>\\frac{1}{2} bh</answer>", "<think>t</think><answer>3 cm</answer>"],
+                        ["42", "42", "1/2", "3"])  # juxtaposed: tests/test_whole_answer.py
+    assert out.components["accuracy"] == [0.0, 1.0, 0.0, 1.0]
+    assert out.counts["reward/partial_parse"] == 2
 
 
 def test_math_in_process_matches_pool():
