@@ -238,12 +238,37 @@ def is_partial(text: str, chosen: tuple | None) -> bool:
     return any(_embedded(text, a, b) for a, b in _match_spans(*chosen))
 
 
-def parse_prediction(text: str, timeout: int | None, configs, mode: str) -> tuple[list, bool]:
-    """math-verify's parse of a prediction (the same list `parse` returns) and whether it is partial. Ordinary
-    failures mean "nothing parsed"; MemoryError and timeouts propagate."""
+# Letters that math-verify drops as units at the end of an answer (its units regex: after a digit, `}` or a space)
+# and that are as often variables: `\boxed{\frac{1}{2} h}` parses to 1/2. The gold's own form decides: such letters
+# in a prediction make it a piece unless the gold ends with them too (`5 m` against the gold `5 m`).
+_LETTER_UNITS = sorted({u.strip() for u in _MV_UNITS if len(u.strip()) == 1} | {"ab", "bc"}, key=len, reverse=True)
+_LETTER_UNIT_END = re.compile(r"(?<=[\d}\s])\s*(" + "|".join(_LETTER_UNITS) + r")(?:s|es)?\s*\Z")
+_BOXED = re.compile(r"\A\s*\\(?:boxed|fbox)\s*\{(.*)\}\s*\Z", re.DOTALL)
+_SPACING = re.compile(r"\\[,;:! ]|\\q?quad\b|~")
+
+
+def dropped_letters(text: str) -> set[str]:
+    """The letters at the end of `text` that math-verify would drop as units (`_LETTER_UNITS`)."""
+    found = set()
+    text = _SPACING.sub(" ", _BOXED.sub(r"\1", text.strip().strip("$")))
+    while m := _LETTER_UNIT_END.search(text):
+        found.add(m.group(1))
+        text = text[:m.start()]
+    return found
+
+
+def _content(chosen: tuple | None) -> str:
+    """The text of the match math-verify parsed (a LaTeX match: its groups' content, `\\boxed{}` unwrapped)."""
+    return "" if chosen is None else " ".join(v for v in chosen[0].groupdict().values() if v)
+
+
+def parse_prediction(text: str, timeout: int | None, configs, mode: str, gold: str = "") -> tuple[list, bool]:
+    """math-verify's parse of a prediction (the same list `parse` returns) and whether it is partial: a piece of a
+    longer expression (`is_partial`), or letters dropped as units that the `gold` does not end with
+    (`dropped_letters`). Ordinary failures mean "nothing parsed"; MemoryError and timeouts propagate."""
     try:
-        return (lambda out: (out[0], is_partial(text, out[1])))(
-            _mv_timeout(timeout_seconds=timeout)(_extract)(text, configs, mode))
+        pred, chosen = _mv_timeout(timeout_seconds=timeout)(_extract)(text, configs, mode)
+        return pred, is_partial(text, chosen) or bool(dropped_letters(_content(chosen)) - dropped_letters(gold))
     except MemoryError:
         raise
     except Exception:
@@ -325,11 +350,11 @@ def check(response: str, gold: str, max_chars: int | None = None, timeout: int |
     if not text.strip():
         return MathResult(0.0, "ok")  # the released code read the prompt instead: --empty-response prompt
     if reading == "released":
-        pred, partial = parse_prediction(text, timeout, RELEASED_PRED_CONFIG, "first_match")
+        pred, partial = parse_prediction(text, timeout, RELEASED_PRED_CONFIG, "first_match", gold)
         first, second = pred, gold_parsed
     else:
         pred, partial = parse_prediction(answer_text(text, max_chars or MAX_RESPONSE_CHARS), timeout,
-                                         ANSWER_PRED_CONFIG, "any_match")
+                                         ANSWER_PRED_CONFIG, "any_match", gold)
         first, second = gold_parsed, pred
     if partial and whole:
         return MathResult(0.0, "ok", partial=True)

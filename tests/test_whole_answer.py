@@ -182,3 +182,31 @@ def test_generated_juxtapositions_match_themselves(number, sep, tail):
     assume(rmath.parse_gold(body))  # a gold the verifier reads
     for reading in READINGS:
         assert rmath.check(rf"\boxed{{{body}}}", body, reading=reading) == OK, (body, reading)
+
+
+# Letters math-verify drops as units at the end of an answer though they are as often variables ("h", "m", "s",
+# "ab", ...): inside `\boxed{}` or `$...$` too, the gold's own form decides.
+LETTER_UNITS = ["c", "d", "g", "h", "l", "m", "o", "s", "t", "ab", "bc"]
+
+
+@settings(max_examples=20, deadline=None, derandomize=True, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(number=NUMBERS, sep=SEPARATORS.filter(lambda s: s not in ("", "~")), letter=st.sampled_from(LETTER_UNITS),
+       wrap=st.sampled_from([r"\boxed{{{}}}", "The answer is ${}$.", r"\[ {} \]"]))
+def test_letters_dropped_as_units_are_not_paid_unless_the_gold_has_them(number, sep, letter, wrap):
+    written, gold = number
+    response = wrap.format(f"{written}{sep}{letter}")
+    for reading in READINGS:
+        got = rmath.check(response, gold, reading=reading)
+        assert got.reward == 0.0, (response, gold, reading, got)
+        if rmath.check(response, gold, reading=reading, whole=False).reward:  # math-verify dropped the letters
+            assert got.partial, (response, gold, reading, got)
+            assert rmath.check(response, f"{gold} {letter}", reading=reading).reward == 1.0, (response, reading)
+
+
+@pytest.mark.parametrize("reading", READINGS)
+def test_a_unit_written_as_text_or_in_the_gold_is_paid(reading):
+    for response, gold in [(r"\boxed{5 \text{ m}}", "5"), (r"\boxed{5\,\mathrm{s}}", "5"), (r"\boxed{5 m}", "5 m"),
+                           (r"\boxed{\frac{1}{2} h}", r"\frac{1}{2} h"), (r"\boxed{5}", "5 m"), ("The answer is $5 cm$.", "5"),
+                           (r"\boxed{5 m}", "$5 m$")]:
+        assert rmath.check(response, gold, reading=reading) == OK, (response, gold)
