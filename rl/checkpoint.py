@@ -4,8 +4,9 @@
 
 A checkpoint is written into a hidden temporary directory beside its target and renamed into place only when every
 file is on disk (`write_atomic`), with `trainer_state.json` written last: a directory named `step_N` is whole, and
-the temporary leftovers of a killed write are never read. `--resume` accepts the run directory (its newest whole
-checkpoint is used) or one checkpoint of it.
+the temporary leftovers of a killed write are never read (and are removed when a run starts). `--resume` accepts the
+run directory or one checkpoint of it; each is verified first (`damage`: files, sizes, checksums, nothing unpickled),
+and a damaged newest checkpoint is passed over for the newest whole one. Files load as tensors and plain data only.
 """
 
 import json

@@ -329,7 +329,7 @@ class Trainer:
                     self.log(f"stopped by {stop.signal_name or 'a stop signal'} after step {self.step}: checkpoint "
                              f"{path}; {self.resume_hint()}")
                     return None
-                return checkpoint.save(self, final, resumable=False)
+                return self.save_checkpoint(final, resumable=False)
             except (Stalled, StepFailed) as e:
                 return self.abandon_step(start, e)
             finally:
@@ -339,18 +339,18 @@ class Trainer:
         script = Path(sys.argv[0]).name if sys.argv[0].endswith(".py") else "train_fre.py"
         return f"continue with: python {script} --resume {self.out}"
 
-    def save_checkpoint(self) -> Path:
-        """checkpoints/step_N; a write that fails (a full disk) stops the run with one line: the previous checkpoint
-        stays whole, and the line says how to continue."""
+    def save_checkpoint(self, path: Path | None = None, resumable: bool = True) -> Path:
+        """checkpoints/step_N (or `path`, e.g. final/); a write that fails (a full disk) stops the run with one line:
+        the previous checkpoint stays whole, and the line says how to continue."""
         try:
-            path = checkpoint.save(self, self.out / "checkpoints" / f"step_{self.step}")
+            path = checkpoint.save(self, path or self.out / "checkpoints" / f"step_{self.step}", resumable)
         except checkpoint.CheckpointError as e:
             kept = checkpoint.complete_checkpoints(self.out)
             raise checkpoint.CheckpointError(
                 f"{e}; the run stops here. " + (f"The newest checkpoint, {kept[-1]}, is whole: {self.resume_hint()} "
                                                 f"once there is room" if kept else "No checkpoint was written yet: "
                                                 "start the run again once there is room")) from None
-        if dist.is_main():
+        if dist.is_main() and resumable:
             checkpoint.prune(self.out, self.cfg.keep_last)
         return path
 
