@@ -30,3 +30,14 @@ def tiny_checkpoint(tmp_path_factory):
     """One tiny random Qwen2.5-VL checkpoint (model + processor) for the whole session."""
     from rl.tiny_model import build_tiny_checkpoint
     return str(build_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "model"))
+
+
+@pytest.fixture(autouse=True)
+def _image_limit_restored():
+    """rl.run.load_samples sets the process's image limit (--max-image-pixels holds for every later draw): each test
+    starts from the default, whatever ran before it in this worker."""
+    from data import images
+
+    limit = images.max_image_pixels()
+    yield
+    images.set_max_image_pixels(limit)
