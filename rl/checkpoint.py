@@ -147,9 +147,14 @@ def damage(ckpt: Path, needs_critic: bool = False) -> str | None:
     ckpt = Path(ckpt)
     try:
         info = json.loads((ckpt / COMPLETE).read_text())
-        world = int(info.get("world_size", 1))
+        world = info.get("world_size", 1)
+        whole = all(type(info.get(k)) is int and info[k] >= 0 for k in ("step", "update_step")) and \
+            type(world) is int and world >= 1 and isinstance(info.get("counts"), dict) and \
+            all(type(v) is int for v in info["counts"].values())
     except (OSError, ValueError, TypeError, AttributeError):
         return f"{COMPLETE}: missing or unreadable"
+    if not whole:
+        return f"{COMPLETE}: not a trainer state (step, update_step, counts, world_size)"
     for file in sorted(ckpt.glob("*.json")):
         try:
             json.loads(file.read_text())
@@ -158,7 +163,12 @@ def damage(ckpt: Path, needs_critic: bool = False) -> str | None:
     index = ckpt / "model.safetensors.index.json"
     weights = [ckpt / "model.safetensors"]
     if index.is_file():
-        weights = sorted({ckpt / str(f) for f in (json.loads(index.read_text()).get("weight_map") or {}).values()})
+        weight_map = json.loads(index.read_text())
+        weight_map = weight_map.get("weight_map") if isinstance(weight_map, dict) else None
+        shards = {str(f) for f in weight_map.values()} if isinstance(weight_map, dict) else set()
+        if not shards or any(Path(f).name != f or f.startswith(".") for f in shards):
+            return f"{index.name}: its weight map names no shard, or a file outside the checkpoint"
+        weights = sorted(ckpt / f for f in shards)
     states = ["trainer_state.pt"] if world == 1 else [f"trainer_state_rank{r}.pt" for r in range(world)]
     needed = ["config.json", *(w.name for w in weights), *states, *(["critic.pt"] if needs_critic else [])]
     missing = [name for name in needed if not (ckpt / name).is_file()]

@@ -79,7 +79,7 @@ def _fake_checkpoint(d: Path):
     (d / "config.json").write_text("{}")
     save_file({"w": torch.zeros(1)}, d / "model.safetensors")
     torch.save({}, d / "trainer_state.pt")
-    (d / "trainer_state.json").write_text("{}")
+    (d / "trainer_state.json").write_text('{"step": 4, "update_step": 8, "counts": {}, "world_size": 1}')
 
 
 def test_resume_restores_the_runs_config_and_refuses_what_breaks_exactness(tmp_path):

@@ -119,30 +119,6 @@ def test_kill_during_checkpoint_write_then_resume_is_bit_identical(tmp_path, uni
     assert_same_run(uninterrupted, out)
 
 
-@pytest.mark.slow
-def test_sigterm_checkpoints_exits_zero_and_resumes_exactly(tmp_path):
-    run = [*RUN, "--max-steps", "12", "--save-every", "0"]  # steps long enough for the signal to land mid-run
-    whole = tmp_path / "whole"
-    assert train(*run, "--out", str(whole)).returncode == 0
-    out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "train_fre.py"), *run, "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=ENV)
-    metrics_file = out / "metrics.jsonl"
-    while proc.poll() is None and not (metrics_file.exists() and metrics_file.read_text().count("\n") >= 1):
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 0, stderr[-2000:]
-    steps = len(metrics(out))
-    assert 1 <= steps < 12, "the run ended before the signal arrived"
-    assert f"continue with: python train_fre.py --resume {out}" in stdout + stderr
-    assert "Traceback" not in stderr
-    assert [p.name for p in complete_checkpoints(out)] == [f"step_{steps}"]
-    resumed = train("--resume", str(out), "--save-every", "5")  # save_every may change: it computes nothing
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert_same_run(whole, out)
-
-
 # A child that trains with one fault planted (argv[1]), for the faults only a real process shows.
 FAULTY = """
 import os, sys, time
@@ -164,6 +140,8 @@ def main(fault):
             open(MARK, "w").close()
             if fault == "stall":
                 time.sleep(600)
+            while fault == "hold" and not os.path.exists(MARK + ".go"):  # the test signals, then lets it go on
+                time.sleep(0.02)
             if fault == "workers":  # from now on no reward worker can start
                 open(MARK + ".workers", "w").close()
                 for child in multiprocessing.active_children():
@@ -201,6 +179,24 @@ def wait_for(proc, check):
     while not check():
         assert proc.poll() is None, "the child ended before its fault"
         time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_the_step_checkpoints_exits_zero_and_resumes_exactly(tmp_path, uninterrupted):
+    out = tmp_path / "run"
+    proc, err = faulty(tmp_path, "hold", *RUN, "--save-every", "0", "--out", str(out))
+    wait_for(proc, (tmp_path / "mark").exists)  # in step 2
+    proc.send_signal(signal.SIGTERM)
+    wait_for(proc, lambda: "SIGTERM received: finishing this step" in err.read_text())
+    (tmp_path / "mark.go").touch()
+    assert proc.wait(timeout=120) == 0
+    text = err.read_text()
+    assert f"stopped by SIGTERM after step 2: checkpoint {out}/checkpoints/step_2; continue with: python faulty.py " \
+           f"--resume {out}" in text and "Traceback" not in text
+    assert [p.name for p in complete_checkpoints(out)] == ["step_2"] and len(metrics(out)) == 2
+    resumed = train("--resume", str(out), "--save-every", "2")  # save_every may change: it computes nothing
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert_same_run(uninterrupted, out)
 
 
 @pytest.mark.slow
@@ -310,6 +306,10 @@ DAMAGE = {  # what a kill, a full disk or a bad copy leaves in the newest checkp
     "state cut short": (lambda c: _cut(c / "trainer_state.pt", 1000), "trainer_state.pt: not readable"),
     "state bit flip": (lambda c: _flip(c / "trainer_state.pt", 2000), "trainer_state.pt: fails its checksum"),
     "tokenizer cut": (lambda c: _cut(c / "tokenizer.json", 100), "tokenizer.json: not readable JSON"),
+    "state marker forged": (lambda c: (c / "trainer_state.json").write_text('{"step": "4", "counts": []}'),
+                            "trainer_state.json: not a trainer state"),
+    "shards outside": (lambda c: (c / "model.safetensors.index.json").write_text(
+        '{"weight_map": {"w": "../../step_2/model.safetensors"}}'), "model.safetensors.index.json: its weight map"),
 }
 
 
