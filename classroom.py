@@ -37,6 +37,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from rl.config import Parser
+
 ARMS = {  # name -> (preset, start: "base" or another arm's name)
     "FRE-Text": ("classroom", "base"),
     "FRE-Multi": ("classroom-multi", "base"),
@@ -47,7 +49,7 @@ SETS = {"classroom-text": "text", "classroom-image": "image", "classroom-geo": "
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=3, help="repeat with seeds 0 .. K-1 (each its own warm model)")
     p.add_argument("--steps", type=int, default=0, help="RL steps of every run (0 = the presets' --max-steps)")
     p.add_argument("--warmup-steps", type=int, default=0,

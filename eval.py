@@ -16,9 +16,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from rl.config import Parser
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="checkpoint folder or hub id")
     p.add_argument("--benchmarks", default="all", help="'all', text, multimodal, games, classroom (the toy sets of "
                    "classroom.py, not in 'all'), or names, comma-separated")

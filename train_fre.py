@@ -2,7 +2,7 @@
 
     python train_fre.py --data deepscaler                 # FRE-Text on Qwen2.5-VL-3B-Instruct (the paper's run)
     python train_fre.py --preset fre-multi --data vermulti:/data/VerMulti
-    python train_fre.py --preset debug --out runs/debug   # tiny offline model + bundled data, minutes on a CPU
+    python train_fre.py --preset debug --out runs/debug   # tiny offline model + bundled data, seconds on a CPU
     python train_fre.py --plan --gpu-mem-gb 40 [--nproc 8]   # memory per GPU and phase, the knobs; loads nothing
 """
 

@@ -322,12 +322,23 @@ def owned_choices() -> dict:
             "loss_agg": list(AGGREGATIONS), "optim": list(OPTIMIZERS), "policy_loss": list(POLICY_LOSSES)}
 
 
+class Help(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """--help: the description as written (its example commands one per line), each flag with its default."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line with the way to --help, not the whole usage first."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (python {self.prog} --help lists every flag)\n")
+
+
 def build_parser(base: Config, description: str, aliases: dict | None = None,
                  suppress_defaults: bool = False) -> argparse.ArgumentParser:
     """One flag per Config field, its default from `base` (or absent when `suppress_defaults`: then the parsed
     namespace holds exactly the flags that were given), and the commands in their own group."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                     argument_default=argparse.SUPPRESS if suppress_defaults else None)
+    parser = Parser(description=description, formatter_class=Help,
+                    argument_default=argparse.SUPPRESS if suppress_defaults else None)
     commands = parser.add_argument_group("commands", "do this instead of training, then exit")
     for name, kw in COMMANDS.items():
         commands.add_argument("--" + name.replace("_", "-"), **kw)
@@ -381,10 +392,31 @@ def _restore_run(values: dict, given: dict) -> dict:
     return {**values, **saved, **given, "resume": str(ckpt), "out": str(run_dir)}
 
 
+PURPOSES = {  # --list-presets: preset -> (the script that runs it, what it is for)
+    "fre-text": ("train_fre.py", "stage 1, FRE-Text: the paper's run, DeepScaleR on Qwen2.5-VL-3B-Instruct"),
+    "fre-multi": ("train_fre.py", "stage 1, FRE-Multi: the paper's multimodal variant on VerMulti"),
+    "debug": ("train_fre.py", "stage 1 on the tiny random model and bundled data: seconds on a CPU"),
+    "classroom": ("train_fre.py", "the classroom's FRE-Text: the warm tiny model, minutes on a CPU"),
+    "classroom-multi": ("train_fre.py", "the classroom's FRE-Multi (drawn problems)"),
+    "mgt-classroom": ("train_mgt.py", "the classroom's stage 2, geometry (train_mgt.py --preset classroom)"),
+    "mgt-geo": ("train_mgt.py", "stage 2, MGT-Geo: the paper's geometry run from a FRE-Text checkpoint"),
+    "mgt-percereason": ("train_mgt.py", "stage 2, MGT-PerceReason: the paper's perception-heavy reasoning run"),
+    "mgt-sokoban": ("train_mgt.py", "stage 2, MGT-Sokoban: the paper's planning game"),
+    "mgt-football": ("train_mgt.py", "stage 2, football: our own game, on Sokoban's recipe"),
+    "direct-rl-geo": ("train_mgt.py", "the paper's ablation: MGT-Geo's recipe from the base model, no stage 1"),
+    "geo-debug": ("train_mgt.py", "MGT-Geo at debug size on bundled diagrams (--init a debug checkpoint)"),
+    "percereason-debug": ("train_mgt.py", "MGT-PerceReason at debug size on bundled image rows"),
+    "sokoban-debug": ("train_mgt.py", "MGT-Sokoban at debug size on 16 generated levels"),
+    "football-debug": ("train_mgt.py", "football at debug size on 16 generated situations"),
+    "direct-rl-geo-debug": ("train_mgt.py", "Direct-RL-Geo at debug size, from the tiny random model"),
+}
+
+
 def list_presets():
-    """--list-presets: each preset's values, one line each; then exit."""
-    for name, values in PRESETS.items():
-        print(f"{name}: {json.dumps(values)}")
+    """--list-presets: one line per preset, its script and what it is for (the values: docs/recipe.md); then exit."""
+    for name in PRESETS:
+        script, purpose = PURPOSES[name]
+        print(f"{name:<20} {script:<13} {purpose}")
     raise SystemExit(0)
 
 

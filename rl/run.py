@@ -1,6 +1,7 @@
 """One run, from the command line to the final checkpoint: check every input first (flags, --out, the model, the
 data), then data + reward + trainer. Every user error ends as one line, not a traceback."""
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -35,6 +36,18 @@ def prepare_out(cfg: Config):
         probe.unlink()
     except OSError as e:
         raise SystemExit(f"error: --out {out}: cannot write there ({e.strerror or e})") from None
+
+
+@contextlib.contextmanager
+def removed_if_left_empty(out: Path):
+    """A run that fails leaves no empty --out behind (one that was not there before it)."""
+    new = not out.exists()
+    try:
+        yield
+    except BaseException:
+        if new and dist.is_main() and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
 
 
 def check_model(name: str):
@@ -131,36 +144,37 @@ def run(cfg: Config, make_evaluator=None) -> Path | None:
     `make_evaluator(cfg)` (evaluation.TrainingEvaluator, from the entry script) runs --eval-benchmarks."""
     from rewards import get_reward
 
-    dist.setup(cfg.device)
-    if dist.is_main():
-        prepare_out(cfg)
-    dist.barrier()
-    check_model(cfg.model)
-    samples = load_samples(cfg)
-    ambiguous = 0
-    if cfg.reward not in ("sokoban", "football", "format"):  # golds the verifier would misread: --on-ambiguous-gold
-        from data.gold import ambiguous_gold_filter
-        samples, report = ambiguous_gold_filter(samples, cfg.on_ambiguous_gold)
-        ambiguous = report["ambiguous"]
-    if not samples:
-        raise SystemExit(f"error: --data {cfg.data}: no usable rows (empty, or every row was skipped)")
-    if dist.is_main():
-        print(f"{len(samples)} prompts from {cfg.data}; model {cfg.model}; preset {cfg.preset}", file=sys.stderr)
-    if len(samples) < cfg.prompts_per_step:
-        raise SystemExit(f"error: --prompts-per-step {cfg.prompts_per_step}: the data has only {len(samples)} prompts")
-    reward_fn = get_reward(cfg.reward, workers=cfg.reward_workers, timeout=cfg.reward_timeout,
-                           whole_answer=cfg.whole_answer, fail_closed=cfg.fail_closed_gold)
-    try:
-        evaluator = make_evaluator(cfg) if cfg.eval_benchmarks and make_evaluator else None
-        trainer = make_trainer(cfg, samples, reward_fn, evaluator)
-        trainer.counts["data/gold_ambiguous"] = ambiguous  # set, not added: the same number on a resume
-        final = trainer.train()
-        dist.teardown()
-    except (CheckpointError, NonFinite, StepFailed) as e:
-        raise SystemExit(f"error: {e}") from None
-    finally:
-        reward_fn.close()
-    stop_at_once("after the run ended (every checkpoint is written)")
-    if final is not None and dist.is_main():
-        print(f"final checkpoint: {final}", file=sys.stderr)
-    return final
+    with removed_if_left_empty(Path(cfg.out)):
+        dist.setup(cfg.device)
+        if dist.is_main():
+            prepare_out(cfg)
+        dist.barrier()
+        check_model(cfg.model)
+        samples = load_samples(cfg)
+        ambiguous = 0
+        if cfg.reward not in ("sokoban", "football", "format"):  # golds the verifier would misread: --on-ambiguous-gold
+            from data.gold import ambiguous_gold_filter
+            samples, report = ambiguous_gold_filter(samples, cfg.on_ambiguous_gold)
+            ambiguous = report["ambiguous"]
+        if not samples:
+            raise SystemExit(f"error: --data {cfg.data}: no usable rows (empty, or every row was skipped)")
+        if dist.is_main():
+            print(f"{len(samples)} prompts from {cfg.data}; model {cfg.model}; preset {cfg.preset}", file=sys.stderr)
+        if len(samples) < cfg.prompts_per_step:
+            raise SystemExit(f"error: --prompts-per-step {cfg.prompts_per_step}: the data has only {len(samples)} prompts")
+        reward_fn = get_reward(cfg.reward, workers=cfg.reward_workers, timeout=cfg.reward_timeout,
+                               whole_answer=cfg.whole_answer, fail_closed=cfg.fail_closed_gold)
+        try:
+            evaluator = make_evaluator(cfg) if cfg.eval_benchmarks and make_evaluator else None
+            trainer = make_trainer(cfg, samples, reward_fn, evaluator)
+            trainer.counts["data/gold_ambiguous"] = ambiguous  # set, not added: the same number on a resume
+            final = trainer.train()
+            dist.teardown()
+        except (CheckpointError, NonFinite, StepFailed) as e:
+            raise SystemExit(f"error: {e}") from None
+        finally:
+            reward_fn.close()
+        stop_at_once("after the run ended (every checkpoint is written)")
+        if final is not None and dist.is_main():
+            print(f"final checkpoint: {final}", file=sys.stderr)
+        return final

@@ -58,6 +58,21 @@ def test_bad_flag_values_are_one_line_errors(argv, expected):
 def test_bad_flag_as_the_user_sees_it():
     assert one_line_error(script("train_fre.py", "--preset", "debug", "--n-samples", "0")) == \
         "error: --n-samples 0: must be at least 1"
+    for name in ("train_fre.py", "eval.py"):  # what argparse refuses: one line too, no usage before it
+        proc = script(name, "--bogus")
+        assert proc.returncode == 2 and proc.stderr == f"error: unrecognized arguments: --bogus (python {name} " \
+                                                      f"--help lists every flag)\n"
+
+
+def test_list_presets_one_line_each_with_its_script_and_purpose(capsys):
+    from rl.config import PRESETS
+
+    with pytest.raises(SystemExit):
+        parse_config(["--list-presets"])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == list(PRESETS)
+    assert all(line.split()[1] in ("train_fre.py", "train_mgt.py") and len(line.split()) > 3 for line in lines)
+    assert lines[0].split()[:2] == ["fre-text", "train_fre.py"] and "mgt-geo" in lines[6]
 
 
 def _fake_run(run: Path, **config) -> Path:
@@ -185,3 +200,4 @@ def test_empty_data_is_one_line(tmp_path):
     line = one_line_error(script("train_fre.py", "--preset", "debug", "--data", str(data), "--out",
                                  str(tmp_path / "o")))
     assert line == f"error: --data {data}: no usable rows (empty, or every row was skipped)"
+    assert not (tmp_path / "o").exists()  # the failed run leaves no empty --out behind
