@@ -3,10 +3,10 @@
     python bench/kernels_gpu.py [--quick] [--repeats 3] [--json]
 
 * attention: the packed varlen attention (bf16, GQA 16/2 heads, head dim 128, sequences of 4096, 1800, 700, 300, 97,
-  33 and 1 tokens) against kernels/attention.py (sdpa per sequence), forward + backward;
-* logprob: the fused log-prob + entropy (T 4096, H 2048, V 151,936, bf16) against kernels/logprob.py (chunk 1024),
+  33 and 1 tokens) against lmm_kernels/attention.py (sdpa per sequence), forward + backward;
+* logprob: the fused log-prob + entropy (T 4096, H 2048, V 151,936, bf16) against lmm_kernels/logprob.py (chunk 1024),
   forward + backward;
-* policy_loss: the fused PPO + k3 KL loss (256 x 4096) against kernels/policy_loss.py, forward + backward.
+* policy_loss: the fused PPO + k3 KL loss (256 x 4096) against lmm_kernels/policy_loss.py, forward + backward.
 
 One line per kernel: the best time over --repeats (the first call compiles), the peak memory above what was allocated
 before the call (max over the repeats), each as kernel / reference, and the max abs difference of the outputs.
@@ -43,8 +43,8 @@ def timed(fn, repeats: int) -> tuple[float, int, object]:
 
 
 def attention(quick: bool):
-    from kernels.attention import varlen_attention_torch
-    from kernels.attention_triton import varlen_attention
+    from lmm_kernels.attention import varlen_attention_torch
+    from lmm_kernels.attention_triton import varlen_attention
 
     lens = [4096, 1800, 700, 300, 97, 33, 1] if not quick else [1024, 300, 33, 1]
     hq, hkv, d, dtype = 16, 2, 128, torch.bfloat16
@@ -67,8 +67,8 @@ def attention(quick: bool):
 
 
 def logprob(quick: bool):
-    from kernels.logprob import logprobs_from_hidden
-    from kernels.logprob_triton import triton_logprobs_from_hidden
+    from lmm_kernels.logprob import logprobs_from_hidden
+    from lmm_kernels.logprob_triton import triton_logprobs_from_hidden
 
     T, H, V = (4096, 2048, 151_936) if not quick else (1024, 2048, 151_936)
     g = torch.Generator(device="cuda").manual_seed(0)
@@ -88,8 +88,8 @@ def logprob(quick: bool):
 
 
 def policy_loss(quick: bool):
-    from kernels.policy_loss import policy_loss_tokens
-    from kernels.policy_loss_triton import policy_loss_tokens_triton
+    from lmm_kernels.policy_loss import policy_loss_tokens
+    from lmm_kernels.policy_loss_triton import policy_loss_tokens_triton
 
     n, t = (256, 4096) if not quick else (64, 1024)
     g = torch.Generator(device="cuda").manual_seed(0)
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", action="store_true", help="one JSON object per kernel")
     args = parser.parse_args(argv)
-    from kernels.interpret import interpreting
+    from lmm_kernels.interpret import interpreting
     if not torch.cuda.is_available() or interpreting():
         print("needs a CUDA device and the real Triton compiler (TRITON_INTERPRET unset or 0)")
         return 1

@@ -9,8 +9,8 @@ state or peak cannot leak into another's numbers:
 * plain: logits = h @ W.T (full [T, V]), log_softmax, gather of the target, entropy (no grad, a metric) from the same
   log-probs, backward. Memory grows with T x V: measured 9.3 GiB at T = 4096 (~3.5 fp32 [T, V] buffers + grad_W);
   the skip test below uses the conservative 5 x T x V x 4 bytes (11.6 GiB at T = 4096).
-* ours: `kernels.logprob.logprobs_from_hidden`, the torch implementation of the kernel path's algorithm (it stands for the
-  Triton kernel on this CPU-only machine; both share the orchestration in `kernels.logprob.linear_logprobs`): the forward
+* ours: `lmm_kernels.logprob.logprobs_from_hidden`, the torch implementation of the kernel path's algorithm (it stands for the
+  Triton kernel on this CPU-only machine; both share the orchestration in `lmm_kernels.logprob.linear_logprobs`): the forward
   keeps no graph and takes the entropy from the same [chunk, V] logits; the backward fills one reused [chunk, V]
   dlogits buffer and accumulates grad_W in place. At most chunk x V logits exist at once.
 
@@ -82,7 +82,7 @@ def _peak_bytes(reset_ok: bool) -> int:
 def worker(args) -> dict:
     import torch
     sys.path.insert(0, str(ROOT))
-    from kernels.logprob import logprobs_from_hidden, logprobs_plain
+    from lmm_kernels.logprob import logprobs_from_hidden, logprobs_plain
 
     torch.set_num_threads(args.threads)
     dtype = getattr(torch, DTYPES[args.dtype])
@@ -178,7 +178,7 @@ def main(argv=None):
     sizes = [int(s) for s in args.sizes.split(",") if s]
     paths = [p for p in args.paths.split(",") if p]
     print(f"log-prob + entropy + backward: H={args.hidden} V={args.vocab} dtype={args.dtype} "
-          f"chunk_size={args.chunk_size} threads={args.threads} (CPU; 'ours' = kernels.logprob.logprobs_from_hidden)")
+          f"chunk_size={args.chunk_size} threads={args.threads} (CPU; 'ours' = lmm_kernels.logprob.logprobs_from_hidden)")
     print(f"peak = RSS high-water mark above the post-input baseline, fresh process per case; "
           f"grad_W alone is {args.vocab * args.hidden * itemsize / GiB:.2f} GiB")
     rows = []

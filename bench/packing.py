@@ -23,7 +23,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from data.sample import Sample, make_messages  # noqa: E402
-from kernels.hf_attention import register  # noqa: E402
+from lmm_kernels.hf_attention import register  # noqa: E402
 from rl.batch import Rollout, encode_prompts, micro_batches  # noqa: E402
 from rl.policy import load_policy, response_logprobs  # noqa: E402
 from rl.processor import pad_token_id  # noqa: E402

@@ -24,7 +24,7 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
-from kernels.policy_loss import KL_KINDS, kl_estimate, policy_loss_tokens, surrogates
+from lmm_kernels.policy_loss import KL_KINDS, kl_estimate, policy_loss_tokens, surrogates
 
 __all__ = [
     "Estimator",
@@ -289,7 +289,7 @@ def aggregate_weight(part_mask: Tensor, whole: Tensor | int, agg: str = "seq-mea
 
 # Policy losses: name -> per-token loss [N, T] with policy_loss_tokens' signature (logp, old_logp, adv, mask,
 # ref_logp, clip_eps, beta, kl_kind), exact 0 on padding. A new loss is one entry; one with a fused kernel is
-# swapped for it by the kernel switch (kernels.Kernels.policy_losses).
+# swapped for it by the kernel switch (lmm_kernels.Kernels.policy_losses).
 POLICY_LOSSES = {"ppo": policy_loss_tokens}
 
 

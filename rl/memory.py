@@ -6,7 +6,7 @@ make it fit.
 
 Parameters are counted exactly (rl/memory_model.py: the model built from its config on the meta device, no weights;
 the paper's models plan offline). The rest is arithmetic on what the trainer does (rl/trainer.py, rl/policy.py,
-rl/engines/ours.py, kernels/logprob.py), per GPU:
+rl/engines/ours.py, lmm_kernels/logprob.py), per GPU:
 
 * master weights: the policy's parameters, fp32 (bf16 with --optim adamw_8bit_bf16). Under bf16 autocast over fp32
   weights, autocast's cache holds a bf16 copy of every weight a matmul reads for as long as the autocast block lasts
@@ -105,7 +105,7 @@ def backward_working(h: int, inter: int, autocast: bool) -> int:
 
 
 def logprob_forward_peak(rows: int, chunk: int, vocab: int, triton: bool, bf16_head: bool = False) -> int:
-    """The chunked LM head's forward (kernels/logprob.py): two reused fp32 [chunk, vocab] buffers (logits, exp),
+    """The chunked LM head's forward (lmm_kernels/logprob.py): two reused fp32 [chunk, vocab] buffers (logits, exp),
     and a bf16 product per chunk when the head is bf16 (FSDP2's gathered weights). The fused Triton kernel keeps
     only [splits, rows] partials."""
     return 16 * rows if triton else (10 if bf16_head else 8) * min(chunk, rows) * vocab

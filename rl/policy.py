@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
 
-import kernels
-from kernels.logprob import logprobs_from_hidden
+import lmm_kernels
+from lmm_kernels.logprob import logprobs_from_hidden
 from rl.batch import model_inputs
 from rl.offload import move
 from rl.processor import load_processor
@@ -33,7 +33,7 @@ def load_reference(policy, path: str | None, dtype: torch.dtype, kernels_, devic
     device for the log-prob phase only."""
     if path is not None:
         ref, _ = load_policy(path, dtype, kernels_.attn_implementation, device)
-        kernels.prepare_model(ref, kernels_)
+        lmm_kernels.prepare_model(ref, kernels_)
     else:
         ref = copy.deepcopy(policy)
     ref.requires_grad_(False).eval()
@@ -105,7 +105,7 @@ def check_kernels(trainer, batch: dict, logp: torch.Tensor) -> float:
     """--kernel-check-every: the same micro-batch through the torch references (attention and log-prob); the
     largest |log-prob difference|, an error above --kernel-check-tol."""
     cfg, mask = trainer.cfg, batch["action_mask"]
-    with torch.no_grad(), trainer.autocast(), kernels.reference_attention(trainer.policy, trainer.kernels, cfg.attn):
+    with torch.no_grad(), trainer.autocast(), lmm_kernels.reference_attention(trainer.policy, trainer.kernels, cfg.attn):
         ref, _ = trainer.policy_logprobs(batch)  # the torch log-prob path
     diff = (logp.detach().float() - ref.float()).abs()[mask].max().item() if mask.any() else 0.0
     tol = cfg.kernel_check_tol or (1e-3 if trainer.autocast_dtype is None else 5e-2)

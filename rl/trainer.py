@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-import kernels
+import lmm_kernels
 from rl import algos, checkpoint, dist
 from rl.batch import Rollout, UnreadableImage, encode_prompts, is_vision_model
 from rl.config import Config
@@ -50,12 +50,12 @@ class Trainer:
         sharded, mixed = self.world > 1, self.device.type == "cuda" and self.autocast_dtype is not None
 
         # -- the models: policy, reference (kl > 0), critic (gae) -------------------------------------------------
-        self.kernels = kernels.select(cfg.kernels, self.device, cfg.attn, packed=cfg.max_tokens_per_micro > 0)
+        self.kernels = lmm_kernels.select(cfg.kernels, self.device, cfg.attn, packed=cfg.max_tokens_per_micro > 0)
         self.log(self.kernels.reason)
         weights = torch.bfloat16 if cfg.optim == BF16_WEIGHTS else torch.float32  # else fp32 master weights
         self.policy, self.processor = load_policy(cfg.resume or model, weights, self.kernels.attn_implementation,
                                                   self.device)
-        kernels.prepare_model(self.policy, self.kernels)
+        lmm_kernels.prepare_model(self.policy, self.kernels)
         self.tokenizer, self.pad_id = tokenizer_of(self.processor), pad_token_id(self.processor)
         set_image_pixels(self.processor, cfg.min_pixels, cfg.max_pixels)
         if cfg.freeze_vision and is_vision_model(self.policy):

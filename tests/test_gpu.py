@@ -59,8 +59,8 @@ def _max_diff(a, b) -> float:
 def attention_errors() -> dict:
     """Max abs error of the Triton attention (bf16) and of the torch reference (bf16), both against the torch
     reference in fp32: output and the gradients of q, k, v."""
-    from kernels.attention import varlen_attention_torch
-    from kernels.attention_triton import varlen_attention
+    from lmm_kernels.attention import varlen_attention_torch
+    from lmm_kernels.attention_triton import varlen_attention
 
     lens = [4096, 1800, 700, 300, 97, 33, 1]
     hq, hkv, d, dtype = 16, 2, 128, torch.bfloat16
@@ -85,8 +85,8 @@ def attention_errors() -> dict:
 
 def logprob_errors() -> dict:
     """Max abs difference of the fused Triton log-prob + entropy and its torch reference (chunk 1024), bf16."""
-    from kernels.logprob import logprobs_from_hidden
-    from kernels.logprob_triton import triton_logprobs_from_hidden
+    from lmm_kernels.logprob import logprobs_from_hidden
+    from lmm_kernels.logprob_triton import triton_logprobs_from_hidden
 
     T, H, V = 4096, 2048, 151_936
     g = torch.Generator(device="cuda").manual_seed(0)
@@ -106,8 +106,8 @@ def logprob_errors() -> dict:
 
 def policy_loss_errors() -> dict:
     """Max abs difference of the fused Triton policy loss and its torch reference: per-token loss and gradient."""
-    from kernels.policy_loss import policy_loss_tokens
-    from kernels.policy_loss_triton import policy_loss_tokens_triton
+    from lmm_kernels.policy_loss import policy_loss_tokens
+    from lmm_kernels.policy_loss_triton import policy_loss_tokens_triton
 
     n, t = 256, 4096
     g = torch.Generator(device="cuda").manual_seed(0)

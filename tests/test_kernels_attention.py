@@ -4,7 +4,7 @@ routing of both the Qwen2.5-VL language model and its vision tower through the r
 import os
 
 _PREVIOUS_INTERPRET = os.environ.get("TRITON_INTERPRET")
-os.environ["TRITON_INTERPRET"] = "1"  # read by triton when the kernels are defined (kernels.attention_triton import)
+os.environ["TRITON_INTERPRET"] = "1"  # read by triton when the kernels are defined (lmm_kernels.attention_triton import)
 
 import importlib  # noqa: E402
 import sys  # noqa: E402
@@ -14,14 +14,14 @@ from collections import Counter  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-if "kernels.attention_triton" in sys.modules and not sys.modules["kernels.attention_triton"]._INTERPRET:
-    importlib.reload(sys.modules["kernels.attention_triton"])  # imported earlier without the interpreter
+if "lmm_kernels.attention_triton" in sys.modules and not sys.modules["lmm_kernels.attention_triton"]._INTERPRET:
+    importlib.reload(sys.modules["lmm_kernels.attention_triton"])  # imported earlier without the interpreter
 
-import kernels.attention_triton as at  # noqa: E402
-from kernels.attention import varlen_attention_torch  # noqa: E402
-from kernels.hf_attention import (IMPLEMENTATIONS, pack_vision_attention, register,  # noqa: E402
+import lmm_kernels.attention_triton as at  # noqa: E402
+from lmm_kernels.attention import varlen_attention_torch  # noqa: E402
+from lmm_kernels.hf_attention import (IMPLEMENTATIONS, pack_vision_attention, register,  # noqa: E402
                                   torch_varlen_attention_forward)
-from kernels.attention_triton import AttentionConfig, LaunchConfig, kernel_configs, varlen_attention  # noqa: E402
+from lmm_kernels.attention_triton import AttentionConfig, LaunchConfig, kernel_configs, varlen_attention  # noqa: E402
 
 # The kernels above are interpreted from now on; restore the variable so that it does not leak into other tests or
 # their subprocesses (e.g. an ahead-of-time compile, which must run without it).

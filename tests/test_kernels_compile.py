@@ -1,5 +1,5 @@
 """Every Triton kernel configuration the code can launch compiles for A100 (sm_80) and H100 (sm_90), with no
-register spills and within the target's shared memory - checked here without a GPU (kernels/compile_check.py)."""
+register spills and within the target's shared memory - checked here without a GPU (lmm_kernels/compile_check.py)."""
 
 import json
 import os
@@ -16,12 +16,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_all_kernel_configs_compile_for_sm80_and_sm90(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["TRITON_CACHE_DIR"] = str(tmp_path / "triton-cache")  # compile for real, not from an earlier cache
-    proc = subprocess.run([sys.executable, "-m", "kernels.compile_check", "--json"], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-m", "lmm_kernels.compile_check", "--json"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=1200)
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert proc.returncode == 0, proc.stderr[-3000:] + "\n".join(str(r) for r in rows if not r["fits"])
     assert {r["capability"] for r in rows} == {80, 90}
-    assert {r["module"] for r in rows} == {"kernels.attention_triton", "kernels.logprob_triton", "kernels.policy_loss_triton"}
+    assert {r["module"] for r in rows} == {f"lmm_kernels.{m}_triton" for m in ("attention", "logprob", "policy_loss")}
     for r in rows:
         assert r["spill_bytes"] == 0 and r["registers"] <= 255, r
         assert 0 < r["shared"] <= {80: 166912, 90: 232448}[r["capability"]], r

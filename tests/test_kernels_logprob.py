@@ -8,7 +8,7 @@ interpreter tiles (16 tokens x 32 vocab x 16 hidden), so partial tiles, several 
 import os
 
 _PREVIOUS_INTERPRET = os.environ.get("TRITON_INTERPRET")
-os.environ["TRITON_INTERPRET"] = "1"  # read when the kernels are decorated (kernels.logprob_triton import)
+os.environ["TRITON_INTERPRET"] = "1"  # read when the kernels are decorated (lmm_kernels.logprob_triton import)
 
 import importlib  # noqa: E402
 import sys  # noqa: E402
@@ -16,14 +16,15 @@ import sys  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-for _name in ("kernels.logprob_triton", "kernels.policy_loss_triton"):  # imported earlier without the interpreter: redecorate
+# imported earlier without the interpreter: redecorate
+for _name in ("lmm_kernels.logprob_triton", "lmm_kernels.policy_loss_triton"):
     if _name in sys.modules and not sys.modules[_name]._INTERPRET:
         importlib.reload(sys.modules[_name])
 
-import kernels.logprob_triton as lt  # noqa: E402
-from kernels.logprob import logprobs_from_hidden, logprobs_plain  # noqa: E402
-from kernels.policy_loss_triton import kernel_configs as policy_kernel_configs  # noqa: E402
-from kernels.policy_loss_triton import policy_loss_tokens_triton  # noqa: E402
+import lmm_kernels.logprob_triton as lt  # noqa: E402
+from lmm_kernels.logprob import logprobs_from_hidden, logprobs_plain  # noqa: E402
+from lmm_kernels.policy_loss_triton import kernel_configs as policy_kernel_configs  # noqa: E402
+from lmm_kernels.policy_loss_triton import policy_loss_tokens_triton  # noqa: E402
 from rl.algos import policy_loss_tokens as policy_loss_tokens_torch  # noqa: E402
 
 # The kernels above are interpreted from now on; restore the variable so that it leaks neither into other test
@@ -46,7 +47,7 @@ def _triton_language_interpreted() -> bool:
 if not _triton_language_interpreted():  # pragma: no cover - depends on import order in the pytest process
     pytest.skip("triton was imported before TRITON_INTERPRET=1 was set (set it in tests/conftest.py on CPU-only "
                 "machines)", allow_module_level=True)
-assert lt._INTERPRET, "kernels.logprob_triton must be (re)imported under TRITON_INTERPRET=1"
+assert lt._INTERPRET, "lmm_kernels.logprob_triton must be (re)imported under TRITON_INTERPRET=1"
 
 
 def _inputs(T, H, V, dtype, seed=0, scale=1.0, batch=None):
@@ -178,7 +179,7 @@ def test_no_grad_entropy_flag_and_frozen_weight():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_torch_chunked_path_matches_plain_definition(dtype):
-    """kernels.logprob.logprobs_from_hidden (the --kernels torch path: same orchestration, torch chunk ops) against the
+    """lmm_kernels.logprob.logprobs_from_hidden (the --kernels torch path: same orchestration, torch chunk ops) against the
     full-logits definition, values and gradients."""
     h, w, t, grad = _inputs(37, 32, 130, dtype, seed=13)
     got = _run(logprobs_from_hidden, h, w, t, grad, 0.7, chunk_size=8)

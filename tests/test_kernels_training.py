@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-import kernels
+import lmm_kernels
 from data import load_fixture
 from rl.config import preset
 from rl.run import make_trainer
@@ -26,7 +26,7 @@ def _run(tmp_path, name):
 
 @pytest.mark.slow
 def test_triton_kernels_match_torch_in_training(tmp_path):
-    if not kernels.triton_runs_on(torch.device("cpu"))[0]:
+    if not lmm_kernels.triton_runs_on(torch.device("cpu"))[0]:
         pytest.skip("needs TRITON_INTERPRET=1 (tests/conftest.py sets it)")
     torch_run, triton_run = _run(tmp_path, "torch"), _run(tmp_path, "triton")
     for a, b in zip(torch_run, triton_run):
@@ -39,7 +39,7 @@ def test_triton_kernels_match_torch_in_training(tmp_path):
 
 def test_triton_falls_back_to_torch_where_it_cannot_run(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
-    chosen = kernels.select("triton", torch.device("cpu"))
+    chosen = lmm_kernels.select("triton", torch.device("cpu"))
     assert chosen.name == "torch" and "needs a GPU" in chosen.reason and chosen.attn_implementation == "sdpa"
 
 
@@ -47,7 +47,7 @@ def test_shadow_check_stops_a_broken_kernel(tmp_path):
     """A log-prob kernel that is off (here: shifted up, the 'positive log-probs' failure) stops the run at once."""
     import dataclasses
 
-    from kernels.logprob import logprobs_from_hidden
+    from lmm_kernels.logprob import logprobs_from_hidden
 
     def broken(*args, **kwargs):
         logp, entropy = logprobs_from_hidden(*args, **kwargs)

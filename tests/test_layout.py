@@ -1,12 +1,14 @@
-"""The layout a newcomer can guess: imports point one way (entry scripts and bench -> evaluation/ -> rl/ -> kernels/,
-data/, rewards/ -> envs/), with no import cycle between the project's modules nor between its packages (imports
-inside functions included); kernels/ is a leaf; no non-test file past 600 lines except a Triton kernel file."""
+"""The layout a newcomer can guess: imports point one way (entry scripts and bench -> evaluation/ -> rl/ ->
+lmm_kernels/, data/, rewards/ -> envs/), with no import cycle between the project's modules nor between its packages (imports
+inside functions included); lmm_kernels/ is a leaf; no non-test file past 600 lines except a Triton kernel file."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("data", "envs", "kernels", "rewards", "rl", "evaluation")
+PACKAGES = ("data", "envs", "lmm_kernels", "rewards", "rl", "evaluation")
 MAX_LINES = 600
 
 
@@ -37,8 +39,8 @@ def _resolve(target: str, importer: str, modules: dict) -> str:
 def _imports(name: str, path: Path, modules: dict) -> set[str]:
     """Project modules that `name` imports anywhere in its file. `import a.b` and `from a.b import c` import the module
     a.b (and a.b.c where that is a module); a package's __init__ is imported only where a name is taken from it
-    (`import a`, `from a import f`, `from . import f`), so `from kernels import interpreting` in a kernels module is an
-    edge to kernels/__init__, while `from kernels.interpret import interpreting` is not (the package a module lives
+    (`import a`, `from a import f`, `from . import f`), so `from lmm_kernels import interpreting` in a kernels module is an
+    edge to lmm_kernels/__init__, while `from lmm_kernels.interpret import interpreting` is not (the package a module lives
     in is already imported when the module runs; what importing a package from outside runs is the package test's)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
@@ -129,10 +131,10 @@ def test_no_package_import_cycle():
 
 
 def test_kernels_is_a_leaf():
-    """kernels/ (the kernels and their torch references) imports no other package of the project."""
+    """lmm_kernels/ (the kernels and their torch references) imports no other package of the project."""
     edges = _package_imports(_graph())
-    found = [imp for (p, q), imps in edges.items() if p == "kernels" for imp in imps]
-    assert not found, "kernels/ must import no other project package: " + ", ".join(found)
+    found = [imp for (p, q), imps in edges.items() if p == "lmm_kernels" for imp in imps]
+    assert not found, "lmm_kernels/ must import no other project package: " + ", ".join(found)
 
 
 def test_rl_never_imports_evaluation():
@@ -161,7 +163,19 @@ def test_no_file_past_600_lines_but_triton_kernels():
     assert not long, "split along its sections: " + ", ".join(long)
 
 
+def test_no_package_of_ours_shadows_the_ecosystems():
+    """bitsandbytes and transformers import the Hugging Face `kernels` package by that name. With the project first on
+    sys.path, as when one of our scripts runs, importing them picks up nothing of ours and prints nothing."""
+    assert not (ROOT / "kernels").exists()
+    code = ("import importlib.util, sys; sys.path.insert(0, '.'); import rl, bitsandbytes, "
+            "transformers.integrations.hub_kernels; spec = importlib.util.find_spec('kernels'); "
+            "print(spec.origin if spec else 'none')")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not proc.stdout.strip().startswith(str(ROOT)) and proc.stderr == "", proc.stdout + proc.stderr
+
+
 def test_kernels_live_in_kernels():
     assert not (ROOT / "ops").exists()
-    import kernels
-    assert set(kernels.Kernels.__dataclass_fields__) >= {"attn_implementation", "logprobs", "policy_losses"}
+    import lmm_kernels
+    assert set(lmm_kernels.Kernels.__dataclass_fields__) >= {"attn_implementation", "logprobs", "policy_losses"}

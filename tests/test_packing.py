@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from data.sample import Sample, make_messages
-from kernels.hf_attention import register
+from lmm_kernels.hf_attention import register
 from rl import algos
 from rl.batch import Rollout, encode_prompts, micro_batches
 from rl.policy import load_policy, response_logprobs
@@ -121,8 +121,8 @@ def test_training_packed_equals_padded(tmp_path):
 
 @pytest.mark.parametrize("causal", [True, False])
 def test_sdpa_per_sequence_equals_the_reference(causal):
-    from kernels.attention import varlen_attention_torch
-    from kernels.hf_attention import varlen_attention_sdpa
+    from lmm_kernels.attention import varlen_attention_torch
+    from lmm_kernels.hf_attention import varlen_attention_sdpa
     g = torch.Generator().manual_seed(3)
     lens_q, lens_k = [5, 0, 17, 3], [5, 0, 20, 3]  # an empty sequence; one with more keys than queries (decoding)
     cu_q = torch.tensor([0, *torch.tensor(lens_q).cumsum(0).tolist()], dtype=torch.int32)

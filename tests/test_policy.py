@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from data.sample import Sample, make_messages
-from kernels.logprob import logprobs_from_hidden
+from lmm_kernels.logprob import logprobs_from_hidden
 from rl.batch import collate, encode_prompts, position_ids
 from rl.engines.hf import sampling_config
 from rl.policy import load_policy, response_logprobs

@@ -193,10 +193,10 @@ def test_finished_rows_leave_the_batch(policy, monkeypatch):
 @pytest.mark.parametrize("attn", ["torch_varlen", pytest.param("triton_varlen", marks=pytest.mark.slow)])
 def test_engine_with_varlen_attention(policy, attn):
     """The packed varlen attention (a 2-D padding mask, or none) gives the engine's sdpa output."""
-    import kernels
-    if attn == "triton_varlen" and not kernels.triton_runs_on(torch.device("cpu"))[0]:
+    import lmm_kernels
+    if attn == "triton_varlen" and not lmm_kernels.triton_runs_on(torch.device("cpu"))[0]:
         pytest.skip("needs TRITON_INTERPRET=1 (tests/conftest.py sets it)")
-    from kernels.hf_attention import register
+    from lmm_kernels.hf_attention import register
     model, processor = policy
     rows = encode_prompts(processor, _samples("mixed")[:2])
     expected = generate(model, processor, rows, n=2, temperature=0.0, max_new_tokens=5)

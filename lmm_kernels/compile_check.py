@@ -1,7 +1,7 @@
 """Compile every Triton kernel configuration the code can launch, ahead of time, for real GPUs - without one.
 
-    python -m kernels.compile_check            # table: kernel, target, registers, spills, shared memory
-    python -m kernels.compile_check --json     # the same as JSON lines (used by tests/test_kernels_compile.py)
+    python -m lmm_kernels.compile_check            # table: kernel, target, registers, spills, shared memory
+    python -m lmm_kernels.compile_check --json     # the same as JSON lines (used by tests/test_kernels_compile.py)
 
 Each module lists its launches in `kernel_configs()` (fn, signature, constexprs, attrs, num_warps, num_stages);
 `triton.compile(ASTSource(...), target=GPUTarget("cuda", 80 | 90, 32))` runs the whole compiler with the wheel's
@@ -19,11 +19,11 @@ import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 
-from kernels.interpret import interpreting
+from lmm_kernels.interpret import interpreting
 
 # Max dynamic shared memory per block (bytes): A100 (sm_80) 163 KB, H100 (sm_90) 227 KB.
 SHARED_LIMIT = {80: 166912, 90: 232448}
-MODULES = ("kernels.attention_triton", "kernels.logprob_triton", "kernels.policy_loss_triton")
+MODULES = ("lmm_kernels.attention_triton", "lmm_kernels.logprob_triton", "lmm_kernels.policy_loss_triton")
 
 
 def all_configs() -> list[tuple[str, int]]:

@@ -9,7 +9,7 @@ backward  chunk by chunk: recompute the logits into one reused [chunk, V] buffer
           grad_W += dlogits^T @ h in place (entropy is a metric: no gradient flows through it).
 
 Peak extra memory is chunk x V plus the gradients themselves, whatever T is. `linear_logprobs` runs this
-orchestration with either the torch chunk functions below or the Triton kernels of kernels/logprob_triton.py.
+orchestration with either the torch chunk functions below or the Triton kernels of lmm_kernels/logprob_triton.py.
 """
 
 import torch

@@ -18,7 +18,7 @@ dot); on a GPU the dots take the input dtype (p and dS are cast to it, as in Fla
 `input_precision="ieee"` dots (exact fp32, no TF32).
 
 `kernel_configs()` lists every (kernel, constexprs, num_warps, num_stages) this module launches on a GPU, with
-signatures for `triton.compiler.ASTSource`, for ahead-of-time compile checks (`python -m kernels.compile_check`).
+signatures for `triton.compiler.ASTSource`, for ahead-of-time compile checks (`python -m lmm_kernels.compile_check`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.interpret import interpreting
+from lmm_kernels.interpret import interpreting
 
 _INTERPRET = interpreting()  # triton decides when the kernels below are defined, i.e. now
 
@@ -316,7 +316,7 @@ def _block_d(head_dim: int) -> int:
 
 # (BLOCK_M, BLOCK_N, num_warps, num_stages) by kernel, dtype class and head-dim block: the largest candidates that
 # compile without a register spill and within shared memory on both sm_80 and sm_90 for every head dim of the
-# block, causal or not (searched with kernels.compile_check; fp32 uses exact "ieee" FMA dots: a debug path, small tiles).
+# block, causal or not (searched with lmm_kernels.compile_check; fp32 uses exact "ieee" FMA dots: a debug path, small tiles).
 _TABLE = {
     "16bit": {
         "fwd": {16: (128, 64, 4, 3), 32: (128, 64, 4, 3), 64: (128, 64, 4, 3), 128: (128, 64, 8, 3)},
@@ -364,7 +364,7 @@ def _check(q, k, v, cu_q, cu_k):
     if cu_q.dtype != torch.int32 or cu_k.dtype != torch.int32 or cu_q.numel() != cu_k.numel():
         raise ValueError("cu_seqlens_q / cu_seqlens_k must be int32 of the same length B+1")
     if q.device.type == "cpu" and not _INTERPRET:
-        raise RuntimeError("Triton attention on CPU needs TRITON_INTERPRET=1 set before kernels.attention_triton is "
+        raise RuntimeError("Triton attention on CPU needs TRITON_INTERPRET=1 set before lmm_kernels.attention_triton is "
                            "imported (use the 'torch_varlen' reference instead)")
 
 

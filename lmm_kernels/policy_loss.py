@@ -1,5 +1,5 @@
 """The torch reference of the per-token PPO clipped surrogate + beta * KL(pi || pi_ref) loss, and the KL estimators
-(k1/k2/k3) it uses. `--kernels torch` runs it; the fused Triton kernel beside it (kernels/policy_loss_triton.py) has
+(k1/k2/k3) it uses. `--kernels torch` runs it; the fused Triton kernel beside it (lmm_kernels/policy_loss_triton.py) has
 its signature, values and gradient. rl.algos re-exports all three (and aggregates the per-token loss).
 
 Padding is always excluded with ``torch.where`` (not by multiplying), so a non-finite value sitting on a padding
@@ -73,7 +73,7 @@ def policy_loss_tokens(
     """Per-token PPO clipped surrogate + beta * KL(pi || pi_ref) -> [N, T] fp32, exact 0 on padding.
 
     The one torch reference of the policy loss: `--kernels torch` runs it, and the fused Triton kernel
-    (kernels/policy_loss_triton.py) has its signature, values and gradient. `adv` broadcasts to logp's shape
+    (lmm_kernels/policy_loss_triton.py) has its signature, values and gradient. `adv` broadcasts to logp's shape
     ([N, T] or [N, 1]); `clip_eps_high` (DAPO clip-higher) defaults to clip_eps; gradients flow to logp only."""
     # PPO-clip (Schulman et al. 2017, eq. 7): L = -min(rho*A, clip(rho, 1-eps, 1+eps)*A), rho = exp(logp - old_logp).
     if kl_kind is not None and kl_kind not in KL_KINDS:

@@ -1,8 +1,8 @@
 """Packed variable-length attention, the PyTorch reference.
 
-`varlen_attention_torch` has the signature of the Triton `varlen_attention` (kernels/attention_triton.py): a loop
+`varlen_attention_torch` has the signature of the Triton `varlen_attention` (lmm_kernels/attention_triton.py): a loop
 over sequences, kv heads repeated for GQA, explicit masked softmax in fp32 (fp64 for fp64 inputs), causal mask
-bottom-right aligned like flash-attn, a fully masked row -> 0. kernels/hf_attention.py routes transformers'
+bottom-right aligned like flash-attn, a fully masked row -> 0. lmm_kernels/hf_attention.py routes transformers'
 attention calls to either.
 """
 

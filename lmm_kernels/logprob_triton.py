@@ -1,6 +1,6 @@
 """Fused linear log-prob / entropy (Triton): log_softmax(hidden @ weight.T / temperature)[target] without [T, V] logits.
 
-Same contract as the torch reference `kernels.logprob.logprobs_from_hidden` (which stays the CPU path):
+Same contract as the torch reference `lmm_kernels.logprob.logprobs_from_hidden` (which stays the CPU path):
 
     triton_logprobs_from_hidden(hidden [..., H], weight [V, H], targets [...], temperature=1.0,
                                 with_entropy=False, chunk_size=1024) -> (logp [...] fp32, entropy [...] fp32 | None)
@@ -30,7 +30,7 @@ the input dtypes. On a GPU 16-bit tiles go to tl.dot as they are (tensor cores);
 torch.backends.cuda.matmul.allow_tf32 is set (then TF32, like torch's matmul). Under TRITON_INTERPRET=1 (CPU, tests)
 every load is cast to fp32 right away since the interpreter has no bf16 arithmetic.
 
-The chunked backward loop and the autograd Function are shared with the torch path (kernels/logprob.py,
+The chunked backward loop and the autograd Function are shared with the torch path (lmm_kernels/logprob.py,
 `linear_logprobs`); this module supplies the two kernels.
 
 Dispatch: CUDA tensors -> Triton; CPU tensors with TRITON_INTERPRET=1 set before triton was imported -> Triton in
@@ -49,9 +49,9 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.interpret import interpreting
-from kernels.logprob import linear_logprobs
-from kernels.logprob import logprobs_from_hidden as _torch_logprobs_from_hidden
+from lmm_kernels.interpret import interpreting
+from lmm_kernels.logprob import linear_logprobs
+from lmm_kernels.logprob import logprobs_from_hidden as _torch_logprobs_from_hidden
 
 __all__ = ["triton_logprobs_from_hidden", "kernel_configs"]
 
@@ -319,7 +319,7 @@ def triton_logprobs_from_hidden(hidden: torch.Tensor, weight: torch.Tensor, targ
                                 temperature: float = 1.0, with_entropy: bool = False, chunk_size: int = 1024):
     """hidden [..., H], weight [V, H], targets [...] -> (log-prob [...], entropy [...] or None), fp32.
 
-    Same signature and results as kernels.logprob.logprobs_from_hidden (entropy returned detached); chunk_size bounds
+    Same signature and results as lmm_kernels.logprob.logprobs_from_hidden (entropy returned detached); chunk_size bounds
     the backward's dlogits buffer to chunk_size x V. Falls back to that torch reference where Triton cannot run
     (CPU tensors without TRITON_INTERPRET=1)."""
     if not _use_triton(hidden, weight, targets):

@@ -1,11 +1,14 @@
 """Compute kernels, each beside its PyTorch reference, behind one switch: `--kernels triton|torch`.
 
-    attention       kernels/attention_triton.py    (packed varlen, FlashAttention-2 style) | sdpa, kernels/attention.py
-    log-prob        kernels/logprob_triton.py      (fused linear log-prob + entropy)       | kernels/logprob.py (chunked)
-    policy loss     kernels/policy_loss_triton.py  (fused clipped surrogate + KL)          | kernels/policy_loss.py
-    transformers    kernels/hf_attention.py        (registers the attention with transformers, packs the vision tower;
-                                                    sdpa_varlen: torch's sdpa per sequence, for packed batches)
-    compile check   kernels/compile_check.py       (every Triton config, ahead of time, for sm_80 / sm_90)
+    attention       attention_triton.py    (packed varlen, FlashAttention-2 style) | sdpa, attention.py
+    log-prob        logprob_triton.py      (fused linear log-prob + entropy)       | logprob.py (chunked)
+    policy loss     policy_loss_triton.py  (fused clipped surrogate + KL)          | policy_loss.py
+    transformers    hf_attention.py        (registers the attention with transformers, packs the vision tower;
+                                            sdpa_varlen: torch's sdpa per sequence, for packed batches)
+    compile check   compile_check.py       (every Triton config, ahead of time, for sm_80 / sm_90)
+
+The package is `lmm_kernels`, not `kernels`: that name belongs to the Hugging Face kernels package, which
+bitsandbytes and transformers import.
 
 Triton runs on CUDA, or on the CPU under TRITON_INTERPRET=1 (set before the kernel modules are imported; slow, for
 tests). Elsewhere the torch references run, and `select` says why.
@@ -17,7 +20,7 @@ from typing import Callable
 
 import torch
 
-from kernels.interpret import interpreting
+from lmm_kernels.interpret import interpreting
 
 
 @dataclass(frozen=True)
@@ -53,18 +56,18 @@ def select(requested: str, device: torch.device, torch_attn: str = "sdpa", packe
     if requested == "triton":
         ok, why = triton_runs_on(device)
         if ok:
-            from kernels.hf_attention import register
-            from kernels.logprob_triton import triton_logprobs_from_hidden
-            from kernels.policy_loss_triton import policy_loss_tokens_triton
+            from lmm_kernels.hf_attention import register
+            from lmm_kernels.logprob_triton import triton_logprobs_from_hidden
+            from lmm_kernels.policy_loss_triton import policy_loss_tokens_triton
             register()
             return Kernels("triton", f"triton kernels on {why}", "triton_varlen", triton_logprobs_from_hidden,
                            {"ppo": policy_loss_tokens_triton})
         reason = f"torch kernels: {why}"
     else:
         reason = "torch kernels (--kernels torch)"
-    from kernels.logprob import logprobs_from_hidden
+    from lmm_kernels.logprob import logprobs_from_hidden
     if packed and torch_attn == "sdpa":
-        from kernels.hf_attention import register
+        from lmm_kernels.hf_attention import register
         register()
         torch_attn = "sdpa_varlen"
     return Kernels("torch", reason, torch_attn, logprobs_from_hidden, {})
@@ -73,7 +76,7 @@ def select(requested: str, device: torch.device, torch_attn: str = "sdpa", packe
 def prepare_model(model, kernels: Kernels):
     """After loading: the vision tower makes one packed attention call per layer (not one per window)."""
     if kernels.name == "triton":
-        from kernels.hf_attention import pack_vision_attention
+        from lmm_kernels.hf_attention import pack_vision_attention
         pack_vision_attention(model)
     return model
 

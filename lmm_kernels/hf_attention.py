@@ -1,5 +1,5 @@
 """Packed variable-length attention behind transformers' attention interface (the glue; the kernels are in
-kernels/attention_triton.py, the reference in kernels/attention.py).
+lmm_kernels/attention_triton.py, the reference in lmm_kernels/attention.py).
 
 * `register()`: registers "triton_varlen" (Triton kernels) and "torch_varlen" (the reference, for fast CPU checks of
   the same routing) in `transformers.AttentionInterface`, with flash-attention-2's mask function in
@@ -29,11 +29,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from kernels.attention import varlen_attention_torch
+from lmm_kernels.attention import varlen_attention_torch
 
 
 def _triton_backend(*args, **kwargs):
-    from kernels.attention_triton import varlen_attention  # lazily: TRITON_INTERPRET is read when the kernels are defined
+    from lmm_kernels.attention_triton import varlen_attention  # lazily: TRITON_INTERPRET is read when the kernels are defined
     return varlen_attention(*args, **kwargs)
 
 

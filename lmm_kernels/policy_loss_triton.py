@@ -4,7 +4,7 @@
     rho = exp(logp - old_logp);  d = logp - ref_logp
     k1 = d,  k2 = d^2 / 2,  k3 = exp(-d) + d - 1          (Schulman 2020; k3 is GRPO's, DeepSeekMath eq. 4)
 
-The torch reference is kernels.policy_loss.policy_loss_tokens (beside this file): both share one signature and
+The torch reference is lmm_kernels.policy_loss.policy_loss_tokens (beside this file): both share one signature and
 return the per-token loss [N, T] (fp32, exactly 0 where mask == 0); aggregation stays with the caller
 (rl.algos.aggregate). Gradients flow to `logp` only (old_logp, ref_logp and the advantages are constants of the
 update, as in PPO/GRPO). Padding is NaN-safe: the log-ratios and advantages are zeroed on masked tokens before exp(),
@@ -25,7 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.policy_loss import KL_KINDS
+from lmm_kernels.policy_loss import KL_KINDS
 
 __all__ = ["policy_loss_tokens_triton", "kernel_configs"]
 
@@ -74,7 +74,7 @@ def _policy_loss_kernel(logp_ptr, old_ptr, ref_ptr, adv_ptr, mask_ptr, loss_ptr,
 
 def kernel_configs() -> list[dict]:
     """Every launchable configuration (inputs are cast to fp32 / int8 mask by the wrapper): see
-    kernels.logprob_triton.kernel_configs for the entry format."""
+    lmm_kernels.logprob_triton.kernel_configs for the entry format."""
     out = []
     for kl in (0, 1, 2, 3):
         for with_grad in (False, True):
@@ -121,7 +121,7 @@ class _PolicyLossFn(torch.autograd.Function):
 def policy_loss_tokens_triton(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
                               ref_logp: Optional[torch.Tensor] = None, clip_eps: float = 0.2, beta: float = 0.0,
                               kl_kind: Optional[str] = "k3", clip_eps_high: Optional[float] = None) -> torch.Tensor:
-    """Fused Triton version of kernels.policy_loss.policy_loss_tokens (same signature, same result, same gradient
+    """Fused Triton version of lmm_kernels.policy_loss.policy_loss_tokens (same signature, same result, same gradient
     to logp)."""
     if kl_kind not in _KL_CODE:
         raise ValueError(f"unknown KL estimator {kl_kind!r}; expected one of {KL_KINDS} or None")
