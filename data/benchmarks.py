@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from .images import resolve_image_path
-from .io import FIXTURE_DIR, DataError, check_file, iter_jsonl, read_rows
+from .io import FIXTURE_DIR, DataError, check_file, hub_unreachable, iter_jsonl, read_rows
 from .sample import Sample, make_messages
 
 __all__ = ["BENCHMARKS", "GROUPS", "UNSUPPORTED", "ENV_SEED", "BENCHMARK_FIXTURE_DIR", "Benchmark",
@@ -326,6 +326,20 @@ def _convert_all(bench: Benchmark, rows, base: Path | None, source: str, limit: 
     return samples
 
 
+_NOTED: list[str] = []
+
+
+def _fixture_note(why: str):
+    """The first benchmark that falls back to its fixture says so (a warning), the others in the debug log: one line
+    per run, not one per benchmark."""
+    if not _NOTED:
+        logger.warning("%s; the benchmarks that cannot be loaded use their bundled fixtures (HF_HUB_OFFLINE=1 reads "
+                       "the hub's local cache at once)", why)
+    else:
+        logger.debug("%s; using the bundled fixture", why)
+    _NOTED.append(why)
+
+
 def load_benchmark(name: str, source: str = "auto", limit: int | None = None,
                    env_samples: int = 200) -> tuple[list[Sample], str]:
     """(samples, where they came from) of one benchmark.
@@ -355,14 +369,16 @@ def load_benchmark(name: str, source: str = "auto", limit: int | None = None,
         rows = enumerate(_hub_rows(bench, str(p), limit), 1)
         return _convert_all(bench, rows, p, str(p), limit), str(p)
     try:
+        unreachable = hub_unreachable()  # asked once per process: offline is known at once, without retries
+        if unreachable:
+            raise ConnectionError(f"the hub is not reachable ({unreachable})")
         rows = list(enumerate(_hub_rows(bench, bench.hub_id, limit), 1))
     except Exception as e:  # noqa: BLE001 - offline, gated, not cached: many exception types
         if source == "hub":
             raise ConnectionError(f"cannot load {bench.title} from the hub ({bench.hub_id}): "
                                   f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        logger.warning("%s: the hub (%s) is not reachable (%s); using the bundled fixture instead",
-                       bench.title, bench.hub_id, reason[:200])
+        _fixture_note(f"{bench.title} ({bench.hub_id}): {reason[:200]}")
         samples, _ = load_benchmark(bench.name, "fixture", limit)
         return samples, "fixture"
     where = f"{bench.hub_id}[{bench.split}]"

@@ -44,11 +44,11 @@ from urllib.parse import unquote
 
 from PIL import Image
 
-from .io import _URL_RE, DEFAULT_CACHE, DataError, row_limit
+from .io import _URL_RE, DEFAULT_CACHE, DataError, is_offline, row_limit
 
 __all__ = [
     "DEFAULT_MAX_IMAGE_PIXELS", "default_max_image_pixels", "max_image_pixels", "set_max_image_pixels",
-    "data_limits", "image_roots", "allowing_urls", "is_offline", "fetch_url",
+    "data_limits", "image_roots", "allowing_urls", "fetch_url",
     "load_image", "check_image", "resolve_image_path", "resolve_image", "resolve_images",
 ]
 
@@ -190,16 +190,10 @@ def check_image(path: str | os.PathLike) -> tuple[str, str] | None:
     return _probe(path, st.st_mtime_ns, st.st_size, _max_image_pixels)
 
 
-def is_offline() -> bool:
-    """``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` is set (1 / true / yes / on): nothing is fetched."""
-    return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
-               for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
 def fetch_url(url: str, timeout: float = URL_TIMEOUT, max_bytes: int = MAX_URL_BYTES) -> Path:
     """The local copy of image URL `url` (``http(s)://`` or ``data:``) in ``<cache>/url_images/`` (named by the URL's
     SHA-256): fetched once with a `timeout`, at most `max_bytes`, written atomically; an ``http(s)`` URL that is not
-    cached yet is never fetched offline (:func:`is_offline`). Raises ``ValueError`` / ``OSError`` saying why not."""
+    cached yet is never fetched offline (:func:`data.io.is_offline`). Raises ``ValueError`` / ``OSError`` saying why not."""
     import urllib.request
 
     scheme = url.split(":", 1)[0].lower()

@@ -47,24 +47,28 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import io
 import json
 import logging
 import os
 import re
+import socket
 import tarfile
+import threading
 import zipfile
 from collections import Counter
 from itertools import accumulate
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import urlparse
 
 from .sample import Sample
 
 __all__ = [
     "FIXTURE_DIR", "DEFAULT_CACHE", "HUB_ID_RE", "DataError", "check_file", "read_rows", "iter_jsonl", "write_jsonl",
     "DEFAULT_MAX_ROW_BYTES", "row_limit", "MAX_JSON_DEPTH", "json_too_deep",
-    "find_data_file", "hub_download", "extract_once",
+    "find_data_file", "is_offline", "hub_unreachable", "hub_download", "extract_once",
 ]
 
 logger = logging.getLogger(__name__)
@@ -470,6 +474,36 @@ def find_data_file(path_or_dir: str | os.PathLike, filename: str, missing: str) 
     if p.suffix.lower() in (".jsonl", ".json") or not HUB_ID_RE.match(s):
         raise FileNotFoundError(2, "data file not found", s)
     return None
+
+
+def is_offline() -> bool:
+    """``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` is set (1 / true / yes / on): nothing is fetched."""
+    return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
+               for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+@functools.lru_cache(maxsize=1)
+def hub_unreachable(timeout: float = 2.0) -> str | None:
+    """Why the hub cannot be reached, or None when it can (or when ``HF_HUB_OFFLINE`` is set: then the hub libraries
+    read their cache, at once). One TCP connection to ``HF_ENDPOINT`` (default huggingface.co) within `timeout`
+    seconds, name lookup included, once per process: an offline machine is known in a second, not after the hub
+    libraries' retries."""
+    if is_offline():
+        return None
+    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    found: list = []
+
+    def probe():
+        try:
+            socket.create_connection((host.hostname, host.port or 443), timeout=timeout).close()
+            found.append(None)
+        except OSError as e:
+            found.append(f"{host.hostname}: {e.strerror or e}")
+
+    worker = threading.Thread(target=probe, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return found[0] if found else f"{host.hostname}: no answer within {timeout:g} s"
 
 
 def hub_download(repo_id: str, files: list[str], cache_dir: str | os.PathLike | None) -> Path:

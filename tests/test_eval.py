@@ -68,6 +68,28 @@ def test_hub_unreachable_falls_back_to_fixture_only_in_auto(monkeypatch):
         load_benchmark("mmstar", "hub", limit=1)
 
 
+def test_offline_is_known_once_without_asking_the_hub(monkeypatch, caplog):
+    """No network and no HF_HUB_OFFLINE: one probe (a port nothing listens on stands for the hub), no hub call, and
+    one warning line for the whole run, not one per benchmark."""
+    import data.benchmarks as benchmarks
+    from data.io import hub_unreachable
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(benchmarks, "_hub_rows", lambda *a: pytest.fail("the hub was asked"))
+    monkeypatch.setattr(benchmarks, "_NOTED", [])
+    hub_unreachable.cache_clear()
+    try:
+        with caplog.at_level("WARNING", logger="data.benchmarks"):
+            assert [load_benchmark(name, "auto", limit=1)[1] for name in ("mmstar", "math500")] == ["fixture"] * 2
+        assert hub_unreachable().startswith("127.0.0.1: ")
+    finally:
+        hub_unreachable.cache_clear()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "the hub is not reachable (127.0.0.1: " in warnings[0]
+
+
 def test_local_copy_and_bad_rows(tmp_path):
     good = tmp_path / "math500.jsonl"
     shutil.copy(BENCHMARKS["math500"].fixture, good)
