@@ -458,6 +458,19 @@ def parse_config(argv=None, default_preset: str = "fre-text", description: str =
     return parse_command_line(argv, default_preset, description, aliases)[0]
 
 
+def model_problem(name: str) -> str | None:
+    """What is wrong with the local path --model / --init names, found before anything is imported (None: 'tiny',
+    'classroom', "" (train_mgt.py asks for --init), a checkpoint directory, or a hub id 'org/name' to ask for)."""
+    if name in ("", "tiny", "classroom"):
+        return None
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return None if (path / "config.json").is_file() else "the directory has no config.json (not a checkpoint)"
+    if path.exists() or name.startswith((".", "/", "~")) or len(path.parts) != 2:
+        return "no such checkpoint directory"
+    return None
+
+
 def invalid_command(command: argparse.Namespace) -> str | None:
     """What is wrong with the values of the commands' flags, as one line (as `invalid`)."""
     if command.nproc < 1:
@@ -508,6 +521,9 @@ def invalid(cfg: Config) -> str | None:
         return f"--max-pixels {cfg.max_pixels}: must be at least --min-pixels {cfg.min_pixels}"
     if cfg.episodes == 0 and cfg.max_steps == 0:
         return "--episodes 0 --max-steps 0: nothing to train; give one of them"
+    problem = model_problem(cfg.model)
+    if problem:
+        return f"--model/--init {cfg.model}: {problem}"
     if cfg.image_root and not Path(cfg.image_root).expanduser().is_dir():
         return f"{flag('image_root')}: not a directory"
     if cfg.attn not in ATTENTION:

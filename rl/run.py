@@ -51,17 +51,11 @@ def removed_if_left_empty(out: Path):
 
 
 def check_model(name: str):
-    """--model / --init names a loadable checkpoint: 'tiny', 'classroom', a local directory with a config.json, or a
-    hub id that can be reached (a one-line error otherwise, naming the local alternative)."""
-    if name in ("tiny", "classroom"):
+    """--model / --init names a loadable checkpoint: 'tiny', 'classroom', a local directory with a config.json (its
+    path was checked with the flags: rl.config.model_problem), or a hub id that can be reached (a one-line error
+    otherwise, naming the local alternative)."""
+    if name in ("tiny", "classroom") or Path(name).expanduser().is_dir():
         return
-    path = Path(name).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise SystemExit(f"error: --model/--init {name}: the directory has no config.json (not a checkpoint)")
-        return
-    if path.exists() or name.startswith((".", "/", "~")) or len(path.parts) != 2:
-        raise SystemExit(f"error: --model/--init {name}: no such checkpoint directory")
     from transformers import AutoConfig
     try:
         AutoConfig.from_pretrained(name)

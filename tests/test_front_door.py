@@ -50,6 +50,8 @@ def error_of(argv) -> str:
     (["--old-logprobs", "sampler", "--truncated-end", "eos"], "--old-logprobs sampler: the sampler drew no end token"),
     (["--max-image-pixels", "-1"], "--max-image-pixels -1: must be at least 0"),
     (["--image-root", "no/such/folder"], "--image-root no/such/folder: not a directory"),
+    (["--model", "/no/such/dir"], "--model/--init /no/such/dir: no such checkpoint directory"),  # before any import
+    (["--model", "tests"], "--model/--init tests: the directory has no config.json"),
 ])
 def test_bad_flag_values_are_one_line_errors(argv, expected):
     assert error_of(["--preset", "debug", *argv]).startswith("error: " + expected)
