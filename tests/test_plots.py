@@ -58,7 +58,7 @@ def test_monitoring_flags_in_both_training_scripts(monkeypatch):
 
     seen = {}
     monkeypatch.setattr("rl.run.run", lambda c, **kw: seen.setdefault("cfg", c))
-    train_mgt.main(["--domain", "sokoban", "--init", "x", "--eval-benchmarks", "sokoban", "--eval-every", "10"])
+    train_mgt.main(["--domain", "sokoban", "--init", "tiny", "--eval-benchmarks", "sokoban", "--eval-every", "10"])
     assert (seen["cfg"].eval_benchmarks, seen["cfg"].eval_every) == ("sokoban", 10)
 
 
