@@ -193,7 +193,8 @@ def check_image(path: str | os.PathLike) -> tuple[str, str] | None:
 def fetch_url(url: str, timeout: float = URL_TIMEOUT, max_bytes: int = MAX_URL_BYTES) -> Path:
     """The local copy of image URL `url` (``http(s)://`` or ``data:``) in ``<cache>/url_images/`` (named by the URL's
     SHA-256): fetched once with a `timeout`, at most `max_bytes`, written atomically; an ``http(s)`` URL that is not
-    cached yet is never fetched offline (:func:`data.io.is_offline`). Raises ``ValueError`` / ``OSError`` saying why not."""
+    cached yet is never fetched offline (:func:`data.io.is_offline`). Raises ``ValueError`` / ``OSError`` saying why
+    not."""
     import urllib.request
 
     scheme = url.split(":", 1)[0].lower()

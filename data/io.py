@@ -66,7 +66,8 @@ from urllib.parse import urlparse
 from .sample import Sample
 
 __all__ = [
-    "FIXTURE_DIR", "DEFAULT_CACHE", "HUB_ID_RE", "DataError", "check_file", "read_rows", "iter_jsonl", "write_jsonl",
+    "FIXTURE_DIR", "DEFAULT_CACHE", "HUB_ID_RE", "DataError", "check_file", "read_rows", "raw_lines", "iter_jsonl",
+    "write_jsonl",
     "DEFAULT_MAX_ROW_BYTES", "row_limit", "MAX_JSON_DEPTH", "json_too_deep",
     "find_data_file", "is_offline", "hub_unreachable", "hub_download", "extract_once",
 ]
@@ -104,7 +105,7 @@ def _too_large(limit: int) -> str:
 
 _JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+_JSON_TOKEN = re.compile(_JSON_STRING.pattern + r"|[\[\]{}]")
 _DEPTH_STEP = {ord("["): "+", ord("{"): "+", ord("]"): "-", ord("}"): "-"}
 
 
@@ -188,22 +189,29 @@ def _read_line(f, limit: int) -> tuple[bytes | None, bool]:
     return b"", True
 
 
+def raw_lines(f, limit: int) -> Iterator[bytes | None]:
+    """Each line of binary file `f` as bytes (the first line's UTF-8 byte-order mark dropped), or None for a line over
+    `limit` bytes, skipped without being read into memory whole."""
+    first = True
+    while True:
+        raw, skipped = _read_line(f, limit)
+        if raw is None:
+            return
+        if first and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        first = False
+        yield None if skipped else raw
+
+
 def iter_jsonl(path: Path, max_row_bytes: int | None = None) -> Iterator[tuple[int, Any]]:
     """Yield ``(line_no, row_dict | DataError)`` for each non-blank line; a line over `max_row_bytes` (default: the
     current :func:`row_limit`) is a ``row_too_large`` error and is never held in memory whole."""
     source, limit = str(path), _limit(max_row_bytes)
     with open(path, "rb") as f:
-        line_no = 0
-        while True:
-            raw, skipped = _read_line(f, limit)
+        for line_no, raw in enumerate(raw_lines(f, limit), 1):
             if raw is None:
-                return
-            line_no += 1
-            if skipped:
                 yield line_no, DataError(source, line_no, "row_too_large", _too_large(limit))
                 continue
-            if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:

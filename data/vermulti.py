@@ -19,7 +19,7 @@ from typing import Iterable
 
 from .gold import gold_letter, has_choices
 from .images import image_roots, resolve_image_path
-from .io import DataError, _limit, _read_line, extract_once, find_data_file, hub_download, json_too_deep
+from .io import DataError, _limit, extract_once, find_data_file, hub_download, json_too_deep, raw_lines
 from .io import logger as io_logger
 from .loaders import load_message_jsonl
 from .sample import R1_SYSTEM_PROMPT, Sample
@@ -87,17 +87,10 @@ def _rebased_copy(src: Path, tmp_dir: Path) -> Path | None:
     out = tmp_dir / src.name
     limit = _limit(None)
     with open(src, "rb") as fin, open(out, "wb") as fout:
-        first = True
-        while True:
-            raw_line, skipped = _read_line(fin, limit)
-            if raw_line is None:
-                break
-            if skipped:  # never read whole: the copy holds a line over the limit in its place, for the loader to refuse
+        for raw_line in raw_lines(fin, limit):
+            if raw_line is None:  # never read whole: the copy holds a line over the limit in its place, for the loader
                 fout.write(b"x" * (limit + 1) + b"\n")
                 continue
-            if first and raw_line.startswith(b"\xef\xbb\xbf"):
-                raw_line = raw_line[3:]
-            first = False
             try:
                 line = raw_line.decode("utf-8")
             except UnicodeDecodeError:

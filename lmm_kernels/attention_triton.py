@@ -316,7 +316,8 @@ def _block_d(head_dim: int) -> int:
 
 # (BLOCK_M, BLOCK_N, num_warps, num_stages) by kernel, dtype class and head-dim block: the largest candidates that
 # compile without a register spill and within shared memory on both sm_80 and sm_90 for every head dim of the
-# block, causal or not (searched with lmm_kernels.compile_check; fp32 uses exact "ieee" FMA dots: a debug path, small tiles).
+# block, causal or not (searched with lmm_kernels.compile_check; fp32 uses exact "ieee" FMA dots: a debug path, small
+# tiles).
 _TABLE = {
     "16bit": {
         "fwd": {16: (128, 64, 4, 3), 32: (128, 64, 4, 3), 64: (128, 64, 4, 3), 128: (128, 64, 8, 3)},

@@ -115,8 +115,9 @@ def _extract(text: str, configs, mode: str) -> tuple[list, tuple | None]:
 
 
 # What may stand next to an unbracketed match without making it a piece of a longer expression.
-_HSPACE = re.compile(r"(?:[ \t]|\\[,;:! ]|\\q?quad\b|~)*")
-_HSPACE_BEFORE = re.compile(r"(?:[ \t]|\\[,;:! ]|\\q?quad\b|~)*\Z")
+_LATEX_SPACE = r"\\[,;:! ]|\\q?quad\b|~"  # \, \; \: \! "\ " \quad \qquad ~
+_HSPACE = re.compile(rf"(?:[ \t]|{_LATEX_SPACE})*")
+_HSPACE_BEFORE = re.compile(rf"(?:[ \t]|{_LATEX_SPACE})*\Z")
 _TEXT_CMDS = TEXT_COMMANDS + ("quad", "qquad")
 _CMD_AFTER = re.compile(r"\\([A-Za-z]+)")
 _CMD_BEFORE = re.compile(r"\\([A-Za-z]+)\Z")
@@ -130,8 +131,11 @@ _TAG_AFTER = re.compile(r"</?[A-Za-z][A-Za-z0-9_-]{0,20}>")
 # number they are variables, as in `\\frac{1}{2} h`; `\\text{m}` is a unit) and its "ab", "bc" (products of side names).
 _UNIT_SIGN = re.compile(r"\\?%|°|\^\s*(?:\\circ\b|\{\s*\\circ\s*\})|\\circ\b|\\degree\b|\\(?:"
                         + "|".join(TEXT_COMMANDS) + r")\b")
-_UNIT_WORDS = sorted({u.strip() for u in [*_MV_UNITS, "percent", "percentage", "pct"]
-                      if len(u.strip()) > 1 and u.strip() not in ("ab", "bc")}, key=len, reverse=True)
+# math-verify's units that are as often variables: its single letters and the products "ab", "bc" (see also
+# `dropped_letters`); the others are unit words.
+_LETTER_UNITS = sorted({u.strip() for u in _MV_UNITS if len(u.strip()) == 1} | {"ab", "bc"}, key=len, reverse=True)
+_UNIT_WORDS = sorted({u.strip() for u in [*_MV_UNITS, "percent", "percentage", "pct"] if u.strip()}
+                     - set(_LETTER_UNITS), key=len, reverse=True)
 _UNIT_WORD = re.compile(r"(?:" + "|".join(map(re.escape, _UNIT_WORDS)) + r")(?:s|es)?(?![^\W\d_])", re.IGNORECASE)
 
 
@@ -238,19 +242,17 @@ def is_partial(text: str, chosen: tuple | None) -> bool:
     return any(_embedded(text, a, b) for a, b in _match_spans(*chosen))
 
 
-# Letters that math-verify drops as units at the end of an answer (its units regex: after a digit, `}` or a space)
-# and that are as often variables: `\boxed{\frac{1}{2} h}` parses to 1/2. The gold's own form decides: such letters
-# in a prediction make it a piece unless the gold ends with them too (`5 m` against the gold `5 m`).
-_LETTER_UNITS = sorted({u.strip() for u in _MV_UNITS if len(u.strip()) == 1} | {"ab", "bc"}, key=len, reverse=True)
+# math-verify drops `_LETTER_UNITS` as units at the end of an answer too (its units regex: after a digit, `}` or a
+# space): `\boxed{\frac{1}{2} h}` parses to 1/2. The gold's own form decides: such letters in a prediction make it a
+# piece unless the gold ends with them too (`5 m` against the gold `5 m`).
 _LETTER_UNIT_END = re.compile(r"(?<=[\d}\s])\s*(" + "|".join(_LETTER_UNITS) + r")(?:s|es)?\s*\Z")
 _BOXED = re.compile(r"\A\s*\\(?:boxed|fbox)\s*\{(.*)\}\s*\Z", re.DOTALL)
-_SPACING = re.compile(r"\\[,;:! ]|\\q?quad\b|~")
 
 
 def dropped_letters(text: str) -> set[str]:
     """The letters at the end of `text` that math-verify would drop as units (`_LETTER_UNITS`)."""
     found = set()
-    text = _SPACING.sub(" ", _BOXED.sub(r"\1", text.strip().strip("$")))
+    text = re.sub(_LATEX_SPACE, " ", _BOXED.sub(r"\1", text.strip().strip("$")))
     while m := _LETTER_UNIT_END.search(text):
         found.add(m.group(1))
         text = text[:m.start()]

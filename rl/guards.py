@@ -57,18 +57,14 @@ class StopRequest:
         return False
 
 
-_WHEN = [""]
-
-
 def stop_at_once(when: str):
     """Outside the trainer's loop (start-up, the end): SIGTERM and Ctrl-C exit at once with one line saying `when`
-    (what is saved), code 143 or 130. Called again, only the words change. Outside the main thread: a no-op."""
+    (what is saved), code 143 or 130. Outside the main thread: a no-op."""
     def handle(signum, frame):
         name = signal.Signals(signum).name
-        print(f"{name} received {_WHEN[0]}: exiting", file=sys.stderr, flush=True)
+        print(f"{name} received {when}: exiting", file=sys.stderr, flush=True)
         raise SystemExit(128 + signum)
 
-    _WHEN[0] = when
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, handle)

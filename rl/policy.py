@@ -105,7 +105,8 @@ def check_kernels(trainer, batch: dict, logp: torch.Tensor) -> float:
     """--kernel-check-every: the same micro-batch through the torch references (attention and log-prob); the
     largest |log-prob difference|, an error above --kernel-check-tol."""
     cfg, mask = trainer.cfg, batch["action_mask"]
-    with torch.no_grad(), trainer.autocast(), lmm_kernels.reference_attention(trainer.policy, trainer.kernels, cfg.attn):
+    reference = lmm_kernels.reference_attention(trainer.policy, trainer.kernels, cfg.attn)
+    with torch.no_grad(), trainer.autocast(), reference:
         ref, _ = trainer.policy_logprobs(batch)  # the torch log-prob path
     diff = (logp.detach().float() - ref.float()).abs()[mask].max().item() if mask.any() else 0.0
     tol = cfg.kernel_check_tol or (1e-3 if trainer.autocast_dtype is None else 5e-2)

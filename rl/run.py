@@ -155,7 +155,8 @@ def run(cfg: Config, make_evaluator=None) -> Path | None:
         if dist.is_main():
             print(f"{len(samples)} prompts from {cfg.data}; model {cfg.model}; preset {cfg.preset}", file=sys.stderr)
         if len(samples) < cfg.prompts_per_step:
-            raise SystemExit(f"error: --prompts-per-step {cfg.prompts_per_step}: the data has only {len(samples)} prompts")
+            raise SystemExit(f"error: --prompts-per-step {cfg.prompts_per_step}: the data has only {len(samples)} "
+                             f"prompts")
         reward_fn = get_reward(cfg.reward, workers=cfg.reward_workers, timeout=cfg.reward_timeout,
                                whole_answer=cfg.whole_answer, fail_closed=cfg.fail_closed_gold)
         try:
