@@ -30,9 +30,9 @@ class Kernels:
     reason: str  # why this choice (logged)
     attn_implementation: str  # passed to transformers for the language model and the vision tower
     logprobs: Callable  # (hidden, weight, targets, temperature, with_entropy, chunk_size) -> (logp, entropy | None)
-    # Fused kernels of policy losses, by the loss's name (rl.algos.POLICY_LOSSES): the trainer runs a loss's kernel
-    # where there is one, else its torch definition. Signature: (logp, old_logp, adv, mask, ref_logp, clip_eps, beta,
-    # kl_kind) -> per-token loss [N, T].
+    # Fused kernels of policy losses, by surrogate ("clip": token-level PPO-clip + KL, rl.losses.LossSpec.plain): the
+    # trainer runs the kernel where it computes the configured loss, else the torch definition. Signature: (logp,
+    # old_logp, adv, mask, ref_logp, clip_eps, beta, kl_kind, clip_eps_high) -> per-token loss [N, T].
     policy_losses: dict[str, Callable]
 
 
@@ -61,7 +61,7 @@ def select(requested: str, device: torch.device, torch_attn: str = "sdpa", packe
             from lmm_kernels.policy_loss_triton import policy_loss_tokens_triton
             register()
             return Kernels("triton", f"triton kernels on {why}", "triton_varlen", triton_logprobs_from_hidden,
-                           {"ppo": policy_loss_tokens_triton})
+                           {"clip": policy_loss_tokens_triton})
         reason = f"torch kernels: {why}"
     else:
         reason = "torch kernels (--kernels torch)"

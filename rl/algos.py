@@ -24,13 +24,12 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
-from lmm_kernels.policy_loss import KL_KINDS, kl_estimate, policy_loss_tokens, surrogates
+from lmm_kernels.policy_loss import KL_KINDS, kl_estimate
 
 __all__ = [
     "Estimator",
     "ESTIMATORS",
-    "POLICY_LOSSES",
-    "AGGREGATIONS",
+    "SCALES",
     "REWARD_CLIP",
     "GRPO_EPS",
     "KL_KINDS",
@@ -42,19 +41,11 @@ __all__ = [
     "discounted_returns",
     "gae",
     "whiten",
-    "aggregate",
-    "aggregate_count",
-    "aggregate_weight",
-    "policy_loss_tokens",
-    "policy_stats",
-    "policy_loss",
-    "value_loss",
-    "kl_loss",
+    "overlong_penalty",
     "compute_advantages",
     "max_abs_diff",
 ]
 
-AGGREGATIONS = ("seq-mean-token-mean", "token-mean")
 # The released code clips every scalar reward to this range after the group baseline, before the KL shaping.
 REWARD_CLIP = 10.0
 # GRPO's std epsilon in the released code.
@@ -99,9 +90,11 @@ def masked_mean(x: Tensor, mask: Tensor, dim: Optional[int] = None) -> Tensor:
 @dataclass(frozen=True)
 class Estimator:
     """An advantage estimator: how a prompt's group of g samples shapes its scalar rewards (`baseline`, [G, g] ->
-    [G, g]), whether advantages come from a critic's values by GAE (else the reward-to-go), whether the released
-    LMM-R1 code whitens them by default, and the smallest group it is defined for."""
+    [G, g]) and by which standard deviation it divides them by default (`scale`), whether advantages come from a
+    critic's values by GAE (else the reward-to-go), whether the released LMM-R1 code whitens them by default, and the
+    smallest group it is defined for."""
     baseline: Callable[[Tensor], Tensor]
+    scale: str = "none"
     critic: bool = False
     whiten: bool = True
     min_group: int = 1
@@ -115,14 +108,8 @@ def no_baseline(r: Tensor) -> Tensor:
 
 def group_mean_baseline(r: Tensor) -> Tensor:
     """REINFORCE++-baseline (Hu et al. 2025): subtract the group mean only (no std division: avoids GRPO's
-    difficulty bias)."""
+    difficulty bias). GRPO divides the same by the group's std (scale "group")."""
     return r - r.mean(dim=1, keepdim=True)
-
-
-def group_normalized(r: Tensor) -> Tensor:
-    """GRPO (DeepSeekMath, Shao et al. 2024): (r - mean) / (std + 1e-9). Unbiased std (Bessel, torch default),
-    matching OpenRLHF's `rewards.std(-1)`."""
-    return (r - r.mean(dim=1, keepdim=True)) / (r.std(dim=1, keepdim=True) + GRPO_EPS)
 
 
 def leave_one_out_baseline(r: Tensor) -> Tensor:
@@ -133,16 +120,37 @@ def leave_one_out_baseline(r: Tensor) -> Tensor:
 # The registry: a new estimator is one entry. grpo alone is not whitened by the released code.
 ESTIMATORS = {
     "reinforce_baseline": Estimator(group_mean_baseline),
-    "grpo": Estimator(group_normalized, whiten=False, min_group=2, why_min_group="std of a single sample is undefined"),
+    # GRPO (DeepSeekMath, Shao et al. 2024): (r - mean) / (std + 1e-9), as OpenRLHF's `rewards.std(-1)`
+    "grpo": Estimator(group_mean_baseline, scale="group", whiten=False, min_group=2,
+                      why_min_group="std of a single sample is undefined"),
     "rloo": Estimator(leave_one_out_baseline, min_group=2, why_min_group="leave-one-out baseline"),
     "reinforce": Estimator(no_baseline),
     "gae": Estimator(no_baseline, critic=True),
 }
+# --scale-rewards (TRL's scale_rewards): divide the baselined rewards by the std of their group (GRPO), of the whole
+# rollout batch over every process (Lite PPO, Liu et al. 2025), or by nothing (Dr. GRPO, Liu et al. 2025).
+# Unbiased std (Bessel) as torch and TRL; the epsilon is the released code's 1e-9 (TRL: 1e-4).
+SCALES = ("group", "batch", "none")
 
 
-def outcome_advantage(rewards: Tensor, group_size: int, estimator: str) -> Tensor:
-    """Shape scalar per-sample rewards [N] within contiguous prompt groups of size group_size (compute_advantages
-    clips the result, as the released code does)."""
+def _std_all(r: Tensor, all_reduce: Optional[Callable[[Tensor], Optional[Tensor]]]) -> Tensor:
+    """Unbiased std of every reward of the rollout batch, over every process when `all_reduce` sums across them."""
+    x = r.to(torch.float64).reshape(-1)
+    stats = torch.stack([x.sum(), x.pow(2).sum(), torch.tensor(float(x.numel()), dtype=torch.float64)])
+    if all_reduce is not None:
+        reduced = all_reduce(stats)
+        stats = reduced if isinstance(reduced, Tensor) else stats
+    total, total_sq, n = stats
+    if n < 2:
+        return torch.zeros((), dtype=r.dtype)
+    return ((total_sq - total * total / n).clamp(min=0) / (n - 1)).sqrt().to(r.dtype)
+
+
+def outcome_advantage(rewards: Tensor, group_size: int, estimator: str, scale: str = "auto",
+                      all_reduce: Optional[Callable[[Tensor], Optional[Tensor]]] = None) -> Tensor:
+    """Shape scalar per-sample rewards [N] within contiguous prompt groups of size group_size: the estimator's
+    baseline, then its scale (or `scale`: group | batch | none). compute_advantages clips the result, as the
+    released code does."""
     # OpenRLHF ppo_utils/experience_maker: group baselines over n_samples_per_prompt rollouts.
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown advantage estimator {estimator!r}; expected one of {tuple(ESTIMATORS)}")
@@ -156,7 +164,27 @@ def outcome_advantage(rewards: Tensor, group_size: int, estimator: str) -> Tenso
     spec = ESTIMATORS[estimator]
     if group_size < spec.min_group:
         raise ValueError(f"{estimator} needs group_size >= {spec.min_group} ({spec.why_min_group})")
-    return spec.baseline(rewards.clone().view(-1, group_size)).reshape(n)
+    scale = spec.scale if scale == "auto" else scale
+    r = rewards.clone().view(-1, group_size)
+    adv = spec.baseline(r)
+    if scale == "group":
+        if group_size < 2:
+            raise ValueError("--scale-rewards group needs groups of at least 2 samples (the std of one is undefined)")
+        adv = adv / (r.std(dim=1, keepdim=True) + GRPO_EPS)
+    elif scale == "batch":
+        adv = adv / (_std_all(r, all_reduce) + GRPO_EPS)
+    elif scale != "none":
+        raise ValueError(f"unknown reward scale {scale!r}; expected one of {SCALES}")
+    return adv.reshape(n)
+
+
+def overlong_penalty(lengths: Tensor, max_len: int, buffer: int, factor: float = 1.0) -> Tensor:
+    """DAPO's soft overlong punishment (Yu et al. 2025, eq. 13; TRL get_soft_overlong_punishment): 0 up to
+    max_len - buffer tokens, then falling linearly to -factor at max_len (and -factor beyond)."""
+    if buffer <= 0:
+        return torch.zeros(lengths.shape, dtype=torch.float32)
+    over = lengths.float() - (max_len - buffer)
+    return (-over.clamp(min=0) / buffer).clamp(min=-1.0) * factor
 
 
 # ---------------------------------------------------------------------------
@@ -252,98 +280,6 @@ def whiten(
 
 
 # ---------------------------------------------------------------------------
-# Losses
-# ---------------------------------------------------------------------------
-
-
-def aggregate(per_token: Tensor, mask: Tensor, agg: str = "seq-mean-token-mean") -> Tensor:
-    """Reduce a per-token loss [N, T] to a scalar over valid tokens ("seq-mean-token-mean" | "token-mean")."""
-    # GRPO (DeepSeekMath eq. 3) averages per sequence then over sequences; DAPO (Yu et al. 2025)
-    # token-mean averages over all tokens of the micro-batch (no length bias toward short answers).
-    # Empty rows: excluded from the sequence count (all-empty batch -> 0), never NaN.
-    if agg == "token-mean":
-        return masked_mean(per_token, mask)
-    if agg == "seq-mean-token-mean":
-        seq_mean = masked_mean(per_token, mask, dim=1)
-        nonempty = _valid(mask).any(dim=1)
-        return masked_mean(seq_mean, nonempty)
-    raise ValueError(f"unknown loss aggregation {agg!r}; expected one of {AGGREGATIONS}")
-
-
-def aggregate_count(mask: Tensor, agg: str = "seq-mean-token-mean") -> int:
-    """What `aggregate` divides by: valid tokens (token-mean) or non-empty rows (seq-mean-token-mean)."""
-    if agg == "token-mean":
-        return int(_valid(mask).sum())
-    if agg == "seq-mean-token-mean":
-        return int(_valid(mask).any(dim=1).sum())
-    raise ValueError(f"unknown loss aggregation {agg!r}; expected one of {AGGREGATIONS}")
-
-
-def aggregate_weight(part_mask: Tensor, whole: Tensor | int, agg: str = "seq-mean-token-mean") -> float:
-    """Weight w of a micro-batch such that the sum over micro-batches of w * aggregate(part) equals
-    aggregate(whole): its share of the valid tokens (token-mean) or of the non-empty rows (seq-mean-token-mean).
-    `whole` is the whole batch's mask, or its aggregate_count (summed over the processes it spans)."""
-    count = whole if isinstance(whole, int) else aggregate_count(whole, agg)
-    return aggregate_count(part_mask, agg) / max(count, 1)
-
-
-# Policy losses: name -> per-token loss [N, T] with policy_loss_tokens' signature (logp, old_logp, adv, mask,
-# ref_logp, clip_eps, beta, kl_kind), exact 0 on padding. A new loss is one entry; one with a fused kernel is
-# swapped for it by the kernel switch (lmm_kernels.Kernels.policy_losses).
-POLICY_LOSSES = {"ppo": policy_loss_tokens}
-
-
-@torch.no_grad()
-def policy_stats(logp: Tensor, old_logp: Tensor, adv: Tensor, mask: Tensor, clip_eps: float = 0.2) -> dict[str, float]:
-    """{"clip_frac", "approx_kl"}: share of valid tokens where the clipped branch is active (surr2 < surr1), and
-    the k3 estimate of KL(old || new), (rho - 1) - log rho, token-mean."""
-    log_ratio, surr1, surr2 = surrogates(logp, old_logp, adv, mask, clip_eps, clip_eps)
-    return {"clip_frac": float(masked_mean((surr2 < surr1).float(), mask)),
-            "approx_kl": float(masked_mean(torch.exp(log_ratio) - 1.0 - log_ratio, mask))}
-
-
-def policy_loss(
-    logp: Tensor,
-    old_logp: Tensor,
-    adv: Tensor,
-    mask: Tensor,
-    clip_eps: float = 0.2,
-    agg: str = "seq-mean-token-mean",
-) -> tuple[Tensor, dict[str, float]]:
-    """PPO clipped surrogate loss -> (scalar loss, {"clip_frac", "approx_kl"} as floats)."""
-    loss = aggregate(policy_loss_tokens(logp, old_logp, adv, mask, clip_eps=clip_eps), mask, agg)
-    return loss, policy_stats(logp, old_logp, adv, mask, clip_eps)
-
-
-def value_loss(
-    values: Tensor,
-    old_values: Tensor,
-    returns: Tensor,
-    mask: Tensor,
-    clip: float = 0.2,
-    agg: str = "seq-mean-token-mean",
-) -> Tensor:
-    """Clipped value loss 0.5 * max((V_clip - R)^2, (V - R)^2), aggregated over valid tokens."""
-    # PPO value clipping (OpenAI baselines ppo2 / OpenRLHF ValueLoss):
-    # V_clip = V_old + clamp(V - V_old, -clip, clip). Inputs zeroed on padding (NaN-free grads).
-    values, old_values, returns = (_zero_pad(x, mask) for x in (values, old_values, returns))
-    v_clip = old_values + (values - old_values).clamp(-clip, clip)
-    per_token = 0.5 * torch.max((v_clip - returns).pow(2), (values - returns).pow(2))
-    return aggregate(per_token, mask, agg)
-
-
-def kl_loss(
-    logp: Tensor, ref_logp: Tensor, mask: Tensor, kind: str = "k3", agg: str = "seq-mean-token-mean"
-) -> Tensor:
-    """GRPO-style KL-as-loss term: aggregate of kl_estimate over valid tokens."""
-    # GRPO (DeepSeekMath eq. 3-4) adds beta * D_KL(pi || pi_ref) to the loss (k3 by default)
-    # instead of into the reward. Inputs zeroed on padding first: masked KL, NaN-free gradients.
-    logp = _zero_pad(logp, mask)
-    ref_logp = _zero_pad(ref_logp, mask)
-    return aggregate(kl_estimate(logp, ref_logp, kind), mask, agg)
-
-
-# ---------------------------------------------------------------------------
 # Glue
 # ---------------------------------------------------------------------------
 
@@ -362,6 +298,7 @@ def compute_advantages(
     whiten_advantages: Optional[bool] = None,
     all_reduce: Optional[Callable[[Tensor], Optional[Tensor]]] = None,
     reward_clip: Optional[float] = REWARD_CLIP,
+    scale: str = "auto",
 ) -> tuple[Tensor, Tensor]:
     """Scalar rewards [N] -> per-token (advantages, returns) [N, T] for the given estimator."""
     # LMM-R1's experience maker: group-shape the scalar reward (process_experiences) -> clip it to
@@ -371,7 +308,7 @@ def compute_advantages(
         raise ValueError(f"unknown advantage estimator {estimator!r}; expected one of {tuple(ESTIMATORS)}")
     if beta != 0.0 and kl is None:
         raise ValueError("beta != 0 requires the per-token `kl` tensor (KL-in-reward)")
-    outcome = outcome_advantage(rewards, group_size, estimator)
+    outcome = outcome_advantage(rewards, group_size, estimator, scale, all_reduce)
     if reward_clip is not None:
         outcome = outcome.clamp(-reward_clip, reward_clip)
     tok = token_rewards(outcome, mask, kl=kl, beta=beta)

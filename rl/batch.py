@@ -218,6 +218,7 @@ class Rollout:
     returns: torch.Tensor = field(init=False)
     entropy: torch.Tensor = field(init=False)
     sampler_logp: torch.Tensor = field(init=False)  # written by the rollout engine that records its draws
+    trainable: torch.Tensor = field(init=False)  # [N] bool: the sample is in the loss (--mask-truncated: finished)
 
     def __post_init__(self):
         lengths = torch.tensor([r.numel() for r in self.responses], dtype=torch.long)
@@ -225,6 +226,7 @@ class Rollout:
         self.mask = torch.arange(R)[None, :] < lengths[:, None]
         for key in TOKEN_KEYS:
             setattr(self, key, torch.zeros(len(self.responses), R))
+        self.trainable = torch.ones(len(self.responses), dtype=torch.bool)
 
     def __len__(self) -> int:
         return len(self.responses)
@@ -262,7 +264,32 @@ class Rollout:
         batch = (pack if packed else collate)(self.rows(idx), pad_id)
         R = batch["action_mask"].shape[1]
         batch.update({key: getattr(self, key)[idx, :R] for key in TOKEN_KEYS})
+        batch["loss_mask"] = batch["action_mask"] & self.trainable[idx, None]
         return batch
+
+    def groups(self, keep) -> "Rollout":
+        """The prompts `keep` (indices) with their n samples each, and everything the rollout holds of them."""
+        idx = [g * self.n + j for g in keep for j in range(self.n)]
+        out = Rollout([self.prompts[g] for g in keep], self.n, [self.responses[i] for i in idx],
+                      [self.finished[i] for i in idx])
+        R = out.mask.shape[1]
+        for key in TOKEN_KEYS:
+            setattr(out, key, getattr(self, key)[idx, :R].clone())
+        out.trainable = self.trainable[idx].clone()
+        return out
+
+    @classmethod
+    def join(cls, parts: list["Rollout"]) -> "Rollout":
+        """One rollout of several (the same n), in order."""
+        out = cls([p for r in parts for p in r.prompts], parts[0].n, [x for r in parts for x in r.responses],
+                  [f for r in parts for f in r.finished])
+        row = 0
+        for r in parts:
+            for key in TOKEN_KEYS:
+                getattr(out, key)[row:row + len(r), :r.mask.shape[1]] = getattr(r, key)
+            out.trainable[row:row + len(r)] = r.trainable
+            row += len(r)
+        return out
 
     def store(self, idx, key: str, values: torch.Tensor):
         """Write per-token values [B, R_b] of the samples `idx` (a batch of them) into `key`; 0 on padding."""

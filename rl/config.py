@@ -14,6 +14,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rl.presets import PRESETS, PURPOSES  # noqa: F401 - PRESETS is part of this module's interface
+
 
 def knob(default, help: str, **kw):
     return field(default=default, metadata={"help": help, **kw})
@@ -48,23 +50,50 @@ class Config:
     min_pixels: int = knob(4 * 28 * 28, "images are resized to at least this many pixels")
     compile_decode: bool = knob(False, "torch.compile the decode step of --engine ours (CUDA only; ignored on the "
                                 "CPU)")
-    # -- algorithm: advantages, KL and the PPO loss (rl/algos.py) ------------------------------------------------------
+    # -- algorithm: advantages and KL (rl/algos.py), the policy loss (rl/losses.py; docs/objectives.md) -------------
     estimator: str = knob("reinforce_baseline", "advantage estimator")
+    scale_rewards: str = knob("auto", "divide the baselined rewards by the std of their 'group' (GRPO), of the whole "
+                              "'batch', or 'none' (Dr. GRPO); auto = the estimator's (group for grpo, else none)",
+                              choices=["auto", "group", "batch", "none"])
     kl: float = knob(0.001, "KL coefficient beta; 0 disables the reference model")
     kl_estimator: str = knob("k1", "KL estimator")
     kl_in: str = knob("reward", "where the KL goes: 'reward' (per-token penalty, LMM-R1) or 'loss' (GRPO-style)",
                       choices=["reward", "loss"])
-    policy_loss: str = knob("ppo", "policy loss: 'ppo' the clipped surrogate (+ beta * KL with --kl-in loss)")
-    eps_clip: float = knob(0.2, "PPO ratio clip epsilon")
+    kl_bias_correction: bool = knob(False, "--kl-in loss: multiply the KL by the importance ratio (DeepSeek-V3.2; "
+                                    "TRL's use_bias_correction_kl)")
+    loss: str = knob("ppo", "policy loss: 'ppo' PPO-clip aggregated as LMM-R1's released code; grpo, bnpo, dr_grpo, "
+                     "dapo, gspo, cispo, sapo as TRL's loss_type (docs/objectives.md)")
+    loss_agg: str = knob("auto", "loss aggregation; auto = the loss's own (ppo: seq-mean-token-mean)")
+    ratio_level: str = knob("auto", "importance ratio per 'token' or per 'sequence' (GSPO: the geometric mean of its "
+                            "token ratios); auto = the loss's", choices=["auto", "token", "sequence"])
+    eps_clip: float = knob(0.2, "PPO ratio clip epsilon (the lower one with --clip-high)")
+    clip_high: float = knob(0.0, "upper clip epsilon (DAPO clip-higher: 0.28); cispo: the cap of its weight, "
+                            "eps_max; 0 = --eps-clip (cispo: 5.0)")
+    clip_delta: float = knob(0.0, "two-sided clip: the unclipped ratio capped at this value, > 1 (INTELLECT-2; "
+                             "TRL's delta); 0 = off")
+    sapo_temperatures: tuple = knob((1.0, 1.05), "sapo: gate temperatures for positive and other advantages",
+                                    nargs=2, type=float)
+    mask_truncated: bool = knob(False, "leave responses cut at --max-new-tokens out of the loss (DAPO overlong "
+                                "filtering; counted in loss/truncated_masked)")
+    overlong_buffer: int = knob(0, "DAPO soft overlong punishment: the reward falls linearly to -(--overlong-penalty) "
+                                "over the last N tokens before --max-new-tokens; 0 = off")
+    overlong_penalty: float = knob(1.0, "the punishment at --max-new-tokens (DAPO: 1.0)")
+    dynamic_sampling: int = knob(0, "DAPO dynamic sampling: drop the groups whose rewards are all equal and generate "
+                                 "up to this many more rounds of prompts to refill the batch; 0 = off")
     value_clip: float = knob(0.2, "critic value clip (gae)")
     gamma: float = knob(1.0, "discount")
     lam: float = knob(1.0, "GAE lambda")
-    loss_agg: str = knob("seq-mean-token-mean", "loss aggregation")
     whiten: str = knob("auto", "normalise advantages over all valid tokens of the rollout batch; 'auto' = on for "
                        "reinforce_baseline/rloo/reinforce/gae, off for grpo", choices=["auto", "on", "off"])
     old_logprobs: str = knob("recompute", "PPO old log-probs: 'recompute' (a forward pass after generation, the "
                              "paper) or 'sampler' (those the sampler drew with: one forward pass fewer; needs "
                              "--engine ours)", choices=["recompute", "sampler"])
+    rollout_correction: str = knob("auto", "correct the sampler/trainer mismatch of the log-probs: token- or "
+                                   "sequence-level, truncate the importance weight at --correction-cap or mask what "
+                                   "lies beyond it (TIS / MIS); auto = token-truncate with --old-logprobs sampler, "
+                                   "else none; needs --engine ours")
+    correction_cap: float = knob(3.0, "upper bound of the rollout correction's weight (TRL's default)")
+    correction_floor: float = knob(0.0, "lower bound of the rollout correction's weight; 0 = none")
     # -- optimisation: the updates and how many (rl/optim.py) ----------------------------------------------------------
     actor_lr: float = knob(4e-7, "policy learning rate")
     critic_lr: float = knob(9e-6, "critic learning rate (gae)")
@@ -166,127 +195,6 @@ class Config:
         return json.dumps(dataclasses.asdict(self), indent=2)
 
 
-# The paper's runs and offline debug variants. Each value's source is named beside it: a released training script of
-# LMM-R1 (examples/scripts/lmm_r1/<name>.sh at its first release, commit 9cb1513, the day after the paper), the
-# released code's defaults for what the scripts leave unset (openrlhf/cli/train_ppo_ray.py, ppo_actor.py), the paper,
-# or "our choice". Config's defaults are FRE-Text's values (a test checks that PRESETS["fre-text"] changes nothing).
-_SHARED = dict(  # every paper run
-    prompts_per_step=256, n_samples=16,  # scripts: --rollout_batch_size 256 --n_samples_per_prompt 16
-    train_batch_size=256,  # scripts: --train_batch_size 256
-    ppo_epochs=1,  # scripts: --max_epochs 1
-    episodes=2,  # scripts: --num_episodes 2
-    temperature=1.0,  # scripts: --temperature 1.0
-    max_new_tokens=4096,  # scripts: --generate_max_len 4096 (PerceReason 8000, Sokoban 8196)
-    max_pixels=640 * 28 * 28,  # train_ppo_ray.py default --max_pixels at 9cb1513 (the scripts leave it unset)
-    eps_clip=0.2,  # train_ppo_ray.py default --eps_clip
-    value_clip=0.2,  # train_ppo_ray.py default --value_clip (gae)
-    gamma=1.0, lam=1.0,  # scripts: --gamma 1 --lambd 1
-    kl_estimator="k1", kl_in="reward",  # train_ppo_ray.py defaults: --kl_estimator k1, no --use_kl_loss (KL in reward)
-    loss_agg="seq-mean-token-mean",  # ppo_actor.py at 9cb1513: per-sequence token mean, then the batch mean
-    grad_clip=1.0,  # train_ppo_ray.py default --max_norm
-    adam_betas=(0.9, 0.95), weight_decay=0.0,  # train_ppo_ray.py defaults --adam_betas, --l2
-    warmup_ratio=0.03,  # train_ppo_ray.py default --lr_warmup_ratio
-    min_lr_ratio=0.1,  # ppo_actor.py: cosine_with_min_lr, min_lr = 0.1 x lr
-    freeze_vision=False,  # scripts: the vision tower trains (train_sokoban.sh alone: --freeze_prefix visual)
-)
-_FRE_TEXT = dict(
-    _SHARED,
-    model="Qwen/Qwen2.5-VL-3B-Instruct",  # train_fre_text.sh: --pretrain Qwen2.5-VL-3B-Instruct
-    data="deepscaler",  # train_fre_text.sh: DeepScaler/train.jsonl (deepscaler_message.jsonl at HEAD), 40k problems
-    reward="r1_math",  # math_verifier.py (format 0.5 + accuracy 1)
-    estimator="reinforce_baseline",  # train_fre_text.sh: --advantage_estimator reinforce_baseline
-    kl=0.001,  # train_fre_text.sh: --init_kl_coef 0.001
-    actor_lr=4e-7,  # train_fre_text.sh: --actor_learning_rate 4e-7
-    out="runs/fre-text",  # our choice
-)
-_DEBUG = dict(  # our choice: offline, a 2-core CPU, seconds
-    model="tiny", data="fixture", device="cpu", dtype="fp32", kernels="torch", prompts_per_step=4, n_samples=4,
-    max_new_tokens=24, max_prompt_len=512, gen_batch_size=4, train_batch_size=8, micro_batch_size=8, episodes=1,
-    max_steps=4, actor_lr=1e-4, critic_lr=1e-4, save_every=2, reward_workers=1, max_pixels=112 * 112,
-    gradient_checkpointing=False)
-# our choice: the paper's two stages in miniature on a 2-core CPU (classroom.py), about 2 minutes a run
-_CLASSROOM = dict(
-    model="classroom", data="classroom-text:2048", device="cpu", dtype="fp32", kernels="torch", prompts_per_step=16,
-    n_samples=8, max_new_tokens=48, max_prompt_len=512, gen_batch_size=16, train_batch_size=128,
-    micro_batch_size=32, episodes=1, max_steps=100, actor_lr=3e-4, critic_lr=3e-4, save_every=0, reward_workers=2,
-    min_pixels=28 * 28, max_pixels=112 * 112, gradient_checkpointing=False,
-    eval_benchmarks="classroom-text,classroom-image")
-# Stage 2 (MGT) continues from the FRE-Text checkpoint (--init; paper); the reference model is that checkpoint. Each
-# domain's recipe, used by its paper preset and its debug variant:
-_GEO = dict(
-    data="vermulti-geo",  # train_mgt_geo.sh: MathV360k/geo_split.jsonl, at HEAD VerMulti/mathv_geo_message.jsonl
-    reward="r1_math",  # math_verifier.py
-    estimator="gae",  # train_mgt_geo.sh: --advantage_estimator gae (PPO with a critic)
-    kl=0.001,  # train_mgt_geo.sh: --init_kl_coef 0.001
-    actor_lr=1e-6,  # train_mgt_geo.sh: --actor_learning_rate 1e-6
-    critic_lr=9e-6,  # train_ppo_ray.py default --critic_learning_rate (the script leaves it unset)
-)
-_PERCEREASON = dict(
-    data="vermulti",  # train_mgt_percereas.sh: MathV360k/train_filter50.jsonl, at HEAD VerMulti/mathv60k_message
-    reward="r1_math",  # math_verifier.py, for every sample (multiple choice included)
-    estimator="reinforce_baseline",  # train_mgt_percereas.sh
-    kl=0.0,  # train_mgt_percereas.sh at 9cb1513: --init_kl_coef 0.0, no reference model (0.001 from 83244e9)
-    actor_lr=4e-7,  # train_mgt_percereas.sh
-    max_new_tokens=8000,  # train_mgt_percereas.sh at 9cb1513: --generate_max_len 8000 (8192 from 83244e9)
-)
-_SOKOBAN = dict(
-    data="sokoban:4096",  # our choice: generated levels (6x6-10x10, 1-3 boxes), each proved solvable
-    reward="sokoban",  # sokoban_verifier.py (ours: rewards/sokoban.py)
-    estimator="gae",  # train_sokoban.sh: --advantage_estimator gae
-    kl=0.0,  # train_sokoban.sh: --init_kl_coef 0
-    freeze_vision=True,  # train_sokoban.sh: --freeze_prefix visual
-    actor_lr=1e-6,  # train_sokoban.sh: --actor_learning_rate 1e-6
-    critic_lr=5e-6,  # train_sokoban.sh: --critic_learning_rate 5e-6
-    prompts_per_step=128, train_batch_size=128,  # train_sokoban.sh: --rollout_batch_size 128 --train_batch_size 128
-    episodes=4,  # train_sokoban.sh: --num_episodes 4
-    max_new_tokens=8196,  # train_sokoban.sh: --generate_max_len 8196
-)
-_FOOTBALL = dict(  # our own game: every value is our choice (Sokoban's recipe)
-    data="football:4096",  # our choice
-    reward="football",  # our choice (envs/football)
-    estimator="gae", kl=0.0, freeze_vision=True,  # our choice, as Sokoban
-    actor_lr=1e-6, critic_lr=5e-6,  # our choice, as Sokoban
-    max_new_tokens=2048,  # our choice: one action to pick
-)
-PRESETS: dict[str, dict] = {
-    "fre-text": _FRE_TEXT,
-    "fre-multi": dict(
-        _FRE_TEXT,
-        data="vermulti",  # train_fre_multi.sh: MathV360k/train_filter50.jsonl, at HEAD VerMulti/mathv60k_message
-        actor_lr=1e-6,  # train_fre_multi.sh: --actor_learning_rate 1e-6
-        out="runs/fre-multi",  # our choice
-    ),
-    "debug": dict(_DEBUG, out="runs/debug"),
-    # the classroom (our choice): FRE-Text, FRE-Multi and a geometry stage 2 of the warm tiny model
-    "classroom": dict(_CLASSROOM, out="runs/classroom"),
-    "classroom-multi": dict(_CLASSROOM, data="classroom-image:2048", out="runs/classroom-multi"),
-    "mgt-classroom": dict(_CLASSROOM, model="", data="classroom-geo:2048", out="runs/mgt-classroom",
-                          eval_benchmarks="classroom-geo,classroom-text"),
-    # model "": --init <FRE-Text checkpoint> is required (paper: stage 2 starts from FRE-Text); out: our choice
-    "mgt-geo": {**_SHARED, **_GEO, "model": "", "out": "runs/mgt-geo"},
-    "mgt-percereason": {**_SHARED, **_PERCEREASON, "model": "", "out": "runs/mgt-percereason"},
-    "mgt-sokoban": {**_SHARED, **_SOKOBAN, "model": "", "out": "runs/mgt-sokoban"},
-    "mgt-football": {**_SHARED, **_FOOTBALL, "model": "", "out": "runs/mgt-football"},
-    # Direct-RL-Geo, the paper's ablation of the two stages: MGT-Geo's recipe from the base model
-    # (train_direct_rl_geo.sh: --pretrain Qwen2.5-VL-3B-Instruct; it reads ./data/MathV360k/geo_split.jsonl, the
-    # file train_mgt_geo.sh also read at 9cb1513 before it was renamed to VerMulti's mathv_geo_message.jsonl)
-    "direct-rl-geo": {**_SHARED, **_GEO, "model": "Qwen/Qwen2.5-VL-3B-Instruct", "out": "runs/direct-rl-geo"},
-    # debug variants (our choice): the domain's recipe at debug size on bundled fixtures or a few generated prompts;
-    # `--init` a debug stage-1 checkpoint
-    "geo-debug": {**_GEO, **_DEBUG, "model": "", "data": "geo-fixture", "out": "runs/geo-debug",
-                  "max_prompt_len": 2048},
-    "percereason-debug": {**_PERCEREASON, **_DEBUG, "model": "", "data": "fixture:message",
-                          "out": "runs/percereason-debug", "max_prompt_len": 2048},
-    "sokoban-debug": {**_SOKOBAN, **_DEBUG, "model": "", "data": "sokoban:16", "out": "runs/sokoban-debug",
-                      "max_prompt_len": 2048},
-    "football-debug": {**_FOOTBALL, **_DEBUG, "model": "", "data": "football:16", "out": "runs/football-debug",
-                       "max_prompt_len": 2048},
-    # ... and Direct-RL-Geo's: from the tiny random model, no --init
-    "direct-rl-geo-debug": {**_GEO, **_DEBUG, "data": "geo-fixture", "out": "runs/direct-rl-geo-debug",
-                            "max_prompt_len": 2048},
-}
-
-
 def preset(name: str, **overrides) -> Config:
     if name not in PRESETS:
         raise SystemExit(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
@@ -315,11 +223,13 @@ COMMANDS = dict(
 def owned_choices() -> dict:
     """The allowed values of the fields whose names belong to another module, from that module (imported here, when
     a parser is built, not when rl.config is: two of them import torch)."""
-    from rl.algos import AGGREGATIONS, ESTIMATORS, KL_KINDS, POLICY_LOSSES
+    from rl.algos import ESTIMATORS, KL_KINDS
     from rl.engines import ENGINES
+    from rl.losses import AGGREGATIONS, CORRECTIONS, LOSSES
     from rl.optim import OPTIMIZERS
     return {"engine": list(ENGINES), "estimator": list(ESTIMATORS), "kl_estimator": list(KL_KINDS),
-            "loss_agg": list(AGGREGATIONS), "optim": list(OPTIMIZERS), "policy_loss": list(POLICY_LOSSES)}
+            "loss": list(LOSSES), "loss_agg": ["auto", *AGGREGATIONS], "optim": list(OPTIMIZERS),
+            "rollout_correction": ["auto", *CORRECTIONS]}
 
 
 class Help(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -356,8 +266,10 @@ def build_parser(base: Config, description: str, aliases: dict | None = None,
             kw["choices"] = choices[f.name]
         kw.update(meta)
         parser.add_argument("--" + f.name.replace("_", "-"), *aliases.get(f.name, ()), **kw)
-    # --rollout: the flag of --engine before it was renamed, still accepted (not listed)
+    # flags renamed since, still accepted (not listed): --rollout (--engine), --policy-loss (--loss)
     parser.add_argument("--rollout", dest="engine", choices=choices["engine"], default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--policy-loss", dest="loss", choices=choices["loss"], default=argparse.SUPPRESS,
                         help=argparse.SUPPRESS)
     return parser
 
@@ -366,7 +278,8 @@ def build_parser(base: Config, description: str, aliases: dict | None = None,
 RESUME_MAY_CHANGE = {"resume", "out", "overwrite", "save_every", "keep_last", "reward_workers", "reward_timeout",
                      "kernel_check_every", "kernel_check_tol", "stall_timeout", "max_bad_steps", "log_with", "plots",
                      "ref_offload", "critic_offload"}
-RENAMED = {"rollout": "engine"}  # a key of an older run's config.json -> the field's name now
+PAIRS = ("adam_betas", "sapo_temperatures")  # two numbers each: argparse gives a list, the Config holds a tuple
+RENAMED = {"rollout": "engine", "policy_loss": "loss"}  # a key of an older run's config.json -> the field's name now
 
 
 def _restore_run(values: dict, given: dict) -> dict:
@@ -380,7 +293,8 @@ def _restore_run(values: dict, given: dict) -> dict:
     names = {f.name for f in dataclasses.fields(Config)}
     saved = {RENAMED.get(k, k): v for k, v in run_config(run_dir).items()}
     saved = {k: v for k, v in saved.items() if k in names}
-    saved["adam_betas"] = tuple(saved.get("adam_betas", values["adam_betas"]))
+    for k in PAIRS:
+        saved[k] = tuple(saved.get(k, values[k]))
     if "out" in given and Path(given["out"]).resolve() != run_dir.resolve():
         raise SystemExit(f"error: --out {given['out']}: a resumed run writes into its own directory {run_dir}; "
                          f"drop --out")
@@ -390,26 +304,6 @@ def _restore_run(values: dict, given: dict) -> dict:
                              f"with another value would not continue it exactly; start a new run with --out to change "
                              f"it")
     return {**values, **saved, **given, "resume": str(ckpt), "out": str(run_dir)}
-
-
-PURPOSES = {  # --list-presets: preset -> (the script that runs it, what it is for)
-    "fre-text": ("train_fre.py", "stage 1, FRE-Text: the paper's run, DeepScaleR on Qwen2.5-VL-3B-Instruct"),
-    "fre-multi": ("train_fre.py", "stage 1, FRE-Multi: the paper's multimodal variant on VerMulti"),
-    "debug": ("train_fre.py", "stage 1 on the tiny random model and bundled data: seconds on a CPU"),
-    "classroom": ("train_fre.py", "the classroom's FRE-Text: the warm tiny model, minutes on a CPU"),
-    "classroom-multi": ("train_fre.py", "the classroom's FRE-Multi (drawn problems)"),
-    "mgt-classroom": ("train_mgt.py", "the classroom's stage 2, geometry (train_mgt.py --preset classroom)"),
-    "mgt-geo": ("train_mgt.py", "stage 2, MGT-Geo: the paper's geometry run from a FRE-Text checkpoint"),
-    "mgt-percereason": ("train_mgt.py", "stage 2, MGT-PerceReason: the paper's perception-heavy reasoning run"),
-    "mgt-sokoban": ("train_mgt.py", "stage 2, MGT-Sokoban: the paper's planning game"),
-    "mgt-football": ("train_mgt.py", "stage 2, football: our own game, on Sokoban's recipe"),
-    "direct-rl-geo": ("train_mgt.py", "the paper's ablation: MGT-Geo's recipe from the base model, no stage 1"),
-    "geo-debug": ("train_mgt.py", "MGT-Geo at debug size on bundled diagrams (--init a debug checkpoint)"),
-    "percereason-debug": ("train_mgt.py", "MGT-PerceReason at debug size on bundled image rows"),
-    "sokoban-debug": ("train_mgt.py", "MGT-Sokoban at debug size on 16 generated levels"),
-    "football-debug": ("train_mgt.py", "football at debug size on 16 generated situations"),
-    "direct-rl-geo-debug": ("train_mgt.py", "Direct-RL-Geo at debug size, from the tiny random model"),
-}
 
 
 def list_presets():
@@ -439,10 +333,11 @@ def parse_command_line(argv=None, default_preset: str = "fre-text", description:
     names = [f.name for f in dataclasses.fields(Config)]
     given = vars(build_parser(base, description, aliases, suppress_defaults=True).parse_args(argv))
     given = {k: v for k, v in given.items() if k in names}
-    if "adam_betas" in given:
-        given["adam_betas"] = tuple(given["adam_betas"])
     values = {name: getattr(args, name) for name in names}
-    values["adam_betas"] = tuple(values["adam_betas"])
+    for k in PAIRS:
+        values[k] = tuple(values[k])
+        if k in given:
+            given[k] = tuple(given[k])
     if values["resume"]:
         values = _restore_run(values, given)
     cfg = Config(**values)
@@ -485,6 +380,37 @@ def invalid_command(command: argparse.Namespace) -> str | None:
 ATTENTION = ("sdpa", "eager", "flash_attention_2", "flash_attention_3")
 
 
+def objective_problem(cfg: Config) -> str | None:
+    """A combination of the objective's flags that has no meaning, as one line (values are checked by `invalid`)."""
+    from rl.losses import LOSSES, clip_surrogate
+    surrogate = LOSSES[cfg.loss].surrogate
+    if cfg.estimator == "gae" and cfg.loss in ("cispo", "gspo", "sapo"):
+        return (f"--loss {cfg.loss} --estimator gae: {cfg.loss} is defined for one outcome advantage per response "
+                f"shared by its tokens (a group baseline), not for a critic's per-token advantages")
+    if cfg.clip_delta and surrogate is not clip_surrogate:
+        return f"--clip-delta {cfg.clip_delta}: --loss {cfg.loss} has no clipped ratio to cap"
+    if cfg.clip_delta and cfg.clip_delta <= 1.0 + (cfg.clip_high or cfg.eps_clip):
+        return f"--clip-delta {cfg.clip_delta}: must exceed 1 + the upper clip epsilon, or be 0 (off)"
+    if not (math.isfinite(cfg.correction_cap) and cfg.correction_cap > max(cfg.correction_floor, 0.0)):
+        return f"--correction-cap {cfg.correction_cap}: must be a number above --correction-floor"
+    if not all(math.isfinite(t) and t > 0 for t in cfg.sapo_temperatures):
+        return f"--sapo-temperatures {' '.join(map(str, cfg.sapo_temperatures))}: both must be positive"
+    if cfg.kl_bias_correction and not (cfg.kl > 0 and cfg.kl_in == "loss"):
+        return "--kl-bias-correction: corrects a KL term in the loss; it needs --kl-in loss and --kl > 0"
+    if cfg.scale_rewards in ("group", "batch") and cfg.estimator == "gae":
+        return f"--scale-rewards {cfg.scale_rewards} --estimator gae: the critic's advantages have no reward group"
+    if cfg.scale_rewards == "group" and cfg.n_samples < 2:
+        return f"--scale-rewards group: the std of a group of --n-samples {cfg.n_samples} is undefined"
+    if cfg.rollout_correction not in ("auto", "none") and cfg.engine != "ours":
+        return (f"--rollout-correction {cfg.rollout_correction}: needs the sampler's log-probs, and --engine "
+                f"{cfg.engine} keeps none")
+    if cfg.dynamic_sampling and cfg.n_samples < 2:
+        return f"--dynamic-sampling {cfg.dynamic_sampling}: a group of one sample is never informative"
+    if cfg.overlong_buffer >= cfg.max_new_tokens:
+        return f"--overlong-buffer {cfg.overlong_buffer}: must be below --max-new-tokens {cfg.max_new_tokens}"
+    return None
+
+
 def invalid(cfg: Config) -> str | None:
     """What is wrong with the values of a config, as one line naming the flag, the value and what is allowed."""
     def flag(name):
@@ -494,7 +420,7 @@ def invalid(cfg: Config) -> str | None:
                 "train_batch_size": 1, "micro_batch_size": 1, "ppo_epochs": 1, "logprob_chunk": 1, "min_pixels": 1,
                 "reward_workers": 1, "max_row_bytes": 1, "episodes": 0, "max_tokens_per_micro": 0, "max_steps": 0,
                 "max_samples": 0, "save_every": 0, "keep_last": 0, "kernel_check_every": 0, "max_bad_steps": 1,
-                "max_image_pixels": 0}
+                "max_image_pixels": 0, "overlong_buffer": 0, "dynamic_sampling": 0}
     for name, low in at_least.items():
         if getattr(cfg, name) < low:
             return f"{flag(name)}: must be at least {low}"
@@ -509,10 +435,14 @@ def invalid(cfg: Config) -> str | None:
         v = getattr(cfg, name)
         if not (math.isfinite(v) and (lo <= v if lo_ok else lo < v) and v <= hi):
             return f"{flag(name)}: must lie in {'[' if lo_ok else '('}{lo:g}, {hi:g}]"
-    for name in ("kl", "weight_decay", "kernel_check_tol", "stall_timeout"):
+    for name in ("kl", "weight_decay", "kernel_check_tol", "stall_timeout", "clip_high", "clip_delta",
+                 "overlong_penalty", "correction_floor"):
         v = getattr(cfg, name)
         if not (math.isfinite(v) and v >= 0):
             return f"{flag(name)}: must be a number >= 0"
+    problem = objective_problem(cfg)
+    if problem:
+        return problem
     if not all(0 <= b < 1 for b in cfg.adam_betas):
         return f"--adam-betas {' '.join(map(str, cfg.adam_betas))}: both must lie in [0, 1)"
     if cfg.estimator in ("grpo", "rloo") and cfg.n_samples < 2:

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from rl import algos, dist
+from rl import algos, dist, losses
 from rl.checkpoint import CheckpointError, load_state
 from rl.offload import placed
 from rl.optim import clip_grad_norm, local_shards, make_optimizer, optimizer_step
@@ -59,7 +59,7 @@ class Critic:
         self.shards = local_shards(self.params)
         self.optimizer = make_optimizer(self.shards, cfg.critic_lr, tuple(cfg.adam_betas), cfg.weight_decay,
                                         cfg.optim)
-        self.cfg = cfg
+        self.cfg, self.agg = cfg, losses.LossSpec.of(cfg).agg  # the value loss is aggregated as the policy loss
 
     def offloaded(self):
         """--critic-offload: the critic and its optimizer states wait on the CPU while the KV cache needs the room."""
@@ -75,8 +75,8 @@ class Critic:
         """The clipped value loss of one micro-batch, its gradient accumulated with `weight`."""
         with autocast():
             values = self.model(batch)
-        loss = algos.value_loss(values, batch["old_values"], batch["returns"], batch["action_mask"],
-                                self.cfg.value_clip, self.cfg.loss_agg)
+        loss = losses.value_loss(values, batch["old_values"], batch["returns"], batch["loss_mask"], self.cfg.value_clip,
+                                 self.agg, self.cfg.max_new_tokens)
         (loss * weight).backward()
         return {"loss/value": loss.item()}
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 import lmm_kernels
-from rl import algos, checkpoint, dist
+from rl import algos, checkpoint, dist, losses
 from rl.batch import Rollout, UnreadableImage, encode_prompts, is_vision_model
 from rl.config import Config
 from rl.critic import make_critic
@@ -67,7 +67,14 @@ class Trainer:
         # Where the KL goes, decided once: a per-token reward penalty (LMM-R1) or a loss term (GRPO).
         self.beta_reward = cfg.kl if self.ref is not None and cfg.kl_in == "reward" else 0.0
         self.beta_loss = cfg.kl if self.ref is not None and cfg.kl_in == "loss" else 0.0
-        self.policy_loss = self.kernels.policy_losses.get(cfg.policy_loss, algos.POLICY_LOSSES[cfg.policy_loss])
+        # The policy loss (rl/losses.py): the fused kernel where it computes this loss, else the torch definition.
+        self.spec = losses.LossSpec.of(cfg)
+        not_fused = self.spec.plain()
+        fused = self.kernels.policy_losses.get("clip") if not_fused is None else None
+        if self.kernels.policy_losses and not_fused:
+            self.log(f"policy loss: the torch definition (the fused kernel computes PPO-clip + KL only; {not_fused})")
+        self.policy_loss = lambda logp, old, adv, mask, ref, weight: losses.per_token(logp, old, adv, mask, self.spec,
+                                                                                    ref, weight, fused)
         self.critic = make_critic(self.policy, cfg, self.device, mixed)
         # The log-prob forwards as modules: with several processes each is an FSDP2 root over its layers.
         chunk, temperature = cfg.logprob_chunk, cfg.temperature
@@ -104,7 +111,7 @@ class Trainer:
         t = time.perf_counter()
         with watchdog(name, self.cfg.stall_timeout, self.log):
             yield
-        times[f"time/{name}"] = time.perf_counter() - t
+        times[f"time/{name}"] = times.get(f"time/{name}", 0.0) + time.perf_counter() - t
 
     def micro_batches(self, rollout: Rollout, idx) -> list[tuple[list[int], bool]]:
         """(micro-batch, real) pairs of the samples `idx`, as many on every process (rl.dist.same_count)."""
@@ -150,13 +157,17 @@ class Trainer:
 
     # == one RL step: generate -> reward -> log-probs -> advantages (-> update, below) ===============================
     def make_experience(self, samples: list) -> tuple[Rollout | None, dict]:
-        """The step's experience in one Rollout (None when a reward is not finite: the step does not train)."""
+        """The step's experience in one Rollout (None when a reward is not finite, or when dynamic sampling finds no
+        informative group: the step does not train)."""
         times = {}
         prompts, kept = self.encode(samples)
         with self.phase("generate", times):
             rollout = self.sample(prompts)
         with self.phase("reward", times):
             rewards, metrics = self.reward(rollout, kept)
+        if rewards is not None and self.cfg.dynamic_sampling:
+            rollout, rewards, more = self.informative(rollout, rewards, kept, times)
+            metrics.update(more)
         if rewards is None:
             return None, {**metrics, **times}
         with self.phase("logprob", times):
@@ -165,12 +176,56 @@ class Trainer:
         metrics["prompt_len/mean"] = sum(p["prompt_ids"].numel() for p in prompts) / len(prompts)
         return rollout, {**metrics, **times}
 
+    # == dynamic sampling (DAPO) ======================================================================================
+    def informative(self, rollout: Rollout, rewards: torch.Tensor, kept: list,
+                    times: dict) -> tuple[Rollout | None, torch.Tensor | None, dict]:
+        """DAPO's dynamic sampling (Yu et al. 2025, sec. 3.2): a group whose rewards are all equal has advantage 0 and
+        carries no gradient, so it is dropped, and up to --dynamic-sampling more rounds of prompts are generated until
+        every process holds its share of --prompts-per-step informative groups; the extra ones are cut. Every process
+        runs as many rounds and keeps as many groups (the fewest any of them has when the rounds run out)."""
+        cfg, n, share = self.cfg, self.cfg.n_samples, self.cfg.prompts_per_step // self.world
+        parts, scores, groups, dropped, rounds = [], [], [], 0, 0
+        while True:
+            spread = rewards.view(-1, n)
+            good = [g for g in range(len(spread)) if spread[g].max() > spread[g].min()]
+            dropped += len(spread) - len(good)
+            parts.append(rollout.groups(good))
+            scores.append(spread[good].reshape(-1))
+            groups += [kept[g] for g in good]
+            if rounds == cfg.dynamic_sampling or not dist.any_rank(len(groups) < share):
+                break
+            rounds += 1
+            prompts, kept = self.encode(self.refill_prompts(rounds))
+            with self.phase("generate", times):
+                rollout = self.sample(prompts, rounds)
+            with self.phase("reward", times):
+                rewards, _ = self.reward(rollout, kept)
+            if rewards is None:
+                break
+        keep = min(share, *dist.all_gather_objects(len(groups)))
+        metrics = {"sampling/dropped_groups": float(dist.all_reduce_sum(torch.tensor([float(dropped)])).item()),
+                   "sampling/refill_rounds": float(rounds), "sampling/groups": float(keep * self.world)}
+        if keep == 0:
+            self.log(f"step {self.step + 1}: no group with different rewards after {rounds} more rounds; no update")
+            return None, None, metrics
+        return Rollout.join(parts).groups(range(keep)), torch.cat(scores)[:keep * n], metrics
+
+    def refill_prompts(self, round_: int) -> list:
+        """This process's share of --prompts-per-step more prompts for a dynamic-sampling round: drawn at random from
+        the whole data set, seeded by the step and the round (the epoch order and resume stay as they are)."""
+        order = random.Random(f"{self.cfg.seed}:{self.step}:{round_}").sample(range(len(self.samples)),
+                                                                              self.cfg.prompts_per_step)
+        share = len(order) // self.world
+        return [self.samples[i] for i in order[self.rank * share:(self.rank + 1) * share]]
+
     # == generate =====================================================================================================
-    def sample(self, prompts: list[dict]) -> Rollout:
+    def sample(self, prompts: list[dict], round_: int = 0) -> Rollout:
         """n samples of each prompt from the policy itself (full weights gathered; the critic offloaded)."""
         cfg = self.cfg
-        # The samples depend on the seed, the step and the prompt, not on how many processes share the step.
-        seed = (cfg.seed * 1_000_003 + self.step) * 65_536 + self.rank * (cfg.prompts_per_step // self.world)
+        # The samples depend on the seed, the step, the round (dynamic sampling) and the prompt, not on how many
+        # processes share the step.
+        seed = ((cfg.seed * 1_000_003 + self.step) * 65_536 + self.rank * (cfg.prompts_per_step // self.world)
+                + round_ * 2**40)
         with self.autocast(), dist.gathered(self.policy_logprobs), self.critic.offloaded():
             return generate(self.policy, self.processor, prompts, cfg.n_samples, cfg.temperature, cfg.top_p,
                             cfg.max_new_tokens, cfg.gen_batch_size, engine=cfg.engine, compile=cfg.compile_decode,
@@ -189,6 +244,11 @@ class Trainer:
         self.counts.update(scored.counts)
         rewards = torch.tensor(scored.components["total"], dtype=torch.float32)
         metrics = {f"reward/{k}": sum(v) / len(v) for k, v in scored.components.items() if k != "total"}
+        if self.cfg.overlong_buffer:  # DAPO's soft overlong punishment, added to the total
+            penalty = algos.overlong_penalty(rollout.mask.sum(1), self.cfg.max_new_tokens, self.cfg.overlong_buffer,
+                                             self.cfg.overlong_penalty)
+            rewards = rewards + penalty
+            metrics["reward/overlong"] = penalty.mean().item()
         finite = torch.isfinite(rewards)
         if dist.any_rank(not finite.all()):
             self.counts["guard/nonfinite_rewards"] += int((~finite).sum())
@@ -231,9 +291,14 @@ class Trainer:
         rollout.advantages, rollout.returns = algos.compute_advantages(
             cfg.estimator, rewards, mask, cfg.n_samples, kl=kl, beta=self.beta_reward, values=rollout.old_values,
             gamma=cfg.gamma, lam=cfg.lam, whiten_advantages={"auto": None, "on": True, "off": False}[cfg.whiten],
-            all_reduce=dist.all_reduce_sum if self.world > 1 else None)  # whitened over every process's tokens
+            all_reduce=dist.all_reduce_sum if self.world > 1 else None,  # whitened over every process's tokens
+            scale=cfg.scale_rewards)
+        if cfg.mask_truncated:  # DAPO overlong filtering: responses cut at --max-new-tokens leave the loss
+            rollout.trainable = torch.tensor(rollout.finished, dtype=torch.bool)
         metrics = {"response_len/mean": lengths.mean().item(), "response_len/max": lengths.max().item(),
                    "response/truncated_frac": sum(not f for f in rollout.finished) / len(rollout),
+                   **({"loss/truncated_masked": 1.0 - rollout.trainable.float().mean().item()}
+                      if cfg.mask_truncated else {}),
                    "kl": dist.token_mean(algos.masked_sum(k1, mask), mask.sum()),
                    "entropy": dist.token_mean(algos.masked_sum(rollout.entropy, mask), mask.sum())}
         if cfg.engine == "ours" and cfg.old_logprobs == "recompute":
@@ -243,43 +308,50 @@ class Trainer:
     # == update ======================================================================================================
     def train_on(self, rollout: Rollout) -> dict:
         """PPO epochs over the rollout; one optimizer step per train batch, micro-batches accumulate."""
-        cfg, stats, sampler_diff = self.cfg, {}, []
+        cfg, spec, stats, sampler_diff = self.cfg, self.spec, {}, []
+        agg, in_ratio = losses.AGGREGATIONS[spec.agg], cfg.old_logprobs == "sampler"
         self.policy.train()
         self.critic.train()
         gen = torch.Generator().manual_seed(cfg.seed * 100003 + self.step)
-        first_update = self.update_step
+        first_update, size = self.update_step, cfg.train_batch_size // self.world
+        # What each train batch's loss is divided by, over every process: its own tokens / rows / micro-batches, or
+        # (dapo) the rollout's tokens per train batch. Each micro-batch's loss is weighted by its share of it.
+        loss_mask = rollout.mask & rollout.trainable[:, None]
+        per_rollout = dist.all_reduce_sum(torch.tensor([agg.count(loss_mask)], dtype=torch.float64)).item() / \
+            math.ceil(len(rollout) / size)
         for _ in range(cfg.ppo_epochs):
             order = torch.randperm(len(rollout), generator=gen).tolist()
-            for train_idx in (order[i:i + cfg.train_batch_size // self.world]
-                              for i in range(0, len(order), cfg.train_batch_size // self.world)):
+            for train_idx in (order[i:i + size] for i in range(0, len(order), size)):
+                micro = self.micro_batches(rollout, train_idx)
+                counts = [agg.count(loss_mask[idx]) if real else 0.0 for idx, real in micro]
                 # The micro-batch losses add up to the loss of the whole train batch, over every process (whose
                 # gradients FSDP averages: hence x world).
-                whole = int(dist.all_reduce_sum(torch.tensor([algos.aggregate_count(rollout.mask[train_idx],
-                                                                                    cfg.loss_agg)])).item())
-                losses = []
-                for k, (idx, real) in enumerate(self.micro_batches(rollout, train_idx)):
-                    weight = algos.aggregate_weight(rollout.mask[idx], whole, cfg.loss_agg) * self.world if real \
-                        else 0.0
+                whole = per_rollout if agg.rollout_level else \
+                    dist.all_reduce_sum(torch.tensor([sum(counts)], dtype=torch.float64)).item()
+                scalars = []
+                for k, ((idx, real), count) in enumerate(zip(micro, counts)):
+                    weight = count / max(whole, 1e-12) * self.world
                     batch = rollout.batch(idx, self.pad_id, packed=self.packed)
                     with self.autocast():
                         logp, _ = self.policy_logprobs(batch, self.kernels.logprobs)
-                    mask = batch["action_mask"]
-                    if cfg.old_logprobs == "sampler" and self.update_step == first_update:  # weights not yet updated
-                        sampler_diff.append(algos.max_abs_diff(logp, batch["old_logp"], mask))
-                    per_token = self.policy_loss(logp, batch["old_logp"], batch["advantages"], mask, batch["ref_logp"],
-                                                 cfg.eps_clip, self.beta_loss, cfg.kl_estimator)
-                    loss = algos.aggregate(per_token, mask, cfg.loss_agg)
-                    add(stats, {"loss/policy": loss.item(),
-                                **algos.policy_stats(logp, batch["old_logp"], batch["advantages"], mask, cfg.eps_clip)})
+                    mask, old = batch["loss_mask"], batch["old_logp"]
+                    if in_ratio and self.update_step == first_update:  # weights not yet updated
+                        sampler_diff.append(algos.max_abs_diff(logp, old, batch["action_mask"]))
+                    correction, corrected = losses.correction_weight(logp if in_ratio else old, batch["sampler_logp"],
+                                                                     mask, spec, in_ratio)
+                    per_token = self.policy_loss(logp, old, batch["advantages"], mask, batch["ref_logp"], correction)
+                    loss = losses.aggregate(per_token, mask, spec.agg, spec.max_len)
+                    add(stats, {"loss/policy": loss.item(), **corrected,
+                                **losses.policy_stats(logp, old, batch["advantages"], mask, spec)})
                     if cfg.kernel_check_every and k == 0 and self.update_step % cfg.kernel_check_every == 0:
                         add(stats, {"kernel/max_abs_diff": check_kernels(self, batch, logp)})
                     (loss * weight).backward()
                     critic_stats = self.critic.backward(batch, weight, self.autocast)
                     add(stats, critic_stats)
-                    losses += [loss.item(), *critic_stats.values()]
+                    scalars += [loss.item(), *critic_stats.values()]
                 norms = {"grad_norm": clip_grad_norm(self.actor_params, cfg.grad_clip), **self.critic.clip_grad_norm()}
                 # A NaN or Inf never reaches the weights: the update is skipped (and counted) instead, on every rank.
-                bad_loss = not all(map(math.isfinite, losses))
+                bad_loss = not all(map(math.isfinite, scalars))
                 finite = not dist.any_rank(bad_loss or not all(map(math.isfinite, norms.values())))
                 where = f"step {self.step + 1}, update {self.update_step + 1}, phase 'update'"
                 lr = self.lr_at(cfg.actor_lr)
@@ -293,7 +365,7 @@ class Trainer:
                     self.critic.zero_grad()
                 self.update_step += 1
         finite = {k: [x for x in v if math.isfinite(x)] for k, v in stats.items()}
-        out = {k: sum(v) / len(v) for k, v in finite.items() if v}
+        out = {k: max(v) if k.endswith("_max") else sum(v) / len(v) for k, v in finite.items() if v}
         return {**out, "lr": lr, **({"logprob/sampler_max_diff": max(sampler_diff)} if sampler_diff else {})}
 
     def lr_at(self, base_lr: float) -> float:

@@ -2,7 +2,7 @@
 
 import torch
 
-from rl import algos
+from rl import losses
 from rl.batch import Rollout, collate
 
 
@@ -40,14 +40,17 @@ def test_batch_is_the_collated_rows_with_sliced_token_tensors():
 
 
 def test_micro_batch_weights_reassemble_the_train_batch_loss():
+    """The trainer weighs each micro-batch's loss by its count over the train batch's: the sum is the loss of the
+    whole batch, for every aggregation (bnpo's whole is by definition the mean of its micro-batches' token means)."""
     torch.manual_seed(0)
     mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1], [1, 1, 0, 0]], dtype=torch.bool)
     per_token = torch.randn(5, 4)
-    for agg in algos.AGGREGATIONS:
-        whole = algos.aggregate(per_token, mask, agg)
-        parts = [[0, 2], [1, 3], [4]]
-        total = sum(algos.aggregate_weight(mask[p], mask, agg) * algos.aggregate(per_token[p], mask[p], agg)
-                    for p in parts)
+    parts = [[0, 2], [1, 3], [4]]
+    for agg in losses.AGGREGATIONS:
+        counts = [losses.aggregate_count(mask[p], agg) for p in parts]
+        total = sum(c / sum(counts) * losses.aggregate(per_token[p], mask[p], agg, max_len=7)
+                    for c, p in zip(counts, parts))
+        whole = sum(losses.aggregate(per_token[p], mask[p], "token-mean") for p in parts) / 3 if agg == "bnpo" \
+            else losses.aggregate(per_token, mask, agg, max_len=7)
         torch.testing.assert_close(total, whole)
-    assert algos.aggregate_weight(mask[[0, 2]], mask, "token-mean") == 3 / 10
-    assert algos.aggregate_weight(mask[[0, 2]], mask, "seq-mean-token-mean") == 1 / 4
+    assert [losses.aggregate_count(mask[[0, 2]], agg) for agg in losses.AGGREGATIONS] == [1, 3, 2, 1, 2, 3]

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -71,7 +72,8 @@ def test_help_lists_every_flag_with_defaults():
     knobs = {f.name for f in dataclasses.fields(Config)}
     for flag in ("--list-presets", "--plan", "--gpu-mem-gb", "--nproc", "--check-data", "--check-data-max-bad"):
         assert flag in commands and flag[2:].replace("-", "_") not in knobs
-    assert "--rollout" not in proc.stdout  # --engine's old name: accepted, not listed
+    for old in ("--rollout", "--policy-loss"):  # old names of --engine and --loss: accepted, not listed
+        assert not re.search(old + r"\b(?!-)", proc.stdout)
 
 
 def test_preset_then_flags_override():
