@@ -113,6 +113,33 @@ def test_outcome_errors():
         A.outcome_advantage(R.view(2, 2), 2, "grpo")  # must be 1-D
 
 
+def test_scale_rewards_group_batch_none():
+    r = T([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0])  # group means 0.25 and 0.5
+    centred = [0.75, -0.25, -0.25, -0.25, 0.5, 0.5, -0.5, -0.5]
+    close(A.outcome_advantage(r, 4, "reinforce_baseline"), centred)  # its own scale: none
+    close(A.outcome_advantage(r, 4, "grpo", scale="none"), centred)  # Dr. GRPO
+    # group std (unbiased): sqrt((0.5625 + 3 x 0.0625) / 3) = 0.5 and sqrt(4 x 0.25 / 3) = 0.5773503
+    close(A.outcome_advantage(r, 4, "grpo"), [1.5, -0.5, -0.5, -0.5, 0.8660254, 0.8660254, -0.8660254, -0.8660254])
+    close(A.outcome_advantage(r, 4, "reinforce_baseline", scale="group"), A.outcome_advantage(r, 4, "grpo"))
+    # batch std of all 8 rewards (mean 3/8): sqrt((3 x 0.390625 + 5 x 0.140625) / 7) = 0.5175492
+    close(A.outcome_advantage(r, 4, "grpo", scale="batch"), [c / 0.5175492 for c in centred])
+    # ... over every process: two fake ranks with half the groups each give the same
+    whole = A.outcome_advantage(r, 4, "grpo", scale="batch")
+    for mine, other in ((slice(0, 4), slice(4, 8)), (slice(4, 8), slice(0, 4))):
+        def plus_other(stats, other=r[other]):
+            return stats + torch.stack([other.sum(), other.pow(2).sum(), T(4.0)])
+        close(A.outcome_advantage(r[mine], 4, "grpo", scale="batch", all_reduce=plus_other), whole[mine])
+    with pytest.raises(ValueError, match="reward scale"):
+        A.outcome_advantage(r, 4, "grpo", scale="global")
+
+
+def test_overlong_penalty_dapo():
+    lengths = torch.tensor([50, 80, 90, 100])
+    close(A.overlong_penalty(lengths, 100, 20), [0.0, 0.0, -0.5, -1.0])  # TRL's example: 90 of 100, cache 20
+    close(A.overlong_penalty(lengths, 100, 20, factor=0.5), [0.0, 0.0, -0.25, -0.5])
+    close(A.overlong_penalty(lengths, 100, 0), [0.0, 0.0, 0.0, 0.0])
+
+
 # ---------------------------------------------------------------- token rewards / returns / gae
 
 

@@ -52,6 +52,18 @@ def error_of(argv) -> str:
     (["--image-root", "no/such/folder"], "--image-root no/such/folder: not a directory"),
     (["--model", "/no/such/dir"], "--model/--init /no/such/dir: no such checkpoint directory"),  # before any import
     (["--model", "tests"], "--model/--init tests: the directory has no config.json"),
+    # the objective (rl/losses.py): combinations that have no meaning
+    (["--loss", "cispo", "--estimator", "gae"], "--loss cispo --estimator gae: cispo is defined for one outcome"),
+    (["--clip-high", "-0.1"], "--clip-high -0.1: must be a number >= 0"),
+    (["--clip-delta", "1.1"], "--clip-delta 1.1: must exceed 1 + the upper clip epsilon"),
+    (["--loss", "sapo", "--clip-delta", "2"], "--clip-delta 2.0: --loss sapo has no clipped ratio to cap"),
+    (["--kl-bias-correction"], "--kl-bias-correction: corrects a KL term in the loss; it needs --kl-in loss"),
+    (["--scale-rewards", "group", "--estimator", "gae"], "--scale-rewards group --estimator gae: the critic's"),
+    (["--rollout-correction", "token-mask", "--engine", "hf"], "--rollout-correction token-mask: needs the sampler"),
+    (["--correction-cap", "0"], "--correction-cap 0.0: must be a number above --correction-floor"),
+    (["--dynamic-sampling", "2", "--n-samples", "1"], "--dynamic-sampling 2: a group of one sample is never"),
+    (["--overlong-buffer", "24"], "--overlong-buffer 24: must be below --max-new-tokens 24"),
+    (["--sapo-temperatures", "1", "0"], "--sapo-temperatures 1.0 0.0: both must be positive"),
 ])
 def test_bad_flag_values_are_one_line_errors(argv, expected):
     assert error_of(["--preset", "debug", *argv]).startswith("error: " + expected)
@@ -118,10 +130,12 @@ def test_resume_reads_an_older_runs_config(tmp_path):
     run = _fake_run(tmp_path / "run", estimator="grpo")
     saved = json.loads((run / "config.json").read_text())
     saved.pop("engine")
-    saved.update(rollout="hf", plan=False, gpu_mem_gb=80.0, nproc=1, check_data=False, check_data_max_bad=0.01)
+    saved.pop("loss")
+    saved.update(rollout="hf", policy_loss="grpo", loss_agg="seq-mean-token-mean", plan=False, gpu_mem_gb=80.0, nproc=1, check_data=False, check_data_max_bad=0.01)
     (run / "config.json").write_text(json.dumps(saved))
     cfg = parse_config(["--resume", str(run)])
-    assert (cfg.engine, cfg.estimator, cfg.seed) == ("hf", "grpo", 42)
+    assert (cfg.engine, cfg.estimator, cfg.seed, cfg.loss, cfg.loss_agg) == ("hf", "grpo", 42, "grpo",
+                                                                             "seq-mean-token-mean")
     assert "--engine ours: the run was started with hf" in error_of(["--resume", str(run), "--rollout", "ours"])
 
 

@@ -231,12 +231,12 @@ def test_policy_loss_kernel_matches_torch(kl_kind, beta):
     assert (clipped & ~pad).any() and (~clipped & ~pad).any()  # both branches exercised
 
 
-def test_policy_loss_agrees_with_rl_algos_and_broadcasts_adv():
-    from rl.algos import aggregate, kl_loss, policy_loss
+def test_policy_loss_agrees_with_rl_losses_and_broadcasts_adv():
+    from rl.losses import LossSpec, aggregate, kl_loss, policy_loss
     logp, old, ref, adv, mask = _policy_inputs(seed=3)
     per_seq_adv = adv[:, :1]  # [N, 1] broadcast (outcome advantages)
     full = policy_loss_tokens_triton(logp, old, per_seq_adv, mask, ref_logp=ref, beta=0.0)
-    loss_ref, _ = policy_loss(logp, old, per_seq_adv.expand_as(logp), mask, clip_eps=0.2)
+    loss_ref, _ = policy_loss(logp, old, per_seq_adv.expand_as(logp), mask, LossSpec())
     torch.testing.assert_close(aggregate(full, mask), loss_ref, atol=1e-6, rtol=1e-5)
     for kind in ("k1", "k2", "k3"):  # zero advantage isolates beta * KL
         kl_only = policy_loss_tokens_triton(logp, old, torch.zeros_like(adv), mask, ref_logp=ref, beta=0.5, kl_kind=kind)

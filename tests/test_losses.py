@@ -126,3 +126,175 @@ def test_value_loss_clipped_and_unclipped_branches():
     close(loss, 1.18125)  # ((0.405+0.32)/2 + 2.0)/2
     loss.backward()
     assert torch.isfinite(v.grad).all() and v.grad[1, 1] == 0
+
+
+# ---------------------------------------------------------------- every aggregation, by hand
+
+
+def test_the_aggregations_hand_values():
+    x = T([[1, 2, 3], [10, NAN, NAN], [4, 6, INF], [NAN, NAN, NAN]])  # rows of 3, 1, 2 and 0 tokens
+    close(L.aggregate(x, MASK_E, "seq-mean-token-mean"), 17 / 3)  # row means 2, 10, 5; the empty row left out
+    close(L.aggregate(x, MASK_E, "grpo"), 17 / 4)  # TRL grpo: the empty row counts as 0
+    close(L.aggregate(x, MASK_E, "token-mean"), 26 / 6)
+    close(L.aggregate(x, MASK_E, "bnpo"), 26 / 6)  # one micro-batch: its token mean
+    close(L.aggregate(x, MASK_E, "dr_grpo", max_len=5), 26 / (4 * 5))  # token sum / (rows x max length)
+    close(L.aggregate(x, MASK_E, "dapo"), 26 / 6)
+    close(L.aggregate(x, MASK_E, "dapo", count=13), 2.0)  # the rollout's 13 tokens (TRL num_items_in_batch)
+    for agg in L.AGGREGATIONS:
+        close(L.aggregate(x, torch.zeros_like(MASK_E), agg, max_len=5), 0.0)
+
+
+# ---------------------------------------------------------------- surrogates, by hand (value and gradient)
+
+
+def _one_token(logp_minus_old: float, adv: float, spec, old: float = 0.0):
+    """The loss of a single token and its gradient with respect to the log-prob."""
+    logp = T([[old + logp_minus_old]]).requires_grad_(True)
+    loss, stats = L.policy_loss(logp, T([[old]]), T([[adv]]), T([[1]]), spec)
+    loss.backward()
+    return float(loss), float(logp.grad), stats
+
+
+def test_clip_higher_and_the_two_sided_clip():
+    plain, higher = L.LossSpec(), L.LossSpec(clip_high=0.28)
+    # rho 1.25, A +1: above 1 + 0.2 (clipped: -1.2, no gradient), inside 1 + 0.28 (-1.25, gradient -A rho = -1.25)
+    assert _one_token(math.log(1.25), 1.0, plain)[:2] == pytest.approx((-1.2, 0.0))
+    assert _one_token(math.log(1.25), 1.0, higher)[:2] == pytest.approx((-1.25, -1.25))
+    assert _one_token(math.log(1.25), 1.0, plain)[2]["clip_frac"] == 1.0
+    # rho 2, A -1: the unclipped branch, 2.0 with gradient 2.0; capped at delta 1.5: 1.5 and no gradient
+    assert _one_token(math.log(2.0), -1.0, plain)[:2] == pytest.approx((2.0, 2.0))
+    assert _one_token(math.log(2.0), -1.0, L.LossSpec(clip_delta=1.5))[:2] == pytest.approx((1.5, 0.0))
+    # the clipped (general) path and the fused kernel's torch twin agree where both apply
+    assert _one_token(math.log(0.7), -2.0, L.LossSpec(clip_delta=3.0))[:2] == pytest.approx(
+        _one_token(math.log(0.7), -2.0, plain)[:2])  # rho 0.7, A -2: clipped at 0.8 -> 1.6, no gradient
+
+
+def test_cispo_keeps_the_gradient_of_tokens_far_outside_the_band():
+    cispo = L.LossSpec(surrogate=L.cispo_surrogate, agg="dapo", clip_high=5.0)
+    # rho 2 (logp = log 2, old 0), A +1: -sg(min(2, 5)) * A * logp = -2 log 2; gradient -2 (PPO-clip: 0)
+    loss, grad, stats = _one_token(math.log(2.0), 1.0, cispo)
+    assert (loss, grad) == pytest.approx((-2 * math.log(2.0), -2.0)) and stats["clip_frac"] == 0.0
+    # eps_max 1.5: the weight is capped, the gradient stays: -1.5 log 2, gradient -1.5
+    loss, grad, stats = _one_token(math.log(2.0), 1.0, L.LossSpec(surrogate=L.cispo_surrogate, clip_high=1.5))
+    assert (loss, grad) == pytest.approx((-1.5 * math.log(2.0), -1.5)) and stats["clip_frac"] == 1.0
+
+
+def test_sapo_soft_gate():
+    sapo = L.LossSpec(surrogate=L.sapo_surrogate, agg="grpo")
+    # rho 1: -sigmoid(0) * 4 / tau * A; d/dlogp = -A * 4/tau * sigmoid'(0) * tau * rho = -A
+    assert _one_token(0.0, 1.0, sapo)[:2] == pytest.approx((-2.0, -1.0))  # tau_pos 1.0
+    assert _one_token(0.0, -1.0, sapo)[:2] == pytest.approx((2.0 / 1.05, 1.0))  # tau_neg 1.05
+    # rho e (far out): the gate has almost closed: gradient -A * 4 sigmoid'(1.0 * (e - 1)) * e
+    s = 1 / (1 + math.exp(-(math.e - 1)))
+    assert _one_token(1.0, 1.0, sapo)[1] == pytest.approx(-4 * s * (1 - s) * math.e)
+
+
+def test_gspo_takes_one_ratio_per_sequence():
+    gspo = L.LossSpec(agg="grpo", level="sequence", clip_low=0.2, clip_high=0.25)
+    # one row, token log-ratios 0.1 and 0.3: s = exp(0.2) = 1.2214028 for both tokens, A +1, inside 1 + 0.25
+    logp = T([[0.1, 0.3, 50.0]]).requires_grad_(True)
+    loss, stats = L.policy_loss(logp, T([[0.0, 0.0, 0.0]]), T([[1.0, 1.0, NAN]]), T([[1, 1, 0]]), gspo)
+    loss.backward()
+    close(loss, -math.exp(0.2))
+    close(logp.grad, T([[-math.exp(0.2) / 2, -math.exp(0.2) / 2, 0.0]]))  # d(-s)/dlogp_t = -s / |o|
+    # with eps_high 0.2 the sequence is clipped as a whole: -1.2, no gradient for any of its tokens
+    logp.grad = None
+    loss, stats = L.policy_loss(logp, T([[0.0, 0.0, 0.0]]), T([[1.0, 1.0, 0.0]]), T([[1, 1, 0]]),
+                                L.LossSpec(level="sequence"))
+    loss.backward()
+    close(loss, -1.2)
+    assert logp.grad.abs().sum() == 0 and stats["clip_frac"] == 1.0
+
+
+def test_kl_in_the_loss_and_its_bias_correction():
+    # log rho 0.5 (A 0: only the KL), logp - ref 0.2: k3 = exp(-0.2) + 0.2 - 1 = 0.0187308
+    logp = T([[0.5]]).requires_grad_(True)
+    k3 = math.exp(-0.2) + 0.2 - 1
+    spec = L.LossSpec(beta=1.0, kl_kind="k3")
+    loss, _ = L.policy_loss(logp, T([[0.0]]), T([[0.0]]), T([[1]]), spec, ref_logp=T([[0.3]]))
+    loss.backward()
+    close(loss, k3)
+    close(logp.grad, T([[1 - math.exp(-0.2)]]))  # d k3 / d logp
+    logp.grad = None
+    corrected = L.LossSpec(beta=1.0, kl_kind="k3", kl_bias_correction=True)
+    loss, _ = L.policy_loss(logp, T([[0.0]]), T([[0.0]]), T([[1]]), corrected, ref_logp=T([[0.3]]))
+    loss.backward()
+    close(loss, k3 * math.exp(0.5))  # times rho = 1.6487213: 0.0308823
+    close(logp.grad, T([[math.exp(0.5) * (k3 + 1 - math.exp(-0.2))]]))  # product rule
+    with pytest.raises(ValueError, match="ref_logp"):
+        L.policy_loss(logp, T([[0.0]]), T([[0.0]]), T([[1]]), spec)
+
+
+@pytest.mark.parametrize("name", list(L.LOSSES))
+def test_every_loss_is_finite_with_garbage_on_padding_and_empty_rows(name):
+    entry = L.LOSSES[name]
+    spec = L.LossSpec(surrogate=entry.surrogate, agg=entry.agg, level=entry.level, beta=0.1, max_len=3,
+                      kl_bias_correction=name == "dapo", clip_high=5.0 if name == "cispo" else 0.2)
+    # garbage only where MASK_E is 0 (rows of 3, 1, 2 and 0 tokens)
+    logp = T([[-0.5, -1.0, -3.0], [-2.0, INF, NAN], [-0.1, -0.3, 1000.0], [NAN, 80.0, -INF]]).requires_grad_(True)
+    old = T([[-0.4, -1.5, -0.2], [-1.0, NAN, 0.0], [-0.2, -0.2, -80.0], [0.0, -80.0, 0.0]])
+    adv = T([[1.0, 1.0, 1.0], [-1.0, INF, INF], [0.5, 0.5, NAN], [NAN, NAN, NAN]])
+    loss, stats = L.policy_loss(logp, old, adv, MASK_E, spec, ref_logp=old)
+    loss.backward()
+    assert math.isfinite(float(loss)) and torch.isfinite(logp.grad).all() and all(map(math.isfinite, stats.values()))
+    assert (logp.grad[~MASK_E.bool()] == 0).all()
+    loss, _ = L.policy_loss(logp, old, adv, torch.zeros_like(MASK_E), spec, ref_logp=old)
+    assert float(loss) == 0.0
+
+
+# ---------------------------------------------------------------- the rollout correction, by hand
+
+
+def test_the_rollout_correction_weights():
+    # old - sampler log-ratios: 4, 0.5, 1.5 (their product 3); cap 3
+    old = T([[math.log(4), math.log(0.5), math.log(1.5)]])
+    sampler, mask = T([[0.0, 0.0, 0.0]]), T([[1, 1, 1]])
+
+    def weight(mode, floor=0.0, in_ratio=False):
+        spec = L.LossSpec(correction=mode, correction_cap=3.0, correction_floor=floor)
+        w, stats = L.correction_weight(old, sampler, mask, spec, in_ratio)
+        return w, stats
+
+    close(weight("token-truncate")[0], T([[3.0, 0.5, 1.5]]))  # TIS: min(r, 3)
+    close(weight("token-mask")[0], T([[0.0, 0.5, 1.5]]))  # MIS: r inside the band, else 0
+    close(weight("sequence-truncate")[0], T([[3.0, 3.0, 3.0]]))  # the product 3 = the cap: kept
+    close(weight("sequence-mask")[0], T([[3.0, 3.0, 3.0]]))
+    close(weight("token-truncate", floor=0.6)[0], T([[3.0, 0.6, 1.5]]))
+    close(weight("token-mask", floor=0.6)[0], T([[0.0, 0.0, 1.5]]))
+    # in the ratio (--old-logprobs sampler): the weight rescales the ratio r to its truncation, or masks it
+    close(weight("token-truncate", in_ratio=True)[0], T([[0.75, 1.0, 1.0]]))
+    close(weight("token-mask", in_ratio=True)[0], T([[0.0, 1.0, 1.0]]))
+    w, stats = weight("token-truncate")
+    assert stats["correction/capped_frac"] == pytest.approx(1 / 3)
+    assert stats["correction/ratio_max"] == pytest.approx(4.0) and stats["correction/ratio_mean"] == pytest.approx(2.0)
+    assert L.correction_weight(old, sampler, mask, L.LossSpec()) == (None, {})  # "none"
+
+
+def test_the_correction_multiplies_the_surrogate_not_the_kl():
+    spec = L.LossSpec(beta=1.0, kl_kind="k1", correction="token-truncate", correction_cap=3.0)
+    # one token, rho 1 (logp = old), A +1, logp - ref 0.25, old - sampler log 4: weight 3
+    loss, _ = L.policy_loss(T([[-1.0]]), T([[-1.0]]), T([[1.0]]), T([[1]]), spec, ref_logp=T([[-1.25]]),
+                            sampler_logp=T([[-1.0 - math.log(4)]]))
+    close(loss, 3 * -1.0 + 0.25)
+
+
+# ---------------------------------------------------------------- a Config resolved into a LossSpec
+
+
+def test_loss_spec_of_a_config():
+    from rl.config import preset
+
+    lmm = L.LossSpec.of(preset("fre-text"))
+    assert (lmm.agg, lmm.level, lmm.correction, lmm.beta, lmm.plain()) == ("seq-mean-token-mean", "token", "none",
+                                                                             0.0, None)
+    assert L.LossSpec.of(preset("debug", loss="dapo")).agg == "dapo"  # --loss-agg auto follows --loss
+    assert L.LossSpec.of(preset("debug", loss="dapo", loss_agg="token-mean")).agg == "token-mean"
+    assert L.LossSpec.of(preset("debug", loss="cispo")).clip_high == L.CISPO_EPS_MAX
+    assert L.LossSpec.of(preset("debug", clip_high=0.28)).clip_high == 0.28
+    assert L.LossSpec.of(preset("debug", kl_in="loss", kl=0.01)).beta == 0.01
+    sampler = L.LossSpec.of(preset("debug", old_logprobs="sampler"))
+    assert sampler.correction == "token-truncate" and "rollout correction" in sampler.plain()
+    assert L.LossSpec.of(preset("debug", old_logprobs="sampler", rollout_correction="none")).plain() is None
+    gspo = L.LossSpec.of(preset("gspo"))
+    assert (gspo.level, gspo.agg, gspo.clip_low, gspo.clip_high) == ("sequence", "grpo", 3e-4, 4e-4)
+    assert "per sequence" in gspo.plain()
