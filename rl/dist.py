@@ -69,6 +69,11 @@ def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def sum_all(x: float) -> float:
+    """A number summed over the processes (float64)."""
+    return all_reduce_sum(torch.tensor([float(x)], dtype=torch.float64)).item()
+
+
 def all_gather_objects(obj) -> list:
     if not dist.is_initialized():
         return [obj]

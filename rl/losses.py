@@ -27,6 +27,7 @@ from lmm_kernels.policy_loss import KL_KINDS, kl_estimate, policy_loss_tokens
 from rl.algos import _valid, _zero_pad, masked_mean, masked_sum
 
 __all__ = ["LOSSES", "AGGREGATIONS", "CORRECTIONS", "LossSpec", "per_token", "aggregate", "aggregate_count",
+           "micro_batch_weights",
            "policy_loss", "policy_stats", "correction_weight", "value_loss", "kl_loss", "CISPO_EPS_MAX"]
 
 # ---------------------------------------------------------------------------
@@ -78,6 +79,16 @@ def aggregate(per_token: Tensor, mask: Tensor, agg: str = "seq-mean-token-mean",
     valid = _valid(mask).expand(per_token.shape)
     divisor = spec.count(valid) if count is None else float(count)
     return spec.part(per_token, valid, max_len) / max(divisor, 1.0)
+
+
+def micro_batch_weights(counts: list[float], agg: str, world: int = 1, total: Callable[[float], float] = float,
+                        per_train_batch: Optional[float] = None) -> list[float]:
+    """The weight of each micro-batch's loss (its aggregate) so that they add up to the train batch's loss over
+    every process: its share of the divisor, times `world` (FSDP averages the processes' gradients). `counts`: this
+    process's micro-batches' aggregate_count (0 for a stand-in); `total` sums a number over the processes;
+    `per_train_batch`: a rollout-level divisor (dapo: the rollout's tokens over the train batches of an epoch)."""
+    whole = per_train_batch if AGGREGATIONS[agg].rollout_level else total(sum(counts))
+    return [c / max(whole, 1e-12) * world for c in counts]
 
 
 def _known(name: str, registry: dict, what: str) -> str:

@@ -314,23 +314,18 @@ class Trainer:
         self.critic.train()
         gen = torch.Generator().manual_seed(cfg.seed * 100003 + self.step)
         first_update, size = self.update_step, cfg.train_batch_size // self.world
-        # What each train batch's loss is divided by, over every process: its own tokens / rows / micro-batches, or
-        # (dapo) the rollout's tokens per train batch. Each micro-batch's loss is weighted by its share of it.
+        # The micro-batch losses add up to the loss of each train batch over every process (rl.losses
+        # .micro_batch_weights); dapo divides by the rollout's tokens per train batch.
         loss_mask = rollout.mask & rollout.trainable[:, None]
-        per_rollout = dist.all_reduce_sum(torch.tensor([agg.count(loss_mask)], dtype=torch.float64)).item() / \
-            math.ceil(len(rollout) / size)
+        per_train_batch = dist.sum_all(agg.count(loss_mask)) / math.ceil(len(rollout) / size)
         for _ in range(cfg.ppo_epochs):
             order = torch.randperm(len(rollout), generator=gen).tolist()
             for train_idx in (order[i:i + size] for i in range(0, len(order), size)):
                 micro = self.micro_batches(rollout, train_idx)
-                counts = [agg.count(loss_mask[idx]) if real else 0.0 for idx, real in micro]
-                # The micro-batch losses add up to the loss of the whole train batch, over every process (whose
-                # gradients FSDP averages: hence x world).
-                whole = per_rollout if agg.rollout_level else \
-                    dist.all_reduce_sum(torch.tensor([sum(counts)], dtype=torch.float64)).item()
+                counts = [agg.count(loss_mask[idx]) if real else 0.0 for idx, real in micro]  # stand-ins weigh 0
+                weights = losses.micro_batch_weights(counts, spec.agg, self.world, dist.sum_all, per_train_batch)
                 scalars = []
-                for k, ((idx, real), count) in enumerate(zip(micro, counts)):
-                    weight = count / max(whole, 1e-12) * self.world
+                for k, ((idx, _), weight) in enumerate(zip(micro, weights)):
                     batch = rollout.batch(idx, self.pad_id, packed=self.packed)
                     with self.autocast():
                         logp, _ = self.policy_logprobs(batch, self.kernels.logprobs)
