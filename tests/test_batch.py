@@ -54,3 +54,23 @@ def test_micro_batch_weights_reassemble_the_train_batch_loss():
             else losses.aggregate(per_token, mask, agg, max_len=7)
         torch.testing.assert_close(total, whole)
     assert [losses.aggregate_count(mask[[0, 2]], agg) for agg in losses.AGGREGATIONS] == [1, 3, 2, 1, 2, 3]
+
+
+def test_groups_and_join_keep_every_samples_data():
+    r = _rollout()
+    r.sampler_logp = torch.arange(16.0).reshape(4, 4) * r.mask
+    r.trainable = torch.tensor([True, False, True, True])
+    second = r.groups([1])  # prompt 1 alone: samples 2 and 3, width 4 (its longest response)
+    assert len(second) == 2 and second.prompts == [r.prompts[1]] and second.finished == [True, False]
+    assert second.sampler_logp.tolist() == [[8.0, 9.0, 10.0, 11.0], [0.0] * 4] and second.trainable.tolist() == [1, 1]
+    first = r.groups([0])
+    assert first.mask.shape == (2, 2) and first.sampler_logp.tolist() == [[0.0, 1.0], [4.0, 0.0]]
+    both = Rollout.join([second, first])  # widths 4 and 2 in one rollout of width 4, in order
+    assert [row["prompt_ids"].tolist() for row in both.rows(range(4))] == [[8], [8], [5, 6, 7], [5, 6, 7]]
+    assert both.sampler_logp.tolist() == [[8.0, 9.0, 10.0, 11.0], [0.0] * 4, [0.0, 1.0, 0.0, 0.0],
+                                          [4.0, 0.0, 0.0, 0.0]]
+    assert both.trainable.tolist() == [True, True, True, False] and both.finished == [True, False, True, False]
+    assert len(r.groups([])) == 0
+    b = both.batch([2, 3], pad_id=0)  # the loss mask: the action mask of trainable samples only
+    assert b["action_mask"].tolist() == [[True, True], [True, False]]
+    assert b["loss_mask"].tolist() == [[True, True], [False, False]]

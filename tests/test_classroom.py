@@ -115,6 +115,31 @@ def test_warm_model_is_weak_but_not_random_and_a_classroom_run_raises_the_reward
     assert (out / "plots" / "reward.png").is_file() and (out / "final" / "config.json").is_file()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("loss", ["dapo", "dr_grpo", "gspo"])
+def test_each_named_loss_raises_the_classroom_reward(warm_cache, tmp_path, loss):
+    """--preset classroom --loss NAME learns as the default loss does (dapo with dynamic sampling, which reports
+    the groups it dropped and the rounds it refilled)."""
+    out = tmp_path / "run"
+    extra = ["--dynamic-sampling", "2"] if loss == "dapo" else []
+    proc = subprocess.run([sys.executable, "train_fre.py", "--preset", "classroom", "--seed", str(SEED), "--out",
+                           str(out), "--max-steps", "16", "--eval-benchmarks", "", "--no-plots", "--loss", loss,
+                           *extra], cwd=ROOT, env={**os.environ, "LMM_R1_CACHE": str(warm_cache)},
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(steps) == 16
+
+    def mean(rs, key):
+        return sum(r[key] for r in rs) / len(rs)
+
+    assert mean(steps[-4:], "reward/format") > mean(steps[:4], "reward/format") + 0.08
+    assert mean(steps[-4:], "reward/mean") > mean(steps[:4], "reward/mean") + 0.08
+    if loss == "dapo":
+        assert all("sampling/dropped_groups" in r and 8 <= r["sampling/groups"] <= 16 for r in steps)
+        assert sum(r["sampling/dropped_groups"] for r in steps) > 0
+
+
 def test_verdict_weighs_the_gain_against_seeds_and_evaluation_noise():
     from classroom import effect, mean_sd, table, verdict
 
