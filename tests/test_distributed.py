@@ -35,10 +35,20 @@ class Spread:
         pass
 
 
+class HalfFlat(Spread):  # the same reward for every sample of about half the prompts: groups dynamic sampling drops
+
+    def __call__(self, responses, golds, metas=None):
+        import zlib
+        spread = super().__call__(responses, golds, metas).components["total"]
+        return SimpleNamespace(components={"total": [0.5 if zlib.crc32(g.encode()) %% 2 else x
+                                                     for x, g in zip(spread, golds)]}, counts={})
+
+
 if __name__ == "__main__":
     sys.path.insert(0, %r)
     import rewards
     rewards.REWARDS["spread"] = Spread
+    rewards.REWARDS["half-flat"] = HalfFlat
     import train_fre
     train_fre.main(sys.argv[1:])
 """
@@ -97,10 +107,12 @@ def test_two_processes_train_like_one(tmp_path, estimator):
 @pytest.mark.slow
 def test_two_processes_resume_exactly(tmp_path):
     """A 2-process run resumed (with 2 processes, from its run directory) after step 1 ends with the weights of the
-    run that was not interrupted; another number of processes is refused with the reason."""
+    run that was not interrupted; another number of processes is refused with the reason. The run uses DAPO's
+    dynamic sampling: both processes refill until each holds its share of informative groups."""
     import shutil
     whole = tmp_path / "whole"
-    _run(whole, 2, "--save-every", "1")
+    metrics = _run(whole, 2, "--save-every", "1", "--reward", "half-flat", "--dynamic-sampling", "3", "--loss", "dapo")
+    assert sum(m["sampling/dropped_groups"] for m in metrics) > 0 and all(m["sampling/groups"] == 4 for m in metrics)
     cut = tmp_path / "cut"  # the same run, as if it had stopped after step 1
     shutil.copytree(whole, cut)
     shutil.rmtree(cut / "final")
