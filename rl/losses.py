@@ -1,7 +1,7 @@
 """The policy losses by name, on plain tensors: call `policy_loss(logp, old_logp, advantages, mask, cfg, ...)` with a
 Config (or a `LossSpec`) and no model.
 
-    per-token loss = surrogate(rho, A)  [x rollout correction w]  [+ beta * KL(pi || pi_ref)  (x rho: --kl-bias-correction)]
+    per-token loss = surrogate(rho, A)  [x correction w]  [+ beta * KL(pi || pi_ref)  (x rho: --kl-bias-correction)]
     loss           = aggregation(per-token loss over valid tokens)
 
     rho = exp(logp - old_logp)   per token, or per sequence (GSPO: the geometric mean of its token ratios)

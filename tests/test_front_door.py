@@ -131,7 +131,8 @@ def test_resume_reads_an_older_runs_config(tmp_path):
     saved = json.loads((run / "config.json").read_text())
     saved.pop("engine")
     saved.pop("loss")
-    saved.update(rollout="hf", policy_loss="grpo", loss_agg="seq-mean-token-mean", plan=False, gpu_mem_gb=80.0, nproc=1, check_data=False, check_data_max_bad=0.01)
+    saved.update(rollout="hf", policy_loss="grpo", loss_agg="seq-mean-token-mean", plan=False, gpu_mem_gb=80.0,
+                 nproc=1, check_data=False, check_data_max_bad=0.01)
     (run / "config.json").write_text(json.dumps(saved))
     cfg = parse_config(["--resume", str(run)])
     assert (cfg.engine, cfg.estimator, cfg.seed, cfg.loss, cfg.loss_agg) == ("hf", "grpo", 42, "grpo",
