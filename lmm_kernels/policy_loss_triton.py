@@ -6,7 +6,7 @@
 
 The torch reference is lmm_kernels.policy_loss.policy_loss_tokens (beside this file): both share one signature and
 return the per-token loss [N, T] (fp32, exactly 0 where mask == 0); aggregation stays with the caller
-(rl.algos.aggregate). Gradients flow to `logp` only (old_logp, ref_logp and the advantages are constants of the
+(rl.losses.aggregate). Gradients flow to `logp` only (old_logp, ref_logp and the advantages are constants of the
 update, as in PPO/GRPO). Padding is NaN-safe: the log-ratios and advantages are zeroed on masked tokens before exp(),
 so garbage there can neither overflow nor leak NaN into the gradient.
 

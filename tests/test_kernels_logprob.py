@@ -25,7 +25,7 @@ import lmm_kernels.logprob_triton as lt  # noqa: E402
 from lmm_kernels.logprob import logprobs_from_hidden, logprobs_plain  # noqa: E402
 from lmm_kernels.policy_loss_triton import kernel_configs as policy_kernel_configs  # noqa: E402
 from lmm_kernels.policy_loss_triton import policy_loss_tokens_triton  # noqa: E402
-from rl.algos import policy_loss_tokens as policy_loss_tokens_torch  # noqa: E402
+from lmm_kernels.policy_loss import policy_loss_tokens as policy_loss_tokens_torch  # noqa: E402
 
 # The kernels above are interpreted from now on; restore the variable so that it leaks neither into other test
 # modules nor into subprocesses (the ahead-of-time compile, tests/test_kernels_compile.py, must run without it).

@@ -11,7 +11,7 @@ import dataclasses
 import pytest
 import torch
 
-from rl import algos
+from rl import losses
 from rl import memory as M
 from rl.batch import Rollout
 from rl.config import preset
@@ -200,8 +200,8 @@ def test_activation_estimate_within_25_percent_of_the_measured_peak(vocab, hidde
     def one_update():
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logp, _ = response_logprobs(model, batch, 1.0, False, cfg.logprob_chunk)
-        loss = algos.aggregate(algos.policy_loss_tokens(logp, batch["old_logp"], batch["advantages"],
-                                                        batch["action_mask"]), batch["action_mask"])
+        loss, _ = losses.policy_loss(logp, batch["old_logp"], batch["advantages"], batch["action_mask"],
+                                     losses.LossSpec())
         loss.backward()
 
     measured = _peak_bytes(one_update)

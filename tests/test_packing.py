@@ -8,7 +8,7 @@ from PIL import Image
 
 from data.sample import Sample, make_messages
 from lmm_kernels.hf_attention import register
-from rl import algos
+from rl import algos, losses
 from rl.batch import Rollout, encode_prompts, micro_batches
 from rl.policy import load_policy, response_logprobs
 from rl.processor import pad_token_id
@@ -75,16 +75,17 @@ def test_packed_equals_one_by_one(rollout_and_policy, impl):
         model.set_attn_implementation("sdpa")
 
 
-def test_packed_loss_equals_the_padded_loss_for_both_aggregations(rollout_and_policy):
+def test_packed_loss_equals_the_padded_loss_for_every_aggregation(rollout_and_policy):
     rollout, model, pad = rollout_and_policy
     with torch.no_grad():
         padded = response_logprobs(model, rollout.batch(range(4), pad))[0]
         packed = response_logprobs(model, rollout.batch(range(4), pad, packed=True))[0]
     mask = rollout.mask
     adv = torch.randn(mask.shape, generator=torch.Generator().manual_seed(2))
-    for agg in algos.AGGREGATIONS:
-        a = algos.aggregate(algos.policy_loss_tokens(padded, padded.detach() - 0.1, adv, mask), mask, agg)
-        b = algos.aggregate(algos.policy_loss_tokens(packed, packed.detach() - 0.1, adv, mask), mask, agg)
+    for agg in losses.AGGREGATIONS:
+        spec = losses.LossSpec(agg=agg, max_len=16)
+        a, _ = losses.policy_loss(padded, padded.detach() - 0.1, adv, mask, spec)
+        b, _ = losses.policy_loss(packed, packed.detach() - 0.1, adv, mask, spec)
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
