@@ -84,3 +84,30 @@ def test_overlong_punishment_and_truncated_responses_left_out_of_the_loss(tmp_pa
         stats = trainer.train_on(rollout)  # nothing left in the loss: no update moves a weight
         assert stats["loss/policy"] == 0.0
         assert all(torch.equal(before[n], p) for n, p in trainer.policy.named_parameters())
+
+
+@pytest.mark.parametrize("loss, fused", [("ppo", True), ("dapo", True), ("cispo", False), ("gspo", False)])
+def test_the_fused_loss_kernel_runs_where_it_computes_the_loss_else_the_reason_is_logged(tmp_path, monkeypatch,
+                                                                                        loss, fused):
+    import dataclasses
+
+    import lmm_kernels
+    from lmm_kernels.policy_loss import policy_loss_tokens
+
+    calls, lines = [], []
+
+    def kernel(*args):  # stands in for the Triton kernel (same signature): records that it ran
+        calls.append(1)
+        return policy_loss_tokens(*args)
+
+    real = lmm_kernels.select
+    monkeypatch.setattr(lmm_kernels, "select", lambda *a, **k: dataclasses.replace(real(*a, **k),
+                                                                                   policy_losses={"clip": kernel}))
+    cfg = preset("debug", out=str(tmp_path), max_new_tokens=4, save_every=0, max_steps=1, loss=loss)
+    trainer = make_trainer(cfg, load_fixture("math"), Scripted(), log=lines.append)
+    trainer.train()
+    assert bool(calls) is fused
+    reasons = [line for line in lines if line.startswith("policy loss: the torch definition")]
+    assert len(reasons) == (0 if fused else 1)
+    if not fused:
+        assert ("its surrogate is not PPO-clip" if loss == "cispo" else "per sequence") in reasons[0]
