@@ -123,12 +123,12 @@ def test_each_named_loss_raises_the_classroom_reward(warm_cache, tmp_path, loss)
     out = tmp_path / "run"
     extra = ["--dynamic-sampling", "2"] if loss == "dapo" else []
     proc = subprocess.run([sys.executable, "train_fre.py", "--preset", "classroom", "--seed", str(SEED), "--out",
-                           str(out), "--max-steps", "16", "--eval-benchmarks", "", "--no-plots", "--loss", loss,
+                           str(out), "--max-steps", "12", "--eval-benchmarks", "", "--no-plots", "--loss", loss,
                            *extra], cwd=ROOT, env={**os.environ, "LMM_R1_CACHE": str(warm_cache)},
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert len(steps) == 16
+    assert len(steps) == 12
 
     def mean(rs, key):
         return sum(r[key] for r in rs) / len(rs)

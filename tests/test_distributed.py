@@ -69,7 +69,7 @@ EVAL = ["--eval-benchmarks", "classroom-text", "--eval-limit", "5", "--eval-max-
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("estimator", ["reinforce_baseline", "gae"])
+@pytest.mark.parametrize("estimator", ["gae"])  # the policy and the critic (the resume test runs the REINFORCE family)
 def test_two_processes_train_like_one(tmp_path, estimator):
     """... and evaluate like one (--eval-benchmarks: each process generates its share of the items, the main one
     scores them all): the same accuracy before the first step and after the last, every item answered once."""
