@@ -7,26 +7,7 @@ import pytest
 import torch
 
 from rl import losses as L
-
-NAN = float("nan")
-INF = float("inf")
-
-
-def T(x):
-    return torch.tensor(x, dtype=torch.float64)
-
-
-def close(got, want, atol=1e-6):
-    got = torch.as_tensor(got, dtype=torch.float64)
-    want = torch.as_tensor(want, dtype=torch.float64)
-    assert got.shape == want.shape, (got.shape, want.shape)
-    assert torch.allclose(got, want, atol=atol, rtol=0), f"\n got={got}\nwant={want}"
-
-
-# Rows of length 3, 1, 2 within T=3.
-MASK = T([[1, 1, 1], [1, 0, 0], [1, 1, 0]])
-# Plus an empty row.
-MASK_E = T([[1, 1, 1], [1, 0, 0], [1, 1, 0], [0, 0, 0]])
+from test_algos import INF, MASK, MASK_E, NAN, T, close  # the same hand-computed inputs as the advantage tests
 
 
 def test_kl_loss_masked_with_inf_on_padding():
