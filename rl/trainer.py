@@ -64,9 +64,8 @@ class Trainer:
             self.policy.activation_checkpointing_enable({"use_reentrant": False})
         self.ref = load_reference(self.policy, model if cfg.resume else None, weights, self.kernels, self.device,
                                   self.autocast_dtype, cfg.ref_offload and not sharded) if cfg.kl > 0 else None
-        # Where the KL goes, decided once: a per-token reward penalty (LMM-R1) or a loss term (GRPO).
+        # Where the KL goes, decided once: a per-token reward penalty (LMM-R1) or a loss term (GRPO: LossSpec.beta).
         self.beta_reward = cfg.kl if self.ref is not None and cfg.kl_in == "reward" else 0.0
-        self.beta_loss = cfg.kl if self.ref is not None and cfg.kl_in == "loss" else 0.0
         # The policy loss (rl/losses.py): the fused kernel where it computes this loss, else the torch definition.
         self.spec = losses.LossSpec.of(cfg)
         not_fused = self.spec.plain()
