@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (cuda if available), cuda, cpu")
     p.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp32"], help="auto = bf16 on GPU, fp32 on CPU")
     p.add_argument("--attn", default="sdpa", help="attention implementation (sdpa, eager, flash_attention_2)")
+    p.add_argument("--cpu-threads", type=int, default=0,
+                   help="torch threads on a CPU; 0 = auto: OMP_NUM_THREADS if set, else 1 for models under 100M "
+                        "parameters (more stall beside any other work), else all cores")
     p.add_argument("--workers", type=int, default=2,
                    help="processes that check math answers (0 = in this process, without a hard time limit)")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds per math check before it counts as wrong")
@@ -60,7 +63,8 @@ def default_out(model: str) -> Path:
     return p / "eval" if p.is_dir() else Path("evals") / model.replace("/", "__")
 
 
-def load_model(path: str, device: str, dtype: str, attn: str, min_pixels: int, max_pixels: int):
+def load_model(path: str, device: str, dtype: str, attn: str, min_pixels: int, max_pixels: int,
+               cpu_threads: int = 0, log=print):
     """(model, processor), or SystemExit with one line saying what is wrong."""
     import torch
 
@@ -82,6 +86,9 @@ def load_model(path: str, device: str, dtype: str, attn: str, min_pixels: int, m
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise SystemExit(f"error: cannot load the model {path}: {first}") from None
     set_image_pixels(processor, min_pixels, max_pixels)
+    if device == "cpu":
+        from rl.dist import use_cpu_threads
+        log(use_cpu_threads(cpu_threads, model))
     return model, processor
 
 
@@ -117,8 +124,9 @@ def run_eval(args, model_path: str, out: Path) -> dict:
     unknown = set(settings.data_paths) - set(names)
     if unknown:
         raise SystemExit(f"error: --data names benchmarks that are not evaluated: {', '.join(sorted(unknown))}")
-    model, processor = load_model(model_path, args.device, args.dtype, args.attn, args.min_pixels, args.max_pixels)
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    model, processor = load_model(model_path, args.device, args.dtype, args.attn, args.min_pixels, args.max_pixels,
+                                  args.cpu_threads, log)
     with Scorer(workers=args.workers, timeout=args.timeout) as scorer:
         results = evaluate(model, processor, names, settings, scorer, out_dir=out, model_name=model_path,
                            progress=not args.quiet, log=log)

@@ -31,6 +31,9 @@ class Config:
     max_samples: int = knob(0, "use only the first N samples of the data (0 = all)")
     seed: int = knob(42, "random seed (data order, sampling, init of the value head)")
     device: str = knob("auto", "'auto' (cuda if available), 'cuda', 'cpu'")
+    cpu_threads: int = knob(0, "torch threads on a CPU; 0 = auto: OMP_NUM_THREADS if set, else 1 for models under "
+                            "100M parameters (more stall beside any other work), else this process's share of the "
+                            "cores")
     dtype: str = knob("auto", "compute dtype (bf16 autocast over fp32 master weights): 'auto' = bf16 on GPU, fp32 on "
                       "CPU", choices=["auto", "bf16", "fp32"])
     attn: str = knob("sdpa", "attention implementation passed to transformers (sdpa, eager, flash_attention_2)")
@@ -420,7 +423,7 @@ def invalid(cfg: Config) -> str | None:
                 "train_batch_size": 1, "micro_batch_size": 1, "ppo_epochs": 1, "logprob_chunk": 1, "min_pixels": 1,
                 "reward_workers": 1, "max_row_bytes": 1, "episodes": 0, "max_tokens_per_micro": 0, "max_steps": 0,
                 "max_samples": 0, "save_every": 0, "keep_last": 0, "kernel_check_every": 0, "max_bad_steps": 1,
-                "max_image_pixels": 0, "overlong_buffer": 0, "dynamic_sampling": 0}
+                "max_image_pixels": 0, "overlong_buffer": 0, "dynamic_sampling": 0, "cpu_threads": 0}
     for name, low in at_least.items():
         if getattr(cfg, name) < low:
             return f"{flag(name)}: must be at least {low}"

@@ -29,6 +29,33 @@ def setup(device: str) -> torch.device:
     return torch.device(device)
 
 
+SMALL_MODEL = 100_000_000  # parameters: below this a CPU run takes one thread by default
+
+
+def cpu_threads(requested: int, params: int) -> tuple[int, str]:
+    """--cpu-threads: how many threads torch uses on the CPU, and why. 0 (auto): OMP_NUM_THREADS when it is set;
+    one thread for a model under SMALL_MODEL parameters (its small matrix products gain little from more - the
+    classroom run: 71 s at one thread, 60 s at two on a quiet 2-core machine - while several threads stall badly
+    whenever anything else shares the cores: bench/cpu_threads.py); else this process's share of the cores."""
+    if requested > 0:
+        return requested, "--cpu-threads"
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env), "OMP_NUM_THREADS"
+    if params < SMALL_MODEL:
+        return 1, f"a model of {params / 1e6:.1f}M parameters; --cpu-threads N to choose"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    share = max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return share, f"this process's share of {cores} cores; --cpu-threads N to choose"
+
+
+def use_cpu_threads(requested: int, model) -> str:
+    """Set torch's CPU threads for `model` (cpu_threads); the line that says how many and why."""
+    n, why = cpu_threads(requested, sum(p.numel() for p in model.parameters()))
+    torch.set_num_threads(n)
+    return f"CPU: {n} thread{'s' if n > 1 else ''} ({why})"
+
+
 def autocast_dtype(name: str, device: torch.device):
     """--dtype: bf16 autocast over the fp32 master weights ('auto': on a GPU), or none (fp32)."""
     if name == "auto":

@@ -56,6 +56,8 @@ class Trainer:
         self.policy, self.processor = load_policy(cfg.resume or model, weights, self.kernels.attn_implementation,
                                                   self.device)
         lmm_kernels.prepare_model(self.policy, self.kernels)
+        if self.device.type == "cpu":
+            self.log(dist.use_cpu_threads(cfg.cpu_threads, self.policy))
         self.tokenizer, self.pad_id = tokenizer_of(self.processor), pad_token_id(self.processor)
         set_image_pixels(self.processor, cfg.min_pixels, cfg.max_pixels)
         if cfg.freeze_vision and is_vision_model(self.policy):

@@ -218,3 +218,23 @@ def test_empty_data_is_one_line(tmp_path):
                                  str(tmp_path / "o")))
     assert line == f"error: --data {data}: no usable rows (empty, or every row was skipped)"
     assert not (tmp_path / "o").exists()  # the failed run leaves no empty --out behind
+
+
+def test_cpu_threads_are_chosen_and_said(monkeypatch):
+    """A small model takes one thread on the CPU (more stall beside other work: bench/cpu_threads.py); a large one
+    this process's share of the cores; --cpu-threads and OMP_NUM_THREADS decide when given."""
+    from rl.dist import SMALL_MODEL, cpu_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert cpu_threads(0, 3_000_000) == (1, "a model of 3.0M parameters; --cpu-threads N to choose")
+    assert cpu_threads(0, SMALL_MODEL)[0] == 8
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # torchrun: two processes share the cores
+    assert cpu_threads(0, SMALL_MODEL)[0] == 4
+    assert cpu_threads(3, 1000) == (3, "--cpu-threads")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert cpu_threads(0, 1000) == (2, "OMP_NUM_THREADS")
+    monkeypatch.setenv("OMP_NUM_THREADS", "")  # set but empty: as if unset
+    assert cpu_threads(0, 1000)[0] == 1
+    assert error_of(["--preset", "debug", "--cpu-threads", "-1"]) == "error: --cpu-threads -1: must be at least 0"

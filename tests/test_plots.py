@@ -22,7 +22,9 @@ def test_debug_run_evaluates_and_leaves_plots(tmp_path, monkeypatch, capsys):
                     "--eval-limit", "1", "--eval-max-new-tokens", "4"])
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     evaluated = [m["step"] for m in lines if "eval/mmstar/accuracy" in m]
-    assert "accuracy at step 0 -> step 4: mmstar" in capsys.readouterr().out  # the before/after line
+    said = capsys.readouterr().out
+    assert "accuracy at step 0 -> step 4: mmstar" in said  # the before/after line
+    assert "CPU: 1 thread (" in said  # the thread count a CPU run chose, and why
     assert evaluated == [0, 3, 4]  # before the first step, every 3 steps, and the last (the final checkpoint's weights)
     last = lines[-1]
     assert 0 <= last["eval/sokoban/accuracy"] <= 1 and last["eval/mmstar/response_len"] <= 4 and last["time/eval"] > 0
