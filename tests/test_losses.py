@@ -279,3 +279,32 @@ def test_loss_spec_of_a_config():
     gspo = L.LossSpec.of(preset("gspo"))
     assert (gspo.level, gspo.agg, gspo.clip_low, gspo.clip_high) == ("sequence", "grpo", 3e-4, 4e-4)
     assert "per sequence" in gspo.plain()
+
+
+@pytest.mark.parametrize("name", list(L.LOSSES))
+@pytest.mark.parametrize("shape", [(1, 1), (5, 7), (3, 1)])
+def test_all_but_one_padded_row_is_that_row_alone(name, shape):
+    """Rows that are all padding change nothing but the row count (grpo, dr_grpo count every row; the others do not
+    see them): the loss and the gradient of the one real row are those of the row alone, rescaled by that count."""
+    n, t = shape
+    entry = L.LOSSES[name]
+    spec = L.LossSpec(surrogate=entry.surrogate, agg=entry.agg, level=entry.level, beta=0.05, max_len=t,
+                      clip_high=5.0 if name == "cispo" else 0.28)
+    g = torch.Generator().manual_seed(n * 10 + t)
+    logp = -torch.rand(n, t, generator=g, dtype=torch.float64) - 0.1
+    old = logp + torch.randn(n, t, generator=g, dtype=torch.float64) * 0.5
+    ref = logp + torch.randn(n, t, generator=g, dtype=torch.float64) * 0.2
+    adv = torch.randn(n, 1, generator=g, dtype=torch.float64).expand(n, t)
+    mask = torch.zeros(n, t, dtype=torch.bool)
+    mask[n // 2] = True
+    padded = logp.clone().requires_grad_(True)
+    loss, _ = L.policy_loss(padded, old, adv, mask, spec, ref_logp=ref)
+    loss.backward()
+    row = slice(n // 2, n // 2 + 1)
+    alone = logp[row].clone().requires_grad_(True)
+    loss1, _ = L.policy_loss(alone, old[row], adv[row], mask[row], spec, ref_logp=ref[row])
+    loss1.backward()
+    rows = n if spec.agg in ("grpo", "dr_grpo") else 1
+    close(loss * rows, loss1)
+    close(padded.grad[row] * rows, alone.grad)
+    assert (padded.grad[~mask] == 0).all()
