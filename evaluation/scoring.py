@@ -4,14 +4,17 @@ Each response gets a :class:`Score`: whether it is correct and what was read as 
 no answer could be extracted, which the report counts as "unextractable"). The answer is read from the last
 `<answer>...</answer>` block when there is one, else from the whole response (as the rewards do).
 
-* ``math``: the rewards' math verifier (math-verify, configured as in training), in killable worker processes
-  with a time limit per check; extracted = the expression math-verify read from the answer
-  (`rewards.math.read_answer`).
-* ``choice``: the option letter (`rewards.choice.extract_choice`: "(B)", "B.", "B) 36", `\\boxed{B}`, "the answer
-  is B"), else an answer equal to the text of one option ("36°" matches the option "36^\\circ").
-* ``mathvista``: MathVista's free-form answers: the stated unit and LaTeX decoration are removed, the last number
-  is read (fractions included), integers must be equal, floats equal after rounding both to the stated precision,
-  lists equal element by element.
+* ``math``: the rewards' math verifier (math-verify) in its answer reading - the last answer block, `\\boxed{}`
+  first, then LaTeX or a plain expression ("<answer>18</answer>" reads 18; training keeps the released reading,
+  `\\boxed{}` or anchored `$...$` only) - in killable worker processes with a time limit per check; extracted = the
+  expression that reading found (`rewards.math.read_answer`).
+* ``choice``: the option letter (`choice_reading`): "(B)", "B.", `\\boxed{B}`, "the answer is B", 答案是C / 选C,
+  letters up to the number of options; else the option whose text the answer states (the whole answer, or the
+  longest option text in a sentence, unambiguous), else the option equal in value ("8:5" and "$8: 5$"). An option
+  text that two options share is right under either letter; a gold that is no letter is counted, not scored.
+* ``mathvista``: MathVista's free-form answers: the stated unit and LaTeX decoration are removed, number words up
+  to twenty read as digits, the number after "the answer is" (else the last number) is read (fractions included),
+  integers must be equal, floats equal after rounding both to the stated precision, lists equal element by element.
 * ``short``: a short free-form answer (RealWorldQA's few non-letter golds): equal after normalisation, or equal
   as numbers.
 * ``sokoban``: solved (every box on a target) by the answered action list, in the project's simulator.
@@ -26,7 +29,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rewards.choice import extract_choice
 from rewards.football import FORMAT_SCORE, extract_action, football_reward
 from rewards.math import DEFAULT_MEMORY_LIMIT_MB, check, read_answer, worker_setup
 from rewards.pool import KillPool
@@ -50,26 +52,121 @@ class Score:
 # --------------------------------------------------------------------------- rule-based scorers
 
 
-def _choice_letter(response: str, options: list[str]) -> str | None:
-    letter = extract_choice(response)
-    if letter is not None:
-        return letter
+# Chinese answer forms: 答案是C, 答案为C, 答案：C, 故选C, 选择C, 选C
+_ZH_ANSWER = re.compile(r"(?:答案\s*(?:是|为|应为)?\s*[:：]?|(?:故|所以)?\s*选(?:择)?\s*)\s*[(（]?([A-J])(?![A-Za-z0-9])")
+_LEAD_LETTER = re.compile(r"\s*\(?([A-J])\s*[.):：]\s*(.+)\Z", re.DOTALL)  # "A: 6 cm": a letter, or "Answer:"?
+_PHRASE = re.compile(r"(?i:answer\s*(?:is\b\s*)?(?:[:=]\s*)?|(?:option|choice)\s*(?:is\b|[:=])\s*)\(?([A-J])\)?"
+                     r"(?![A-Za-z0-9])")
+_NUMBER_WORDS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+                 "sixteen seventeen eighteen nineteen twenty").split()
+_NUMBER_WORD = re.compile(r"\b(" + "|".join(_NUMBER_WORDS) + r")\b", re.IGNORECASE)
+_STATED_NUMBER = re.compile(r"(?i:answer\s*(?:is|:|=)|答案\s*(?:是|为)?\s*[:：]?)\s*\$?\s*(?:\\boxed\{)?\s*"
+                            r"(-?[\d.,]+(?:\s*/\s*\d+)?)")
+
+
+def with_digits(text: str) -> str:
+    """Number words zero to twenty written as digits ("three apples" -> "3 apples")."""
+    return _NUMBER_WORD.sub(lambda m: str(_NUMBER_WORDS.index(m.group(1).lower())), text)
+
+
+def stated_number(text: str) -> float | None:
+    """The number after the last "the answer is" / "answer:" / 答案是, else None: it wins over the last number."""
+    m = None
+    for m in _STATED_NUMBER.finditer(text):
+        pass
+    values = numbers_in(m.group(1).rstrip(".,")) if m else []
+    return values[0] if values else None
+
+
+def _value(text: str) -> tuple[float, ...] | None:
+    """The numbers of an option or an answer (a ratio 8:5 or a fraction as one value), None without numbers."""
+    t = re.sub(r"(-?\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)", r"\1/\2", with_digits(normalize_text(text)))
+    return tuple(round(v, 9) for v in numbers_in(t)) or None
+
+
+def _option_in_text(said: str, options: list[str]) -> tuple[int | None, bool]:
+    """(the option whose text the answer states, ambiguous): the longest option text found as whole words in the
+    answer. Two different texts of that length, or a shorter option found outside it, are ambiguous."""
+    found = []
+    for i, option in enumerate(options):
+        o = normalize_text(option)
+        if o and re.search(r"(?<![\w.])" + re.escape(o) + r"(?!\w)", said):
+            found.append((len(o), i, o))
+    if not found:
+        return None, False
+    longest = max(n for n, _, _ in found)
+    best = [(i, o) for n, i, o in found if n == longest]
+    if len({o for _, o in best}) > 1:
+        return None, True
+    rest = said.replace(best[0][1], " ")  # "6" inside "6 cm" is part of it; a "6" elsewhere is not
+    others = [o for n, i, o in found if n < longest and re.search(r"(?<![\w.])" + re.escape(o) + r"(?!\w)", rest)]
+    return (None, True) if others else (best[0][0], False)
+
+
+def _last(pattern: re.Pattern, text: str) -> str | None:
+    m = None
+    for m in pattern.finditer(text):
+        pass
+    return m.group(1) if m else None
+
+
+def choice_reading(response: str, options: list[str]) -> tuple[str | None, bool]:
+    """(the option letter an answer gives, ambiguous). Tried in order: the answer equal to an option's text;
+    "A: <an option's text>" (A: read as "Answer:"); `\\boxed{B}`; "the answer is B" / "option: (B)"; Chinese forms
+    (答案是C, 选C); a bare letter; a last line that starts with one - letters up to the number of options (A-E
+    without options); then the longest option text stated in a sentence; then an option equal in value ("8:5" =
+    "$8: 5$", "\\frac{1}{3}" = "1:3")."""
+    letters = LETTERS[:max(len(options), 5)]
     answer = final_text(response)
-    bare = re.fullmatch(r"\s*\(?([A-J])\)?[.):]?\s*", normalize_text(answer).upper() if answer.strip() else "")
-    if bare and bare.group(1) in LETTERS[:max(len(options), 5)]:
-        return bare.group(1)
     said = normalize_text(answer)
-    if said:
-        for i, option in enumerate(options):
-            if said == normalize_text(option):
-                return LETTERS[i]
-    return None
+    plain = answer.replace("*", "").replace("$", "")
+    for i, option in enumerate(options):
+        if said and said == normalize_text(option):
+            return LETTERS[i], False
+    lead = _LEAD_LETTER.match(plain)
+    if lead and options:
+        rest = normalize_text(lead.group(2))
+        equal = [i for i, o in enumerate(options) if rest == normalize_text(o)]
+        if equal:
+            return LETTERS[equal[0]], False
+    boxed = last_boxed(answer)
+    m = re.fullmatch(r"\s*(?:\\text\{)?\(?([A-J])\)?\}?\s*", boxed) if boxed is not None else None
+    letter = m.group(1) if m else None
+    for pattern in (_PHRASE, _ZH_ANSWER):
+        letter = letter or _last(pattern, plain)
+    if letter is None and said:
+        bare = re.fullmatch(r"\s*\(?([A-J])\)?[.):]?\s*", said.upper())
+        letter = bare.group(1) if bare else None
+    lines = [ln for ln in plain.splitlines() if ln.strip()]
+    if letter is None and lines:
+        m = re.match(r"\s*\(?([A-J])(?:\s*[.):]|\s*\Z)", lines[-1])
+        letter = m.group(1) if m else None
+    if letter is None:
+        letter = _last(re.compile(r"\(([A-J])\)"), plain)
+    if letter is not None and letter in letters:
+        return letter, False
+    if not options or not said:
+        return None, False
+    stated, ambiguous = _option_in_text(said, options)
+    if stated is not None or ambiguous:
+        return (LETTERS[stated] if stated is not None else None), ambiguous
+    value = _value(answer)
+    equal = [i for i, o in enumerate(options) if value is not None and _value(o) == value]
+    return (LETTERS[equal[0]], False) if len(equal) == 1 else (None, len(equal) > 1)
 
 
 def score_choice(response: str, gold: str, options: list[str] = ()) -> Score:
-    """Option letter, or the text of an option; gold is the option letter."""
-    letter = _choice_letter(response, list(options))
-    return Score(letter is not None and letter == str(gold).strip().upper(), letter)
+    """The option letter an answer gives (choice_reading); gold is the option letter. An option whose text appears
+    twice among the options is right under either letter. A gold that is no option letter scores 0 with the status
+    "gold_not_a_letter" (the loaders flag such rows)."""
+    options = list(options)
+    letter, ambiguous = choice_reading(response, options)
+    want = str(gold).strip().upper()
+    if not re.fullmatch(r"[A-J]", want) or (options and LETTERS.index(want) >= len(options)):
+        return Score(False, letter, status="gold_not_a_letter")
+    same = {want} | {LETTERS[i] for i, o in enumerate(options)
+                     if normalize_text(o) == normalize_text(options[LETTERS.index(want)])}
+    return Score(letter is not None and letter in same, letter, status="ambiguous" if ambiguous else "ok")
 
 
 _UNIT_POWER = re.compile(r"[A-Za-z]+\s*\^\s*\{?\s*\d+\s*\}?")  # cm^2, m^{3}: the exponent is not an answer
@@ -93,10 +190,11 @@ def score_mathvista(response: str, gold: str, answer_type: str, precision=None, 
     if answer_type not in ("integer", "float"):
         said = normalize_text(answer)
         return Score(bool(said) and said == normalize_text(gold), said or None)
-    values = numbers_in(text)
+    values = numbers_in(with_digits(text))
+    stated = stated_number(with_digits(text))
     if not values:
         return Score(False, None)
-    pred = values[-1]
+    pred = values[-1] if stated is None else stated
     try:
         want = float(str(gold).replace(",", ""))
     except ValueError:
@@ -108,10 +206,10 @@ def score_mathvista(response: str, gold: str, answer_type: str, precision=None, 
 
 
 def score_short(response: str, gold: str) -> Score:
-    said = normalize_text(final_text(response))
+    said = normalize_text(with_digits(final_text(response)))
     if not said:
         return Score(False, None)
-    want = normalize_text(gold)
+    want = normalize_text(with_digits(str(gold)))
     if said == want:
         return Score(True, said)
     a, b = numbers_in(said), numbers_in(want)
@@ -139,9 +237,15 @@ def score_football(response: str, state) -> Score:
 
 
 def math_check(response: str, gold: str, max_chars: int = MAX_RESPONSE_CHARS, timeout: int | None = None):
-    """(reward, status, extracted) for one response: the rewards' own check, plus what math-verify read."""
-    result = check(response, gold, max_chars, timeout)
-    return result.reward, result.status, read_answer(response, max_chars, timeout)
+    """(reward, status, extracted) for one response: the rewards' check in the answer reading (the last answer block,
+    boxed first, then LaTeX or a plain expression; training keeps the released reading), and what it read - the
+    verdict and `extracted` come from the same reading."""
+    extracted = read_answer(response, max_chars, timeout)
+    if extracted is None and _NUMBER_WORD.search(final_text(response or "")):  # "three": read as 3
+        response = with_digits(final_text(response))
+        extracted = read_answer(response, max_chars, timeout)
+    result = check(response, gold, max_chars, timeout, reading="answer")
+    return result.reward, result.status, extracted
 
 
 class Scorer:

@@ -43,10 +43,33 @@ def final_text(response: str) -> str:
 
 # --------------------------------------------------------------------------- \boxed{} and \text{}
 
-# `\boxed{...}`, the content in group 1. BOXED allows one level of nested braces (`\boxed{\frac{1}{2}}`); BOXED_FLAT
-# none: the choice reward's (an option letter needs no braces).
+# `\boxed{...}`, the content in group 1. BOXED (`last_boxed`'s default) stands for braces nested to any depth
+# (`\boxed{\frac{\sqrt{3}}{6}}`), which `boxed_spans` matches; the pattern itself allows one level. BOXED_FLAT none: the
+# choice reward's (an option letter needs no braces).
 BOXED = re.compile(r"\\boxed\s*\{((?:[^{}]|\{[^{}]*\})*)\}")
 BOXED_FLAT = re.compile(r"\\boxed\s*\{([^{}]*)\}")
+_BOXED_OPEN = re.compile(r"\\boxed\s*\{")
+_BRACE = re.compile(r"[{}]")
+
+
+def boxed_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of the content of every outermost `\boxed{...}` whose braces close, nesting to any depth, in
+    order; one pass over the braces (linear in the text, whatever it holds)."""
+    opens = {m.end() - 1 for m in _BOXED_OPEN.finditer(text)}
+    stack, spans = [], []
+    for m in _BRACE.finditer(text):
+        if m.group() == "{":
+            stack.append(m.start())
+        elif stack:
+            start = stack.pop()
+            if start in opens:
+                spans.append((start + 1, m.start()))
+    spans.sort()
+    outer = []
+    for start, end in spans:
+        if not outer or start > outer[-1][1]:
+            outer.append((start, end))
+    return outer
 
 
 def last_match(pattern: re.Pattern, text: str) -> str | None:
@@ -58,8 +81,12 @@ def last_match(pattern: re.Pattern, text: str) -> str | None:
 
 
 def last_boxed(text: str, pattern: re.Pattern = BOXED) -> str | None:
-    """Content of the last `\\boxed{...}` (may be ""), else None."""
-    return last_match(pattern, text)
+    """Content of the last `\\boxed{...}` (may be ""), else None; braces nest to any depth unless `pattern` says
+    otherwise (BOXED_FLAT)."""
+    if pattern is not BOXED:
+        return last_match(pattern, text)
+    spans = boxed_spans(text)
+    return text[spans[-1][0]:spans[-1][1]] if spans else None
 
 
 def text_command(*names: str) -> re.Pattern:
@@ -91,9 +118,9 @@ def unwrap(text: str) -> str:
     for _ in range(3):
         before = t
         t = t.strip().strip("$").strip()
-        m = BOXED.fullmatch(t)
-        if m:
-            t = m.group(1)
+        spans = boxed_spans(t) if t.startswith("\\boxed") else []
+        if spans and _BOXED_OPEN.match(t).end() == spans[0][0] and spans[0][1] == len(t) - 1:
+            t = t[spans[0][0]:spans[0][1]]
         t = UNWRAP_TEXT_CMD.sub(r"\1", t).strip()
         if len(t) > 1 and t.endswith(".") and not PLAIN_NUMBER.fullmatch(t):
             t = t[:-1].rstrip()

@@ -281,3 +281,53 @@ def test_bad_model_and_missing_fixture_give_one_line(tmp_path, tiny_checkpoint, 
     with pytest.raises(SystemExit) as e:
         _main("--compare", tmp_path / "x", tmp_path / "y")
     assert "no results.json" in e.value.code
+
+
+# the cases published responses showed (issue: judge-free scores that agree with the official verdicts)
+SIX = ["3 cm", "6 cm", "9 cm", "12 cm", "15 cm", "18 cm"]
+
+
+@pytest.mark.parametrize("response, options, gold, letter, correct", [
+    ("<answer>The length is 6 cm.</answer>", SIX, "B", "B", True),  # the option's text in a sentence
+    ("<answer>So the side is 18 cm, twice 9 cm.</answer>", SIX, "F", None, False),  # two options stated: ambiguous
+    ("The answer is F", SIX, "F", "F", True),  # letters after E, up to the number of options
+    ("The answer is F", ["1", "2", "3", "4"], "A", None, False),  # F is no option here
+    ("答案是C", SIX, "C", "C", True), ("所以选C。", SIX, "C", "C", True), ("答案：D", SIX, "D", "D", True),
+    ("<answer>8:5</answer>", ["$3: 2$", "$8: 5$", "$5: 8$"], "B", "B", True),  # the value written another way
+    ("<answer>\\frac{1}{3}</answer>", ["1:2", "1:3", "2:3"], "B", "B", True),
+    ("<answer>\\boxed{\\frac{\\sqrt{3}}{6}}</answer>", ["\\frac{\\sqrt{3}}{3}", "\\frac{\\sqrt{3}}{6}"], "B", "B", True),
+    ("A: 9 cm", SIX, "C", "C", True),  # "A:" as "Answer:" before another option's text
+    ("A. 3 cm", SIX, "A", "A", True),  # ... and before its own
+    ("Yes, the two lines are parallel.", ["Yes", "No"], "A", "A", True),
+    ("<answer>(B)</answer>", ["7", "7", "9"], "A", "B", True),  # one text under two letters: either is right
+    ("<answer>B</answer>", ["x", "y"], "False", "B", False),  # a gold that is no letter
+])
+def test_choice_reading_of_published_answer_forms(response, options, gold, letter, correct):
+    score = score_choice(response, gold, options)
+    assert (score.extracted, score.correct) == (letter, correct)
+    assert score.status == ("gold_not_a_letter" if gold == "False" else
+                            "ambiguous" if letter is None and "twice" in response else "ok")
+
+
+@pytest.mark.parametrize("response, gold, kind, extracted", [
+    ("<answer>The answer is 12. Check: 3 x 4 = 12 and 15 - 3 = 12, so 15 is wrong.</answer>", "12", "integer", "12"),
+    ("the answer is 12, then we check 15", "12", "integer", "12"),  # "answer is" wins over the last number
+    ("<answer>three</answer>", "3", "integer", "3"),  # number words
+    ("<answer>There are twenty birds.</answer>", "20", "integer", "20"),
+])
+def test_free_form_numbers(response, gold, kind, extracted):
+    score = score_mathvista(response, gold, kind)
+    assert score.correct and score.extracted == extracted
+
+
+@pytest.mark.parametrize("response, gold", [
+    ("<think>x</think><answer>18</answer>", "18"),  # no LaTeX: the answer reading (training keeps the released one)
+    ("The answer is 12. So 3*4=12.", "12"), ("<answer>0.5</answer>", "\\frac{1}{2}"),
+    ("<answer>\\boxed{\\frac{\\sqrt{3}}{6}}</answer>", "\\frac{\\sqrt{3}}{6}"), ("<answer>three</answer>", "3"),
+])
+def test_math_is_read_as_an_answer_and_extracted_from_the_same_reading(response, gold):
+    from evaluation.scoring import math_check
+    reward, status, extracted = math_check(response, gold, timeout=5)
+    assert reward == 1.0 and status == "ok" and extracted is not None
+    from rewards.math import check
+    assert check("<answer>18</answer>", "18").reward == 0.0  # the released reading, as training reads it
