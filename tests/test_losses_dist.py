@@ -86,6 +86,7 @@ def _worker(rank, world, port, out):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_for_every_aggregation():
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
