@@ -153,9 +153,22 @@ def _mathvision(row, base, name):
                    subject=row.get("subject"), level=row.get("level"))
 
 
+_MISSING: set[tuple[str, str]] = set()
+
+
+def _missing_once(name: str, field: str, what: str):
+    """A row lacks a field that changes the prompt: one warning per benchmark and field."""
+    if (name, field) not in _MISSING:
+        _MISSING.add((name, field))
+        logger.warning("%s: rows without %r: %s", name, field, what)
+
+
 def _mathvista(row, base, name):
     image = row.get("decoded_image") or row.get("image")
     images = [_image(image, base, name)] if image is not None else []
+    if not row.get("query"):
+        _missing_once(name, "query", "the prompt is the bare question, without MathVista's hint of the answer's form "
+                                     "(e.g. 'a floating-point number with one decimal place')")
     question = row.get("query") or row["question"]
     if row.get("question_type") == "multi_choice":
         choices = [str(c) for c in row["choices"]]

@@ -231,11 +231,14 @@ def iter_jsonl(path: Path, max_row_bytes: int | None = None) -> Iterator[tuple[i
 
 
 _DATA_HEAD = re.compile(r'\s*\{\s*"data"\s*:\s*\[')
+_KEYED_HEAD = re.compile(r'\s*\{\s*"(?:[^"\\]|\\.){0,200}"\s*:\s*\{')  # {"1": {...}: rows by id
+_KEY = re.compile(r'\s*"(?:[^"\\]|\\.){0,200}"\s*:')
 
 
-def _stream_array(f, source: str, limit: int) -> Iterator[tuple[int, Any]]:
+def _stream_array(f, source: str, limit: int, keyed: bool = False) -> Iterator[tuple[int, Any]]:
     """Rows of a JSON array read from text file `f`, positioned just after its ``[``, one element at a time (an
-    element over `limit` characters stops the load with a ``row_too_large`` error)."""
+    element over `limit` characters stops the load with a ``row_too_large`` error); `keyed`: the values of a JSON
+    object of rows by id (MathVista's ``{"1": {...}, "2": {...}}``), positioned just after its ``{``."""
     decoder = json.JSONDecoder()
     buf, pos, eof, row = "", 0, False, 0
 
@@ -257,15 +260,25 @@ def _stream_array(f, source: str, limit: int) -> Iterator[tuple[int, Any]]:
 
     while True:
         skip_ws()
-        if pos >= len(buf) or buf[pos] == "]":
+        if pos >= len(buf) or buf[pos] == ("}" if keyed else "]"):
             return
         if row:
             if buf[pos] != ",":
-                raise DataError(source, row, "bad_json", f"invalid JSON after row {row} (expected ',' or ']')",
-                                where=f"{source}:row {row}")
+                raise DataError(source, row, "bad_json", f"invalid JSON after row {row} (expected ',' or "
+                                f"'{'}' if keyed else ']'}')", where=f"{source}:row {row}")
             pos += 1
             skip_ws()
         row += 1
+        if keyed:  # the row's id, then ':'
+            m = _KEY.match(buf, pos)
+            while m is None and not eof and len(buf) - pos < limit:
+                pos = more(pos)
+                m = _KEY.match(buf, pos)
+            if m is None:
+                raise DataError(source, row, "bad_json", "invalid JSON (expected a row id and ':')",
+                                where=f"{source}:row {row}")
+            pos = m.end()
+            skip_ws()
         deep = False
         while True:
             try:
@@ -298,33 +311,35 @@ def _stream_array(f, source: str, limit: int) -> Iterator[tuple[int, Any]]:
 
 
 def _streamed_rows(f, source: str, limit: int) -> Iterator[tuple[int, Any]] | None:
-    """The rows of text file `f` read one at a time when it holds a list or ``{"data": [...]}`` (else None, `f`
-    closed)."""
+    """The rows of text file `f` read one at a time when it holds a list, ``{"data": [...]}`` or an object of rows by
+    id (else None, `f` closed)."""
     try:
-        head = f.read(64)
+        head = f.read(512)
     except UnicodeDecodeError as e:
         f.close()
         raise DataError(source, 1, "not_utf8", _not_utf8(e)) from None
     start = head.lstrip()
     m = _DATA_HEAD.match(head)
-    if not (start.startswith("[") or m):
+    keyed = not m and _KEYED_HEAD.match(head) is not None
+    if not (start.startswith("[") or m or keyed):
         f.close()
         return None
     f.seek(0)
-    f.read(len(head) - len(start) + 1 if start.startswith("[") else m.end())
+    f.read(len(head) - len(start) + 1 if start.startswith(("[", "{")) and not m else m.end())
 
     def rows():
         with f:
             try:
-                yield from _stream_array(f, source, limit)
+                yield from _stream_array(f, source, limit, keyed)
             except UnicodeDecodeError as e:
                 raise DataError(source, None, "not_utf8", _not_utf8(e)) from None
     return rows()
 
 
 def _json_document_rows(path: Path, source: str, limit: int | None = None) -> Iterator[tuple[int, Any]] | None:
-    """Rows of a file holding one JSON list / ``{"data": [...]}`` / object; None if it holds something else. A file
-    over the row limit is streamed (a list or ``{"data": [...]}``) or left to the JSON lines reader."""
+    """Rows of a file holding one JSON list / ``{"data": [...]}`` / object of rows by id / a single object; None if it
+    holds something else. A file over the row limit is streamed (any of the first three) or left to the JSON lines
+    reader."""
     limit = _limit(limit)
     if path.stat().st_size > limit:
         return _streamed_rows(open(path, encoding="utf-8-sig"), source, limit)
@@ -343,6 +358,8 @@ def _json_document_rows(path: Path, source: str, limit: int | None = None) -> It
         return None  # probably JSON lines with a .json name
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]
+    elif isinstance(data, dict) and data and all(isinstance(v, dict) for v in data.values()):
+        data = list(data.values())  # rows by id (MathVista's testmini.json)
     elif isinstance(data, dict):
         data = [data]  # a single row
     if not isinstance(data, list):

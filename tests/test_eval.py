@@ -3,6 +3,7 @@ an end-to-end run on the tiny model, --compare, and one-line errors for bad inpu
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -331,3 +332,33 @@ def test_math_is_read_as_an_answer_and_extracted_from_the_same_reading(response,
     assert reward == 1.0 and status == "ok" and extracted is not None
     from rewards.math import check
     assert check("<answer>18</answer>", "18").reward == 0.0  # the released reading, as training reads it
+
+
+def test_mathvista_in_its_published_layout(tmp_path, caplog):
+    """testmini.json as MathVista publishes it: one JSON object of rows keyed by pid, images in images/; a row
+    without `query` loads with one warning (its prompt lacks the answer-form hint)."""
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    rows = {}
+    for pid in ("1", "2", "3"):
+        Image.new("RGB", (8, 8), (int(pid) * 60, 0, 0)).save(tmp_path / "images" / f"{pid}.jpg", "PNG")
+        rows[pid] = {"question": f"How many? ({pid})", "image": f"images/{pid}.jpg", "choices": None, "unit": None,
+                     "precision": None, "answer": pid, "question_type": "free_form", "answer_type": "integer",
+                     "pid": pid, "metadata": {"source": "x"},
+                     "query": f"Hint: Please answer the question requiring an integer answer.\\nHow many? ({pid})"}
+    rows["3"].update(question_type="multi_choice", answer_type="text", choices=["red", "blue"], answer="blue")
+    del rows["2"]["query"]
+    path = tmp_path / "testmini.json"
+    path.write_text(json.dumps(rows, indent=4))
+    with caplog.at_level("WARNING"):
+        samples, origin = load_benchmark("mathvista", str(path))
+    assert origin == str(path) and [s.meta["id"] for s in samples] == ["1", "2", "3"]
+    assert samples[0].question.startswith("Hint:") and samples[1].question == "How many? (2)"
+    assert samples[2].answer == "B" and samples[2].domain == "choice"
+    assert Path(samples[0].images[0]) == tmp_path / "images" / "1.jpg"  # beside the file, as published
+    assert sum("rows without 'query'" in r.message for r in caplog.records) == 1
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    with pytest.raises(DataError, match="bad.json"):
+        load_benchmark("mathvista", str(bad))
