@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", nargs=2, metavar=("A", "B"),
                    help="two results.json / eval folders / checkpoints side by side (a checkpoint without results "
                         "is evaluated first, with the flags above)")
+    p.add_argument("--rescore", metavar="DIR",
+                   help="score the saved responses of an earlier evaluation (its results.json and responses.jsonl) "
+                        "again with today's rules, without generating; rewrites its results")
     p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
@@ -182,8 +185,16 @@ def main(argv=None):
                 Path(args.out).mkdir(parents=True, exist_ok=True)
                 (Path(args.out) / "compare.md").write_text(table)
             return
+        if args.rescore:
+            from evaluation import Scorer, markdown_table
+            from evaluation.runner import rescore
+
+            with Scorer(workers=args.workers, timeout=args.timeout) as scorer:
+                print(markdown_table(rescore(args.rescore, scorer)))
+            return
         if not args.model:
-            raise SystemExit("error: --model <checkpoint folder or hub id> is required (or --compare A B, --list)")
+            raise SystemExit("error: --model <checkpoint folder or hub id> is required (or --compare A B, --rescore "
+                             "DIR, --list)")
         results = run_eval(args, args.model, Path(args.out) if args.out else default_out(args.model))
         from evaluation import markdown_table
 

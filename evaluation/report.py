@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from data import R1_SYSTEM_PROMPT
+
 __all__ = ["PAPER", "PAPER_NOTES", "markdown_table", "compare_table", "load_results"]
 
 # benchmark -> accuracy in % reported for LMM-R1 (see the README, "Evaluation: the paper's figures").
@@ -34,19 +36,25 @@ def markdown_table(results: dict) -> str:
     ks = sorted({b["k"] for b in benches.values()})
     passk = [k for k in ks if k > 1]
     head = ["benchmark", "source", "n", "accuracy %"] + [f"pass@{k} %" for k in passk] + \
-           ["unextractable %", "mean length", "truncated %", "paper %"]
+           ["unextractable %", "ambiguous %", "mean length", "truncated %", "paper %"]
     lines = [f"# {results.get('model') or 'model'}", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, b in benches.items():
         row = [b.get("title", name), b.get("source", ""), str(b["n"]), _pct(b["accuracy"])]
         row += [_pct(b.get(f"pass@{k}")) for k in passk]
-        row += [_pct(b["unextractable"]), f"{b['response_len']:.0f}", _pct(b["truncated"]), _paper(name)]
+        row += [_pct(b["unextractable"]), _pct(b.get("ambiguous")), f"{b['response_len']:.0f}", _pct(b["truncated"]),
+                _paper(name)]
         lines.append("| " + " | ".join(row) + " |")
     s = results.get("settings", {})
     decoding = "greedy" if not s.get("temperature") else f"temperature {s.get('temperature')}, top_p {s.get('top_p')}"
+    prompts = {b.get("system_prompt") for b in benches.values()}
+    prompt = ("R1 system prompt" if prompts == {R1_SYSTEM_PROMPT} else "no system prompt" if prompts <= {None}
+              else "the system prompt of each benchmark as results.json records it")
     lines += ["", f"Decoding: {decoding}, {s.get('samples', 1)} response(s) per question, at most "
-              f"{s.get('max_new_tokens')} new tokens; R1 system prompt. Accuracy is mean@k (k responses per "
-              "question); 'paper' is the accuracy the LMM-R1 paper reports for its model."]
+              f"{s.get('max_new_tokens')} new tokens; {prompt}. Accuracy is mean@k (k responses per question); "
+              "unextractable: no answer could be read; ambiguous: the answer states two options; 'paper' is the "
+              "accuracy the LMM-R1 paper reports for its model."
+              + (f" Scorer {results['scorer']}." if results.get("scorer") else "")]
     for name, why in results.get("skipped", {}).items():
         lines.append(f"- {name}: skipped ({why})")
     for name, why in results.get("not_supported", {}).items():
@@ -62,14 +70,16 @@ def compare_table(a: dict, b: dict, label_a: str = "A", label_b: str = "B") -> s
     ba, bb = a.get("benchmarks", {}), b.get("benchmarks", {})
     names = list(ba) + [n for n in bb if n not in ba]
     lines = [f"A = {label_a}", f"B = {label_b}", "",
-             "| benchmark | n (A / B) | A % | B % | B - A | paper % |", "|---|---|---|---|---|---|"]
+             "| benchmark | n (A / B) | A % | B % | B - A | unextractable % (A / B) | paper % |",
+             "|---|---|---|---|---|---|---|"]
     for name in names:
         x, y = ba.get(name), bb.get(name)
         title = (x or y).get("title", name)
         n = f"{x['n'] if x else '-'} / {y['n'] if y else '-'}"
         delta = f"{100 * (y['accuracy'] - x['accuracy']):+.1f}" if x and y else "-"
+        unread = f"{_pct(x and x.get('unextractable'))} / {_pct(y and y.get('unextractable'))}"
         lines.append(f"| {title} | {n} | {_pct(x and x['accuracy'])} | {_pct(y and y['accuracy'])} | {delta} | "
-                     f"{_paper(name)} |")
+                     f"{unread} | {_paper(name)} |")
     both = [n for n in names if n in ba and n in bb]
     if both:
         mean = sum(bb[n]["accuracy"] - ba[n]["accuracy"] for n in both) / len(both)

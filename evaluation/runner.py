@@ -10,6 +10,7 @@ and returns the results (the others return None).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from data import DataError
 from data.benchmarks import BENCHMARKS, UNSUPPORTED, load_benchmark
 from rl import dist
 from rl.batch import encode_prompts, is_vision_model
@@ -24,9 +26,9 @@ from rl.processor import tokenizer_of
 from rl.rollout import generate
 
 from .report import markdown_table
-from .scoring import Scorer
+from .scoring import Scorer, scorer_version
 
-__all__ = ["EvalSettings", "evaluate", "summarize", "write_results"]
+__all__ = ["EvalSettings", "evaluate", "summarize", "write_results", "rescore"]
 
 
 @dataclass
@@ -53,6 +55,7 @@ def summarize(samples: list, scores: list, lengths: list[int], finished: list[bo
     out = {"n": len(samples), "k": k,
            "accuracy": _mean(_mean(c) for c in per_item),
            "unextractable": _mean(s.extracted is None for s in scores),
+           "ambiguous": _mean(s.status == "ambiguous" for s in scores),
            "response_len": _mean(lengths),
            "truncated": _mean(not f for f in finished)}
     if k > 1:
@@ -60,6 +63,9 @@ def summarize(samples: list, scores: list, lengths: list[int], finished: list[bo
     bad_gold = sum(s.status == "gold_unparseable" for s in scores)
     if bad_gold:
         out["gold_unparseable"] = bad_gold
+    not_letter = sum(s.status == "gold_not_a_letter" for s in scores)
+    if not_letter:
+        out["gold_not_a_letter"] = not_letter
     timeouts = sum(s.status in ("timeout", "error") for s in scores)
     if timeouts:
         out["check_timeout_or_error"] = timeouts
@@ -102,7 +108,7 @@ def run_benchmark(model, processor, name: str, settings: EvalSettings, scorer: S
             return None
     group = [s for s in samples for _ in range(k)]
     scores = scorer.score(group, texts)
-    result = {"title": BENCHMARKS[name].title, "source": origin,
+    result = {"title": BENCHMARKS[name].title, "source": origin, **data_record(name, origin, samples),
               **summarize(samples, scores, lengths, finished, k), "seconds": time.perf_counter() - t0}
     if responses_file is not None:
         for i, (s, text, sc) in enumerate(zip(group, texts, scores)):
@@ -114,6 +120,25 @@ def run_benchmark(model, processor, name: str, settings: EvalSettings, scorer: S
                 "tokens": lengths[i], "finished": finished[i]}, ensure_ascii=False, default=str) + "\n")
         responses_file.flush()
     return result
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def data_record(name: str, origin: str, samples: list) -> dict:
+    """What a reader needs to rebuild a benchmark's prompts: the data file's hash (a local file or the fixture) and
+    the system prompt the items were asked with."""
+    path = BENCHMARKS[name].fixture if origin == "fixture" else Path(origin)
+    out = {"data_sha256": _sha256(path)} if path.is_file() else {}
+    system = [m["content"] for m in (samples[0].messages if samples else []) if m.get("role") == "system"]
+    if system:
+        out["system_prompt"] = system[0] if isinstance(system[0], str) else json.dumps(system[0])
+    return out
 
 
 def write_results(results: dict, out_dir: str | Path) -> Path:
@@ -132,8 +157,8 @@ def evaluate(model, processor, names: list[str], settings: EvalSettings, scorer:
     main = dist.is_main()  # the others only generate their shares
     own_scorer = scorer is None and main
     scorer = scorer or (Scorer() if main else None)
-    results = {"model": model_name, "settings": asdict(settings), "benchmarks": {}, "skipped": {},
-               "not_supported": dict(UNSUPPORTED)}
+    results = {"model": model_name, "settings": asdict(settings), "scorer": scorer_version(), "benchmarks": {},
+               "skipped": {}, "not_supported": dict(UNSUPPORTED)}
     responses_file = None
     if out_dir is not None and main:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
@@ -159,6 +184,52 @@ def evaluate(model, processor, names: list[str], settings: EvalSettings, scorer:
         return None
     if out_dir is not None:
         write_results(results, out_dir)
+    return results
+
+
+def _source_of(origin: str) -> str:
+    """load_benchmark's `source` for the origin a results.json recorded."""
+    if origin == "fixture" or origin.startswith("generated"):
+        return "fixture" if origin == "fixture" else "auto"
+    return "hub" if origin.endswith("]") and not Path(origin).exists() else origin
+
+
+def rescore(out_dir: str | Path, scorer: Scorer | None = None) -> dict:
+    """Score the responses of an earlier evaluation (`out_dir`: its results.json and responses.jsonl) again, with
+    today's rules, without generating; rewrites its results files (the scorer's version recorded)."""
+    out_dir = Path(out_dir)
+    results = json.loads((out_dir / "results.json").read_text())
+    lines = [json.loads(x) for x in (out_dir / "responses.jsonl").read_text(encoding="utf-8").splitlines() if x]
+    settings = EvalSettings(**results["settings"])
+    own = scorer is None
+    scorer = scorer or Scorer()
+    try:
+        for name, before in results["benchmarks"].items():
+            samples, _ = load_benchmark(name, _source_of(before["source"]), settings.limit, settings.env_samples)
+            by_id = {s.meta["id"]: s for s in samples}
+            mine = [x for x in lines if x["benchmark"] == name]
+            missing = sorted({str(x["id"]) for x in mine} - set(map(str, by_id)))
+            if missing:
+                raise DataError(str(out_dir / "responses.jsonl"), None, "not_in_data",
+                                f"{name} items {', '.join(missing[:5])} are not in its data ({before['source']}) "
+                                f"any more")
+            group = [by_id[x["id"]] if x["id"] in by_id else by_id[str(x["id"])] for x in mine]
+            scores = scorer.score(group, [x["response"] for x in mine])
+            k = before["k"]
+            items = [group[i] for i in range(0, len(group), k)]
+            results["benchmarks"][name] = {**before, **summarize(items, scores, [x["tokens"] for x in mine],
+                                                                 [x["finished"] for x in mine], k)}
+            for x, sc in zip(mine, scores):
+                x.update(extracted=sc.extracted, correct=sc.correct, status=sc.status,
+                         **({"reward": sc.reward} if sc.reward is not None else {}))
+    finally:
+        if own:
+            scorer.close()
+    results["scorer"] = scorer_version()
+    with open(out_dir / "responses.jsonl", "w", encoding="utf-8") as f:
+        for x in lines:
+            f.write(json.dumps(x, ensure_ascii=False, default=str) + "\n")
+    write_results(results, out_dir)
     return results
 
 

@@ -26,8 +26,10 @@ Answer text is read with the rewards' helpers (`rewards.text`: `final_text`, `la
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from rewards.football import FORMAT_SCORE, extract_action, football_reward
 from rewards.math import DEFAULT_MEMORY_LIMIT_MB, check, read_answer, worker_setup
@@ -35,10 +37,26 @@ from rewards.pool import KillPool
 from rewards.sokoban import parse_sokoban_response, sokoban_reward
 from rewards.text import MAX_RESPONSE_CHARS, NORMALIZE_TEXT_CMD, final_text, last_boxed, normalize_text, numbers_in
 
-__all__ = ["Score", "Scorer", "score_choice", "score_mathvista", "score_short", "score_sokoban", "score_football",
+__all__ = ["Score", "Scorer", "scorer_version", "RULE_FILES", "score_choice", "score_mathvista", "score_short", "score_sokoban", "score_football",
            "math_check"]
 
 LETTERS = "ABCDEFGHIJ"
+# The files whose rules decide a verdict: their hash is the scorer's version (results.json records it).
+_ROOT = Path(__file__).resolve().parents[1]
+RULE_FILES = tuple(_ROOT / f for f in ("evaluation/scoring.py", "rewards/math.py", "rewards/text.py",
+                                      "rewards/choice.py", "rewards/sokoban.py", "rewards/football.py",
+                                      "envs/sokoban.py")) + tuple(sorted((_ROOT / "envs" / "football").glob("*.py")))
+
+
+def scorer_version(files=RULE_FILES) -> str:
+    """A hash of the scoring rules (the files that decide a verdict) and math-verify's version: it changes when a
+    rule changes, so a results.json says which scorer made it."""
+    from importlib.metadata import version
+
+    h = hashlib.sha256(f"math-verify {version('math-verify')}".encode())
+    for f in files:
+        h.update(Path(f).read_bytes())
+    return h.hexdigest()[:16]
 
 
 @dataclass

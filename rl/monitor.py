@@ -11,8 +11,8 @@ The trainer calls `start` before its first step, `end_step` after each rollout s
 * `--eval-benchmarks a,b` evaluates the policy on eval.py's benchmarks (greedy, the same generation code) before
   the first step (a metrics line of step 0), every `--eval-every N` steps and at the last step, whose weights are the
   final checkpoint's; the end of the run logs each accuracy before and after. Each evaluation logs
-  `eval/<benchmark>/accuracy` (a fraction), `eval/<benchmark>/unextractable`, `eval/<benchmark>/response_len` and
-  `time/eval`, and writes its full report (results.json, results.md, responses.jsonl) to <out>/eval/step_<N>/.
+  `eval/<benchmark>/accuracy` (a fraction), `eval/<benchmark>/unextractable`, `eval/<benchmark>/ambiguous`,
+  `eval/<benchmark>/response_len` and `time/eval`, and writes its full report (results.json, results.md, responses.jsonl) to <out>/eval/step_<N>/.
 * `--log-with tensorboard|wandb` also sends every metrics line there (optional packages, imported only then; W&B
   runs offline unless WANDB_API_KEY or WANDB_MODE says otherwise).
 * `--plots` (on by default) writes <out>/plots/*.png at the end (rl/plots.py).
@@ -189,6 +189,7 @@ class Monitor:
         metrics = {"time/eval": time.perf_counter() - t0}
         for name, b in results["benchmarks"].items():
             metrics.update({f"eval/{name}/accuracy": b["accuracy"], f"eval/{name}/unextractable": b["unextractable"],
+                            f"eval/{name}/ambiguous": b.get("ambiguous", 0.0),
                             f"eval/{name}/response_len": b["response_len"]})
         self.accuracy[trainer.step] = {name: b["accuracy"] for name, b in results["benchmarks"].items()}
         self.log("eval at step {}: {}".format(trainer.step, ", ".join(

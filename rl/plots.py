@@ -22,6 +22,9 @@ __all__ = ["PANELS", "read_metrics", "plot_run"]
 PANELS = {
     "reward": ("reward and its components", ["reward/*"]),
     "eval_accuracy": ("evaluation accuracy (%)", ["eval/*/accuracy"]),
+    "eval_unread": ("evaluation: answers not read (unextractable) or ambiguous (fraction)",
+                    ["eval/*/unextractable", "eval/*/ambiguous"]),
+    "sampling": ("dynamic sampling: groups dropped, refill rounds", ["sampling/*"]),
     "response_length": ("response length (tokens)", ["response_len/mean", "response_len/max"]),
     "kl": ("KL to the reference", ["kl", "approx_kl"]),
     "entropy": ("entropy", ["entropy"]),

@@ -11,7 +11,8 @@ import eval as eval_cli
 from data import DataError, R1_SYSTEM_PROMPT
 from data.benchmarks import BENCHMARKS, ENV_SEED, GROUPS, load_benchmark, resolve_benchmark_names
 from evaluation import PAPER, Score, Scorer, compare_table, markdown_table, summarize
-from evaluation.scoring import score_choice, score_football, score_mathvista, score_short, score_sokoban
+from evaluation.scoring import (score_choice, score_football, score_mathvista, score_short, score_sokoban,
+                                scorer_version)
 from rewards.text import normalize_text, numbers_in
 
 HUB_BENCHMARKS = [n for n, b in BENCHMARKS.items() if b.generate is None]
@@ -238,6 +239,13 @@ def test_eval_end_to_end_and_compare(tiny_checkpoint, tmp_path, monkeypatch, cap
     table = (out / "results.md").read_text()
     assert "| MathVerse testmini | fixture | 2 |" in table and f"{PAPER['mathverse']:.1f}" in table
     assert table in capsys.readouterr().out
+    assert results["scorer"] == scorer_version() and results["benchmarks"]["math500"]["data_sha256"]
+    assert "ambiguous" in results["benchmarks"]["mmstar"]
+
+    # --rescore: the saved responses scored again without generating reproduce the table exactly
+    _main("--rescore", out, "--workers", 1)
+    assert (out / "results.md").read_text() == table
+    assert [json.loads(x) for x in (out / "responses.jsonl").read_text().splitlines()] == lines
 
     better = json.loads(json.dumps(results))
     better["model"] = "better"
@@ -362,3 +370,15 @@ def test_mathvista_in_its_published_layout(tmp_path, caplog):
     bad.write_text("[1, 2]")
     with pytest.raises(DataError, match="bad.json"):
         load_benchmark("mathvista", str(bad))
+
+
+def test_the_scorer_version_changes_when_a_rule_changes(tmp_path):
+    from evaluation.scoring import RULE_FILES
+
+    copies = []
+    for f in RULE_FILES:
+        copies.append(tmp_path / f"{len(copies)}.py")
+        copies[-1].write_bytes(f.read_bytes())
+    assert scorer_version(copies) == scorer_version()
+    copies[0].write_text(copies[0].read_text().replace("LETTERS = ", "LETTERS  = ", 1))
+    assert scorer_version(copies) != scorer_version()
