@@ -138,6 +138,9 @@ def _mathverse(row, base, name):
     question = (row.get("question") or "").strip() or "Answer the question shown in the image."
     images = [_image(row["image"], base, name)] if row.get("image") not in (None, "") else []
     choice = row.get("question_type") == "multi-choice"
+    if choice and not re.fullmatch(r"\s*\(?[A-J]\)?\.?\s*", str(row["answer"])):
+        _missing_once(name, "gold_not_a_letter", "some multiple-choice golds are not one option letter (e.g. 'False', "
+                                             "'C\\nD'): they score 0 and are counted in gold_not_a_letter")
     return _sample(name, row.get("sample_index", ""), question, row["answer"], "choice" if choice else "math",
                    images, _options_in_text(question) if choice else (), problem_version=row.get("problem_version"))
 
@@ -157,18 +160,19 @@ _MISSING: set[tuple[str, str]] = set()
 
 
 def _missing_once(name: str, field: str, what: str):
-    """A row lacks a field that changes the prompt: one warning per benchmark and field."""
+    """Rows that lack a field that changes the prompt, or whose gold cannot score: one warning per benchmark and
+    kind."""
     if (name, field) not in _MISSING:
         _MISSING.add((name, field))
-        logger.warning("%s: rows without %r: %s", name, field, what)
+        logger.warning("%s: %s", name, what)
 
 
 def _mathvista(row, base, name):
     image = row.get("decoded_image") or row.get("image")
     images = [_image(image, base, name)] if image is not None else []
     if not row.get("query"):
-        _missing_once(name, "query", "the prompt is the bare question, without MathVista's hint of the answer's form "
-                                     "(e.g. 'a floating-point number with one decimal place')")
+        _missing_once(name, "query", "rows without 'query': the prompt is the bare question, without MathVista's hint "
+                                     "of the answer's form (e.g. 'a floating-point number with one decimal place')")
     question = row.get("query") or row["question"]
     if row.get("question_type") == "multi_choice":
         choices = [str(c) for c in row["choices"]]
@@ -322,10 +326,16 @@ def _hub_rows(bench: Benchmark, where: str, limit: int | None):
             yield row
 
 
+SHAPES = ("a benchmark file holds rows in the hub's columns: JSON lines, a JSON list, {\"data\": [...]}, an object "
+          "of rows by id (MathVista's testmini.json) or parquet; or give a dataset folder")
+
+
 def _convert_all(bench: Benchmark, rows, base: Path | None, source: str, limit: int | None) -> list[Sample]:
     samples = []
     for n, row in _limited(rows, limit):
         if isinstance(row, DataError):
+            if row.reason == "not_object":
+                raise DataError(row.source, row.line, row.reason, f"{row.detail} ({SHAPES})", where=row.where)
             raise row
         try:
             sample = bench.convert(row, base, bench.name)
@@ -335,7 +345,8 @@ def _convert_all(bench: Benchmark, rows, base: Path | None, source: str, limit: 
         except (KeyError, TypeError, ValueError) as e:
             if isinstance(e, DataError):
                 raise DataError(source, n, e.reason, e.detail) from None
-            raise DataError(source, n, "bad_row", f"not a {bench.title} row ({type(e).__name__}: {e})") from None
+            raise DataError(source, n, "bad_row", f"not a {bench.title} row ({type(e).__name__}: {e}; "
+                                                  f"{SHAPES})") from None
     return samples
 
 

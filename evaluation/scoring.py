@@ -179,8 +179,9 @@ def score_choice(response: str, gold: str, options: list[str] = ()) -> Score:
     "gold_not_a_letter" (the loaders flag such rows)."""
     options = list(options)
     letter, ambiguous = choice_reading(response, options)
-    want = str(gold).strip().upper()
-    if not re.fullmatch(r"[A-J]", want) or (options and LETTERS.index(want) >= len(options)):
+    m = re.fullmatch(r"\s*\(?([A-Ja-j])\)?\.?\s*", str(gold))  # "B", "(b)", "B."
+    want = m.group(1).upper() if m else ""
+    if not want or (options and LETTERS.index(want) >= len(options)):
         return Score(False, letter, status="gold_not_a_letter")
     same = {want} | {LETTERS[i] for i, o in enumerate(options)
                      if normalize_text(o) == normalize_text(options[LETTERS.index(want)])}

@@ -310,6 +310,7 @@ SIX = ["3 cm", "6 cm", "9 cm", "12 cm", "15 cm", "18 cm"]
     ("Yes, the two lines are parallel.", ["Yes", "No"], "A", "A", True),
     ("<answer>(B)</answer>", ["7", "7", "9"], "A", "B", True),  # one text under two letters: either is right
     ("<answer>B</answer>", ["x", "y"], "False", "B", False),  # a gold that is no letter
+    ("<answer>B</answer>", ["x", "y"], "(b)", "B", True),  # a gold letter written another way
 ])
 def test_choice_reading_of_published_answer_forms(response, options, gold, letter, correct):
     score = score_choice(response, gold, options)
