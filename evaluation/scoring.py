@@ -37,7 +37,8 @@ from rewards.pool import KillPool
 from rewards.sokoban import parse_sokoban_response, sokoban_reward
 from rewards.text import MAX_RESPONSE_CHARS, NORMALIZE_TEXT_CMD, final_text, last_boxed, normalize_text, numbers_in
 
-__all__ = ["Score", "Scorer", "scorer_version", "RULE_FILES", "score_choice", "score_mathvista", "score_short", "score_sokoban", "score_football",
+__all__ = ["Score", "Scorer", "scorer_version", "RULE_FILES", "choice_reading", "score_choice", "score_mathvista",
+           "score_short", "score_sokoban", "score_football",
            "math_check"]
 
 LETTERS = "ABCDEFGHIJ"
@@ -71,7 +72,8 @@ class Score:
 
 
 # Chinese answer forms: 答案是C, 答案为C, 答案：C, 故选C, 选择C, 选C
-_ZH_ANSWER = re.compile(r"(?:答案\s*(?:是|为|应为)?\s*[:：]?|(?:故|所以)?\s*选(?:择)?\s*)\s*[(（]?([A-J])(?![A-Za-z0-9])")
+_ZH_ANSWER = re.compile(r"(?:答案\s*(?:是|为|应为)?\s*[:：]?|(?:故|所以)?\s*选(?:择)?\s*)\s*[(（]?([A-J])"
+                        r"(?![A-Za-z0-9])")
 _LEAD_LETTER = re.compile(r"\s*\(?([A-J])\s*[.):：]\s*(.+)\Z", re.DOTALL)  # "A: 6 cm": a letter, or "Answer:"?
 _PHRASE = re.compile(r"(?i:answer\s*(?:is\b\s*)?(?:[:=]\s*)?|(?:option|choice)\s*(?:is\b|[:=])\s*)\(?([A-J])\)?"
                      r"(?![A-Za-z0-9])")

@@ -13,6 +13,7 @@ answers with these. Standard library only, so importing it does not load math-ve
 Where two readers differ (which braces `\\boxed{}` may hold, which commands count as text), each keeps its own, named
 here: their verdicts depend on it.
 """
+import bisect
 import re
 
 MAX_RESPONSE_CHARS = 10_000  # untrusted text is cut to its tail before any parsing
@@ -145,16 +146,19 @@ _SLASH = re.compile(r"(-?\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)")
 
 
 def numbers_in(text: str) -> list[float]:
-    """Numbers in reading order: \\frac{a}{b} and a/b as their value, "1,000" as 1000."""
-    spans = []
+    """Numbers in reading order: \\frac{a}{b} and a/b as their value, "1,000" as 1000. Linear-logarithmic in the
+    number of matches (a span taken by an earlier pattern is found by bisection)."""
+    spans, taken = [], []  # taken: sorted, non-overlapping (start, end)
     for pat, value in ((_FRAC, lambda m: (-1 if m.group(1) else 1) * float(m.group(2)) / float(m.group(3))),
                        (_SLASH, lambda m: float(m.group(1)) / float(m.group(2))),
                        (_NUMBER, lambda m: float(m.group(0).replace(",", "")))):
         for m in pat.finditer(text):
-            if any(a < m.end() and m.start() < b for a, b, _ in spans):
+            i = bisect.bisect_left(taken, (m.start(),))
+            if (i < len(taken) and taken[i][0] < m.end()) or (i and taken[i - 1][1] > m.start()):
                 continue
             try:
                 spans.append((m.start(), m.end(), value(m)))
             except (ZeroDivisionError, ValueError, OverflowError):
                 continue
+            taken.insert(i, (m.start(), m.end()))
     return [v for _, _, v in sorted(spans)]

@@ -12,7 +12,8 @@ The trainer calls `start` before its first step, `end_step` after each rollout s
   the first step (a metrics line of step 0), every `--eval-every N` steps and at the last step, whose weights are the
   final checkpoint's; the end of the run logs each accuracy before and after. Each evaluation logs
   `eval/<benchmark>/accuracy` (a fraction), `eval/<benchmark>/unextractable`, `eval/<benchmark>/ambiguous`,
-  `eval/<benchmark>/response_len` and `time/eval`, and writes its full report (results.json, results.md, responses.jsonl) to <out>/eval/step_<N>/.
+  `eval/<benchmark>/response_len` and `time/eval`, and writes its full report (results.json, results.md,
+  responses.jsonl) to <out>/eval/step_<N>/.
 * `--log-with tensorboard|wandb` also sends every metrics line there (optional packages, imported only then; W&B
   runs offline unless WANDB_API_KEY or WANDB_MODE says otherwise).
 * `--plots` (on by default) writes <out>/plots/*.png at the end (rl/plots.py).

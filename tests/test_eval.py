@@ -304,7 +304,8 @@ SIX = ["3 cm", "6 cm", "9 cm", "12 cm", "15 cm", "18 cm"]
     ("答案是C", SIX, "C", "C", True), ("所以选C。", SIX, "C", "C", True), ("答案：D", SIX, "D", "D", True),
     ("<answer>8:5</answer>", ["$3: 2$", "$8: 5$", "$5: 8$"], "B", "B", True),  # the value written another way
     ("<answer>\\frac{1}{3}</answer>", ["1:2", "1:3", "2:3"], "B", "B", True),
-    ("<answer>\\boxed{\\frac{\\sqrt{3}}{6}}</answer>", ["\\frac{\\sqrt{3}}{3}", "\\frac{\\sqrt{3}}{6}"], "B", "B", True),
+    ("<answer>\\boxed{\\frac{\\sqrt{3}}{6}}</answer>", ["\\frac{\\sqrt{3}}{3}", "\\frac{\\sqrt{3}}{6}"], "B", "B",
+     True),
     ("A: 9 cm", SIX, "C", "C", True),  # "A:" as "Answer:" before another option's text
     ("A. 3 cm", SIX, "A", "A", True),  # ... and before its own
     ("Yes, the two lines are parallel.", ["Yes", "No"], "A", "A", True),
