@@ -189,8 +189,10 @@ def evaluate(model, processor, names: list[str], settings: EvalSettings, scorer:
 
 def _source_of(origin: str) -> str:
     """load_benchmark's `source` for the origin a results.json recorded."""
-    if origin == "fixture" or origin.startswith("generated"):
-        return "fixture" if origin == "fixture" else "auto"
+    if origin == "fixture":
+        return "fixture"
+    if origin.startswith("generated"):  # generated whatever the source
+        return "auto"
     return "hub" if origin.endswith("]") and not Path(origin).exists() else origin
 
 

@@ -31,11 +31,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from rewards.choice import answer_phrase
 from rewards.football import FORMAT_SCORE, extract_action, football_reward
 from rewards.math import DEFAULT_MEMORY_LIMIT_MB, check, read_answer, worker_setup
 from rewards.pool import KillPool
 from rewards.sokoban import parse_sokoban_response, sokoban_reward
-from rewards.text import MAX_RESPONSE_CHARS, NORMALIZE_TEXT_CMD, final_text, last_boxed, normalize_text, numbers_in
+from rewards.text import (MAX_RESPONSE_CHARS, NORMALIZE_TEXT_CMD, final_text, last_boxed, last_match, normalize_text,
+                          numbers_in)
 
 __all__ = ["Score", "Scorer", "scorer_version", "RULE_FILES", "choice_reading", "score_choice", "score_mathvista",
            "score_short", "score_sokoban", "score_football",
@@ -75,8 +77,8 @@ class Score:
 _ZH_ANSWER = re.compile(r"(?:答案\s*(?:是|为|应为)?\s*[:：]?|(?:故|所以)?\s*选(?:择)?\s*)\s*[(（]?([A-J])"
                         r"(?![A-Za-z0-9])")
 _LEAD_LETTER = re.compile(r"\s*\(?([A-J])\s*[.):：]\s*(.+)\Z", re.DOTALL)  # "A: 6 cm": a letter, or "Answer:"?
-_PHRASE = re.compile(r"(?i:answer\s*(?:is\b\s*)?(?:[:=]\s*)?|(?:option|choice)\s*(?:is\b|[:=])\s*)\(?([A-J])\)?"
-                     r"(?![A-Za-z0-9])")
+_PHRASE = answer_phrase("A-J")
+_PAREN = re.compile(r"\(([A-J])\)")
 _NUMBER_WORDS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
                  "sixteen seventeen eighteen nineteen twenty").split()
 _NUMBER_WORD = re.compile(r"\b(" + "|".join(_NUMBER_WORDS) + r")\b", re.IGNORECASE)
@@ -91,10 +93,8 @@ def with_digits(text: str) -> str:
 
 def stated_number(text: str) -> float | None:
     """The number after the last "the answer is" / "answer:" / 答案是, else None: it wins over the last number."""
-    m = None
-    for m in _STATED_NUMBER.finditer(text):
-        pass
-    values = numbers_in(m.group(1).rstrip(".,")) if m else []
+    stated = last_match(_STATED_NUMBER, text)
+    values = numbers_in(stated.rstrip(".,")) if stated else []
     return values[0] if values else None
 
 
@@ -123,13 +123,6 @@ def _option_in_text(said: str, options: list[str]) -> tuple[int | None, bool]:
     return (None, True) if others else (best[0][0], False)
 
 
-def _last(pattern: re.Pattern, text: str) -> str | None:
-    m = None
-    for m in pattern.finditer(text):
-        pass
-    return m.group(1) if m else None
-
-
 def choice_reading(response: str, options: list[str]) -> tuple[str | None, bool]:
     """(the option letter an answer gives, ambiguous). Tried in order: the answer equal to an option's text;
     "A: <an option's text>" (A: read as "Answer:"); `\\boxed{B}`; "the answer is B" / "option: (B)"; Chinese forms
@@ -153,7 +146,7 @@ def choice_reading(response: str, options: list[str]) -> tuple[str | None, bool]
     m = re.fullmatch(r"\s*(?:\\text\{)?\(?([A-J])\)?\}?\s*", boxed) if boxed is not None else None
     letter = m.group(1) if m else None
     for pattern in (_PHRASE, _ZH_ANSWER):
-        letter = letter or _last(pattern, plain)
+        letter = letter or last_match(pattern, plain)
     if letter is None and said:
         bare = re.fullmatch(r"\s*\(?([A-J])\)?[.):]?\s*", said.upper())
         letter = bare.group(1) if bare else None
@@ -162,7 +155,7 @@ def choice_reading(response: str, options: list[str]) -> tuple[str | None, bool]
         m = re.match(r"\s*\(?([A-J])(?:\s*[.):]|\s*\Z)", lines[-1])
         letter = m.group(1) if m else None
     if letter is None:
-        letter = _last(re.compile(r"\(([A-J])\)"), plain)
+        letter = last_match(_PAREN, plain)
     if letter is not None and letter in letters:
         return letter, False
     if not options or not said:

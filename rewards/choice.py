@@ -3,12 +3,22 @@ import re
 
 from .text import BOXED_FLAT, CHOICE_TEXT_CMD, MAX_RESPONSE_CHARS, answer_text, last_boxed, last_match
 
-# Only capital letters count, and never next to another letter or digit,
-# so "A triangle", "BAD" or "a" do not read as options.
-_OPT = r"\(?([A-E])\)?(?![A-Za-z0-9])"
-# "answer B" / "answer is: (B)"; option/choice need "is" or ":" so "option A is wrong" does not count.
-# Each whitespace run has one place to go, so a long run of spaces cannot backtrack quadratically.
-_PHRASE = re.compile(r"(?i:answer\s*(?:is\b\s*)?(?:[:=]\s*)?|(?:option|choice)\s*(?:is\b|[:=])\s*)" + _OPT)
+
+def option_letter(letters: str = "A-E") -> str:
+    """An option letter in group 1: only capitals in `letters`, never next to another letter or digit, so
+    "A triangle", "BAD" or "a" do not read as options."""
+    return rf"\(?([{letters}])\)?(?![A-Za-z0-9])"
+
+
+def answer_phrase(letters: str = "A-E") -> re.Pattern:
+    """"answer B" / "answer is: (B)"; option/choice need "is" or ":" so "option A is wrong" does not count. Each
+    whitespace run has one place to go, so a long run of spaces cannot backtrack quadratically."""
+    return re.compile(r"(?i:answer\s*(?:is\b\s*)?(?:[:=]\s*)?|(?:option|choice)\s*(?:is\b|[:=])\s*)"
+                      + option_letter(letters))
+
+
+_OPT = option_letter()
+_PHRASE = answer_phrase()
 _LEADING = re.compile(r"\s*\(?([A-E])(?:\s*[.):]|\s*$)")  # "B", "B.", "(B)", "B) 36°", "B: ..."
 _PAREN = re.compile(r"\(([A-E])\)")
 _BOXED_OPT = re.compile(r"\s*" + _OPT)
