@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from rewards.choice import LETTERS, letter_of
+
 from .images import resolve_image_path
 from .io import FIXTURE_DIR, DataError, check_file, hub_unreachable, iter_jsonl, read_rows
 from .sample import Sample, make_messages
@@ -36,7 +38,6 @@ __all__ = ["BENCHMARKS", "GROUPS", "UNSUPPORTED", "ENV_SEED", "BENCHMARK_FIXTURE
 logger = logging.getLogger(__name__)
 BENCHMARK_FIXTURE_DIR = FIXTURE_DIR / "benchmarks"
 ENV_SEED = 20250310  # the Sokoban / Football evaluation sets (training sets use --seed, 42 by default)
-LETTERS = "ABCDEFGHIJ"
 _IMAGE_TAG = re.compile(r"<image\d*>")
 # Instructions some benchmarks append that ask for a bare answer, which the R1 prompt's reasoning contradicts.
 _BARE_ANSWER = re.compile(r"\s*Please answer directly with (?:only the letter of the correct option and nothing "
@@ -77,9 +78,8 @@ def _image(value, base: Path | None, name: str):
 
 def _sample(name: str, row_id, question: str, answer, domain: str, images=(), options=(), **meta) -> Sample:
     answer = str(answer).strip()
-    letter = re.fullmatch(r"\(?([A-Ja-j])\)?\.?", answer) if domain == "choice" else None
-    return Sample(messages=make_messages(question.strip(), images=list(images)),
-                  answer=letter.group(1).upper() if letter else answer,
+    letter = letter_of(answer) if domain == "choice" else None
+    return Sample(messages=make_messages(question.strip(), images=list(images)), answer=letter or answer,
                   domain=domain, meta={"id": str(row_id), "benchmark": name, "options": list(options), **meta})
 
 
@@ -138,7 +138,7 @@ def _mathverse(row, base, name):
     question = (row.get("question") or "").strip() or "Answer the question shown in the image."
     images = [_image(row["image"], base, name)] if row.get("image") not in (None, "") else []
     choice = row.get("question_type") == "multi-choice"
-    if choice and not re.fullmatch(r"\s*\(?[A-J]\)?\.?\s*", str(row["answer"])):
+    if choice and not letter_of(row["answer"]):
         _missing_once(name, "gold_not_a_letter", "some multiple-choice golds are not one option letter (e.g. 'False', "
                                              "'C\\nD'): they score 0 and are counted in gold_not_a_letter")
     return _sample(name, row.get("sample_index", ""), question, row["answer"], "choice" if choice else "math",
@@ -197,7 +197,7 @@ def _realworldqa(row, base, name):
     question = _BARE_ANSWER.sub("", row["question"])
     options = _options_in_text(question)
     gold = str(row["answer"]).strip()
-    is_letter = bool(re.fullmatch(r"\(?[A-J]\)?\.?", gold))
+    is_letter = letter_of(gold) is not None
     return _sample(name, row.get("id", row.get("index", "")), question, gold, "choice" if is_letter else "short",
                    [_image(row["image"], base, name)], options if is_letter else ())
 

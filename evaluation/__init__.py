@@ -2,7 +2,7 @@
 
     runner.py   evaluate(model, processor, names, settings): generation through rl.rollout.generate, scoring,
                 results.json / results.md / responses.jsonl
-    scoring.py  the judge-free rules: math verifier, option letters, MathVista numbers, Sokoban / Football success
+    scoring.py  Scorer: runs the judge-free rules of rewards/benchmarks.py, math checks in killable workers
     report.py   the results table, two runs side by side (--compare), the paper's figures
 
 The benchmarks themselves (hub ids, fixtures, prompts) are in data/benchmarks.py.

@@ -7,7 +7,8 @@
 
 The R1 rewards (format, r1_math, r1_math_answer, r1_choice, r1_auto) are in `rewards/r1.py`, the game rewards in
 `rewards/sokoban.py` and `rewards/football.py`; this module holds the registry and re-exports their names.
-`rewards/text.py` holds the answer-text helpers that the rewards, `data/gold.py` and `evaluation/scoring.py` share.
+`rewards/benchmarks.py` holds eval.py's judge-free rule of each benchmark domain (the answer reading, not the released
+one); `rewards/text.py` the answer-text helpers that the rewards, `data/gold.py` and the benchmark rules share.
 
 The names of the modules that load math-verify and sympy or a game simulator (math, r1, sokoban, football), and
 REWARDS, are imported on first use, so `rewards.text` and `rewards.choice` stay cheap to import (`data` reads gold

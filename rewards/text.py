@@ -1,6 +1,6 @@
 """Answer text: the one set of helpers that read an answer out of a response or a gold string.
 
-The rewards, the data sets' gold checks (`data/gold.py`) and the benchmark scoring (`evaluation/scoring.py`) all read
+The rewards, the data sets' gold checks (`data/gold.py`) and the benchmark rules (`rewards/benchmarks.py`) all read
 answers with these. Standard library only, so importing it does not load math-verify.
 
 * `answer_text` - the last non-blank `<answer>` block, else the response (what every reward reads);
@@ -9,6 +9,7 @@ answers with these. Standard library only, so importing it does not load math-ve
 * `text_command` and the four text-command patterns - `\\text{...}` and its kin, unwrapped.
 * `unwrap` - a short answer without `$`, `\\boxed{}`, `\\text{}` and a trailing period (gold answers).
 * `normalize_text`, `numbers_in` - a free-form answer lower-cased and undecorated; the numbers in it.
+* `with_digits`, `stated_number` - number words as digits; the number after "the answer is".
 
 Where two readers differ (which braces `\\boxed{}` may hold, which commands count as text), each keeps its own, named
 here: their verdicts depend on it.
@@ -104,7 +105,7 @@ PROSE_TEXT_CMD = text_command(*TEXT_COMMANDS)
 CHOICE_TEXT_CMD = text_command("text", "textbf", "textrm", "mathrm", "mathbf", "mbox")
 # `unwrap`'s, for gold answers (data/gold.py: neither \textit nor \mathbf).
 UNWRAP_TEXT_CMD = text_command("text", "textbf", "textrm", "mathrm", "mbox")
-# `normalize_text`'s, for benchmark answers (evaluation/scoring.py: also \mathbf and \operatorname).
+# `normalize_text`'s, for benchmark answers (rewards/benchmarks.py: also \mathbf and \operatorname).
 NORMALIZE_TEXT_CMD = text_command("text", "textbf", "textit", "textrm", "mathrm", "mathbf", "mbox", "operatorname")
 
 
@@ -162,3 +163,22 @@ def numbers_in(text: str) -> list[float]:
                 continue
             taken.insert(i, (m.start(), m.end()))
     return [v for _, _, v in sorted(spans)]
+
+
+_NUMBER_WORDS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+                 "sixteen seventeen eighteen nineteen twenty").split()
+NUMBER_WORD = re.compile(r"\b(" + "|".join(_NUMBER_WORDS) + r")\b", re.IGNORECASE)
+_STATED_NUMBER = re.compile(r"(?i:answer\s*(?:is|:|=)|答案\s*(?:是|为)?\s*[:：]?)\s*\$?\s*(?:\\boxed\{)?\s*"
+                            r"(-?[\d.,]+(?:\s*/\s*\d+)?)")
+
+
+def with_digits(text: str) -> str:
+    """Number words zero to twenty written as digits ("three apples" -> "3 apples")."""
+    return NUMBER_WORD.sub(lambda m: str(_NUMBER_WORDS.index(m.group(1).lower())), text)
+
+
+def stated_number(text: str) -> float | None:
+    """The number after the last "the answer is" / "answer:" / 答案是, else None: it wins over the last number."""
+    stated = last_match(_STATED_NUMBER, text)
+    values = numbers_in(stated.rstrip(".,")) if stated else []
+    return values[0] if values else None
