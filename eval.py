@@ -6,6 +6,7 @@
     python eval.py --model runs/debug/final --benchmarks all --limit 2 --max-new-tokens 16      # offline: fixtures
     python eval.py --compare Qwen/Qwen2.5-VL-3B-Instruct runs/fre-text/final   # side by side, with deltas
     python eval.py --list                                               # the benchmarks and where they come from
+    python eval.py --export vlmevalkit --out runs/fre-text/final/eval   # predictions for VLMEvalKit and its judges
 
 Writes <out>/results.json, <out>/results.md (the table) and <out>/responses.jsonl (every response, what was read
 from it and whether it was right). --out defaults to <model>/eval for a local checkpoint, evals/<org>__<name> for a
@@ -56,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rescore", metavar="DIR",
                    help="score the saved responses of an earlier evaluation (its results.json and responses.jsonl) "
                         "again with today's rules, without generating; rewrites its results")
+    p.add_argument("--export", choices=["vlmevalkit"],
+                   help="also write the responses as VLMEvalKit prediction tables (<eval>/vlmevalkit/), for its own "
+                        "scorer and LLM judges; with no --model or --rescore, exports the eval folder --out")
+    p.add_argument("--lmu-data", default="", metavar="DIR",
+                   help="VLMEvalKit's dataset tables (<Dataset>.tsv) for --export; default $LMUData, else ~/LMUData")
     p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
@@ -153,6 +159,14 @@ def results_of(args, path: str) -> tuple[dict, str]:
     return load_results(path), path  # raises: no results.json here
 
 
+def export(args, eval_dir) -> None:
+    """--export: the eval folder's responses as another kit's prediction files."""
+    if args.export == "vlmevalkit":
+        from evaluation.export import export_vlmevalkit
+
+        export_vlmevalkit(eval_dir, args.lmu_data or None, log=lambda msg: print(msg, file=sys.stderr))
+
+
 def list_benchmarks() -> str:
     from data.benchmarks import BENCHMARKS, GROUPS, UNSUPPORTED
     from evaluation.report import PAPER
@@ -191,11 +205,19 @@ def main(argv=None):
 
             with Scorer(workers=args.workers, timeout=args.timeout) as scorer:
                 print(markdown_table(rescore(args.rescore, scorer)))
+            export(args, args.rescore)
+            return
+        if args.export and not args.model:
+            if not args.out:
+                raise SystemExit("error: --export without --model exports an eval folder: name it with --out DIR")
+            export(args, args.out)
             return
         if not args.model:
             raise SystemExit("error: --model <checkpoint folder or hub id> is required (or --compare A B, --rescore "
-                             "DIR, --list)")
-        results = run_eval(args, args.model, Path(args.out) if args.out else default_out(args.model))
+                             "DIR, --export with --out DIR, --list)")
+        out = Path(args.out) if args.out else default_out(args.model)
+        results = run_eval(args, args.model, out)
+        export(args, out)
         from evaluation import markdown_table
 
         print(markdown_table(results))

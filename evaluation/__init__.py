@@ -4,6 +4,7 @@
                 results.json / results.md / responses.jsonl
     scoring.py  Scorer: runs the judge-free rules of rewards/benchmarks.py, math checks in killable workers
     report.py   the results table, two runs side by side (--compare), the paper's figures
+    export.py   --export vlmevalkit: the responses as VLMEvalKit prediction tables, for its scorer and judges
 
 The benchmarks themselves (hub ids, fixtures, prompts) are in data/benchmarks.py.
 """
