@@ -82,8 +82,9 @@ def load_model(path: str, device: str, dtype: str, attn: str, min_pixels: int, m
     from rl.processor import set_image_pixels
 
     p = Path(path)
-    if p.exists() and not (p / "config.json").is_file():
-        raise SystemExit(f"error: {path} is not a checkpoint folder (it has no config.json)")
+    if p.exists() and not ((p / "config.json").is_file() or (p / "adapter_config.json").is_file()):
+        raise SystemExit(f"error: {path} is not a checkpoint folder (it has no config.json, nor a LoRA adapter's "
+                         f"adapter_config.json)")
     if not p.exists() and not HUB_ID_RE.match(path):
         raise SystemExit(f"error: model not found: {path} (a checkpoint folder or a hub id org/name)")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device

@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 from safetensors import SafetensorError
 
-from rl import dist
+from rl import dist, lora
 from rl.guards import watchdog
 
 COMPLETE = "trainer_state.json"  # the last file of a checkpoint: present in every whole one
@@ -161,7 +161,8 @@ def damage(ckpt: Path, needs_critic: bool = False) -> str | None:
         except (OSError, ValueError):
             return f"{file.name}: not readable JSON"
     index = ckpt / "model.safetensors.index.json"
-    weights = [ckpt / "model.safetensors"]
+    adapter = (ckpt / "adapter_config.json").is_file()  # a LoRA run's checkpoint: the adapter, not the model
+    weights = [ckpt / ("adapter_model.safetensors" if adapter else "model.safetensors")]
     if index.is_file():
         weight_map = json.loads(index.read_text())
         weight_map = weight_map.get("weight_map") if isinstance(weight_map, dict) else None
@@ -170,7 +171,8 @@ def damage(ckpt: Path, needs_critic: bool = False) -> str | None:
             return f"{index.name}: its weight map names no shard, or a file outside the checkpoint"
         weights = sorted(ckpt / f for f in shards)
     states = ["trainer_state.pt"] if world == 1 else [f"trainer_state_rank{r}.pt" for r in range(world)]
-    needed = ["config.json", *(w.name for w in weights), *states, *(["critic.pt"] if needs_critic else [])]
+    needed = [*([] if adapter else ["config.json"]), *(w.name for w in weights), *states,
+              *(["critic.pt"] if needs_critic else [])]
     missing = [name for name in needed if not (ckpt / name).is_file()]
     if missing:
         return f"missing {', '.join(missing)}"
@@ -251,12 +253,19 @@ def save(trainer, path: Path, resumable: bool = True) -> Path:
         dist.barrier()
 
     def write(tmp: Path):
-        if policy_state is None:
-            trainer.policy.save_pretrained(tmp)
+        state = None if policy_state is None else {k.removeprefix("model."): v for k, v in policy_state.items()}
+        if trainer.adapters is not None:  # LoRA: the adapter; final/ also the merged model, which stock classes load
+            if not resumable:
+                merged = lora.merged_state_dict(state or trainer.policy.state_dict(),
+                                                lora.scaling(trainer.adapters.peft_config["default"]))
+                trainer.policy.save_pretrained(tmp, state_dict=merged)
+                trainer.processor.save_pretrained(tmp)
+            adapter = tmp if resumable else tmp / lora.ADAPTER_DIR
+            lora.save_adapter(trainer.adapters, adapter, state)
+            trainer.processor.save_pretrained(adapter)
         else:
-            trainer.policy.save_pretrained(tmp, state_dict={k.removeprefix("model."): v for k, v in
-                                                            policy_state.items()})
-        trainer.processor.save_pretrained(tmp)
+            trainer.policy.save_pretrained(tmp, state_dict=state)
+            trainer.processor.save_pretrained(tmp)
         if critic_state is not None:
             torch.save(critic_state, tmp / "critic.pt")
         if resumable and world == 1:

@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rl.lora import LANGUAGE_TARGETS
 from rl.presets import PRESETS, PURPOSES  # noqa: F401 - PRESETS is part of this module's interface
 
 
@@ -116,6 +117,16 @@ class Config:
     max_steps: int = knob(0, "stop after this many rollout steps (0 = episodes decide)")
     freeze_vision: bool = knob(False, "freeze the policy's vision tower (the paper does so only for Sokoban; the "
                                "critic's tower still trains, as in the released code)")
+    # -- LoRA / QLoRA (rl/lora.py): adapters train, the base stays frozen; the KL reference is the base itself -------
+    lora_rank: int = knob(0, "LoRA rank r; 0 = full fine-tuning. LoRA usually wants a larger --actor-lr than full "
+                          "fine-tuning (about 10x)")
+    lora_alpha: float = knob(32.0, "LoRA alpha: the adapters' update is scaled by alpha / r")
+    lora_dropout: float = knob(0.0, "dropout on the adapters' input (0: the PPO ratio starts at exactly 1)")
+    lora_targets: str = knob(",".join(LANGUAGE_TARGETS), "module names that get adapters (comma-separated), in the "
+                             "language model; 'all-linear' = every linear layer but the LM head")
+    lora_vision: bool = knob(False, "also adapt the vision tower's blocks (else the tower stays frozen)")
+    load_in_4bit: bool = knob(False, "QLoRA: the frozen base in bitsandbytes NF4 with bf16 compute (CUDA only; needs "
+                              "--lora-rank)")
     # -- reward (rewards/) ---------------------------------------------------------------------------------------------
     reward: str = knob("r1_math", "reward function by name (format + accuracy)")
     reward_workers: int = knob(2, "worker processes that verify answers")
@@ -414,6 +425,28 @@ def objective_problem(cfg: Config) -> str | None:
     return None
 
 
+def lora_problem(cfg: Config) -> str | None:
+    """LoRA / QLoRA flags that have no meaning together, as one line (the GPU that --load-in-4bit needs is checked
+    where the device is known: rl/trainer.py)."""
+    if cfg.lora_rank < 0:
+        return f"--lora-rank {cfg.lora_rank}: must be at least 0 (0 = full fine-tuning)"
+    if not cfg.lora_rank:
+        given = [name for name in ("lora_vision", "load_in_4bit") if getattr(cfg, name)]
+        return f"--{given[0].replace('_', '-')}: needs --lora-rank r > 0" if given else None
+    if not (math.isfinite(cfg.lora_alpha) and cfg.lora_alpha > 0):
+        return f"--lora-alpha {cfg.lora_alpha}: must be a positive number"
+    if not (0 <= cfg.lora_dropout < 1):
+        return f"--lora-dropout {cfg.lora_dropout}: must lie in [0, 1)"
+    if not any(t.strip() for t in cfg.lora_targets.split(",")):
+        return "--lora-targets: name at least one module (or 'all-linear')"
+    if cfg.estimator == "gae":
+        return ("--lora-rank --estimator gae: the critic would be a second full model beside the adapters; LoRA runs "
+                "take an outcome estimator (reinforce_baseline, grpo, rloo, ...)")
+    if cfg.lora_vision and cfg.freeze_vision:
+        return "--lora-vision --freeze-vision: adapting the vision tower and freezing it contradict each other"
+    return None
+
+
 def invalid(cfg: Config) -> str | None:
     """What is wrong with the values of a config, as one line naming the flag, the value and what is allowed."""
     def flag(name):
@@ -443,7 +476,7 @@ def invalid(cfg: Config) -> str | None:
         v = getattr(cfg, name)
         if not (math.isfinite(v) and v >= 0):
             return f"{flag(name)}: must be a number >= 0"
-    problem = objective_problem(cfg)
+    problem = objective_problem(cfg) or lora_problem(cfg)
     if problem:
         return problem
     if not all(0 <= b < 1 for b in cfg.adam_betas):

@@ -12,17 +12,33 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageText
 
 import lmm_kernels
 from lmm_kernels.logprob import logprobs_from_hidden
+from rl import lora
 from rl.batch import model_inputs
 from rl.offload import move
 from rl.processor import load_processor
 
 
 def load_policy(path: str, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa",
-                device: str | torch.device = "cpu"):
-    """(model, processor) through transformers' real classes, from a hub id or a local directory."""
+                device: str | torch.device = "cpu", load_in_4bit: bool = False):
+    """(model, processor) through transformers' real classes, from a hub id or a local directory. A LoRA adapter
+    folder (a LoRA run's checkpoint, final/adapter/) loads its base model with the adapter merged in (peft).
+    `load_in_4bit`: the weights in bitsandbytes NF4, computing in bf16 (QLoRA's base; CUDA only)."""
+    if lora.is_adapter(path):
+        from peft import PeftModel
+
+        base, processor = load_policy(lora.base_of(path), dtype, attn_implementation, device)
+        return PeftModel.from_pretrained(base, path).merge_and_unload(), processor
     config = AutoConfig.from_pretrained(path)
     auto = AutoModelForImageTextToText if hasattr(config, "vision_config") else AutoModelForCausalLM
-    model = auto.from_pretrained(path, dtype=dtype, attn_implementation=attn_implementation).to(device)
+    if load_in_4bit:
+        from transformers import BitsAndBytesConfig
+
+        nf4 = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                 bnb_4bit_compute_dtype=torch.bfloat16)
+        model = auto.from_pretrained(path, dtype=torch.bfloat16, attn_implementation=attn_implementation,
+                                     quantization_config=nf4, device_map={"": torch.device(device)})
+    else:
+        model = auto.from_pretrained(path, dtype=dtype, attn_implementation=attn_implementation).to(device)
     return model, load_processor(path)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 import lmm_kernels
-from rl import algos, checkpoint, dist, losses
+from rl import algos, checkpoint, dist, lora, losses
 from rl.batch import Rollout, UnreadableImage, encode_prompts, is_vision_model
 from rl.config import Config
 from rl.critic import make_critic
@@ -53,9 +53,17 @@ class Trainer:
         self.kernels = lmm_kernels.select(cfg.kernels, self.device, cfg.attn, packed=cfg.max_tokens_per_micro > 0)
         self.log(self.kernels.reason)
         weights = torch.bfloat16 if cfg.optim == BF16_WEIGHTS else torch.float32  # else fp32 master weights
-        self.policy, self.processor = load_policy(cfg.resume or model, weights, self.kernels.attn_implementation,
-                                                  self.device)
+        if cfg.load_in_4bit and (self.device.type != "cuda" or sharded):
+            raise SystemExit("error: --load-in-4bit: bitsandbytes' 4-bit base needs a CUDA GPU and one process; "
+                             "here use --lora-rank alone (LoRA over the full-precision base)")
+        # With LoRA the base is frozen: it needs no fp32 master copy, and a resumed run loads it, then its adapter.
+        self.policy, self.processor = load_policy(
+            model if cfg.lora_rank else (cfg.resume or model), (self.autocast_dtype or weights) if cfg.lora_rank
+            else weights, self.kernels.attn_implementation, self.device, cfg.load_in_4bit)
         lmm_kernels.prepare_model(self.policy, self.kernels)
+        self.adapters = lora.add_adapters(self.policy, cfg) if cfg.lora_rank else None  # peft's, in place
+        if self.adapters is not None and cfg.resume:
+            lora.load_adapter(self.adapters, Path(cfg.resume))
         if self.device.type == "cpu":
             self.log(dist.use_cpu_threads(cfg.cpu_threads, self.policy))
         self.tokenizer, self.pad_id = tokenizer_of(self.processor), pad_token_id(self.processor)
@@ -64,10 +72,12 @@ class Trainer:
             self.policy.model.visual.requires_grad_(False)
         if cfg.gradient_checkpointing:
             self.policy.activation_checkpointing_enable({"use_reentrant": False})
+        # The KL reference: a frozen copy of the initial policy, or with LoRA the policy with its adapters off.
         self.ref = load_reference(self.policy, model if cfg.resume else None, weights, self.kernels, self.device,
-                                  self.autocast_dtype, cfg.ref_offload and not sharded) if cfg.kl > 0 else None
+                                  self.autocast_dtype, cfg.ref_offload and not sharded) \
+            if cfg.kl > 0 and self.adapters is None else None
         # Where the KL goes, decided once: a per-token reward penalty (LMM-R1) or a loss term (GRPO: LossSpec.beta).
-        self.beta_reward = cfg.kl if self.ref is not None and cfg.kl_in == "reward" else 0.0
+        self.beta_reward = cfg.kl if cfg.kl > 0 and cfg.kl_in == "reward" else 0.0
         # The policy loss (rl/losses.py): the fused kernel where it computes this loss, else the torch definition.
         self.spec = losses.LossSpec.of(cfg)
         not_fused = self.spec.plain()
@@ -81,6 +91,8 @@ class Trainer:
         chunk, temperature = cfg.logprob_chunk, cfg.temperature
         self.policy_logprobs = LogProbs(self.policy, temperature, chunk, sharded)
         self.ref_logprobs = None if self.ref is None else LogProbs(self.ref, temperature, chunk, sharded)
+        if self.adapters is not None and cfg.kl > 0:
+            self.ref_logprobs = lora.Reference(self.adapters, self.policy_logprobs)
         if sharded:
             dist.shard(self.policy_logprobs, mixed)
             if self.ref is not None:
@@ -272,7 +284,7 @@ class Trainer:
                     logp = batch["old_logp"]
                 else:
                     logp, entropy = self.policy_logprobs(batch, self.kernels.logprobs, with_entropy=True)
-                ref_logp = self.ref_logprobs(batch, self.kernels.logprobs)[0] if self.ref is not None else logp
+                ref_logp = self.ref_logprobs(batch, self.kernels.logprobs)[0] if self.ref_logprobs is not None else logp
                 values = self.critic.values(batch)
                 if real:
                     if not from_sampler:
