@@ -140,6 +140,28 @@ def test_each_named_loss_raises_the_classroom_reward(warm_cache, tmp_path, monke
         assert sum(r["sampling/dropped_groups"] for r in steps) > 0
 
 
+@pytest.mark.slow
+def test_lora_raises_the_classroom_reward(warm_cache, tmp_path, monkeypatch):
+    """--preset classroom with LoRA (rank 16, a 10x larger lr, as LoRA wants): the format reward rises as with full
+    fine-tuning (measured, seed 42, 12 steps: +0.13 against full fine-tuning's +0.12), the mean reward a little less
+    (+0.06 against +0.10)."""
+    import train_fre
+
+    monkeypatch.setattr("data.io.DEFAULT_CACHE", warm_cache)
+    out = tmp_path / "run"
+    train_fre.main(["--preset", "classroom", "--seed", str(SEED), "--out", str(out), "--max-steps", "12",
+                    "--eval-benchmarks", "", "--no-plots", "--lora-rank", "16", "--lora-alpha", "32", "--actor-lr",
+                    "3e-3"])
+    steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+    def mean(rs, key):
+        return sum(r[key] for r in rs) / len(rs)
+
+    assert mean(steps[-4:], "reward/format") > mean(steps[:4], "reward/format") + 0.08
+    assert mean(steps[-4:], "reward/mean") > mean(steps[:4], "reward/mean") + 0.02
+    assert (out / "final" / "adapter" / "adapter_model.safetensors").is_file()
+
+
 def test_verdict_weighs_the_gain_against_seeds_and_evaluation_noise():
     from classroom import effect, mean_sd, table, verdict
 

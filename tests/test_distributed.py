@@ -129,3 +129,22 @@ def test_two_processes_resume_exactly(tmp_path):
                          capture_output=True, text=True, timeout=900, cwd=ROOT, env=ENV)
     assert one.returncode != 0, one.stderr[-2000:]
     assert "written by 2 processes; resume it with as many" in one.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_two_processes_train_lora_like_one(tmp_path):
+    """LoRA under FSDP2: the adapters train sharded beside the frozen base, the reference is the base with the adapters
+    off on each process, and rank 0 writes the adapter and the merged model gathered from both."""
+    lora = ("--lora-rank", "4", "--lora-alpha", "8", "--actor-lr", "1e-3")
+    one, two = _run(tmp_path / "one", 1, *lora), _run(tmp_path / "two", 2, *lora)
+    for a, b in zip(one, two):
+        assert a["reward/mean"] == pytest.approx(b["reward/mean"], abs=1e-6)
+        assert a["kl"] == pytest.approx(b["kl"], rel=1e-5, abs=1e-9) and a["grad_norm"] == pytest.approx(
+            b["grad_norm"], rel=1e-4)
+    for name in ("adapter/adapter_model.safetensors", "model.safetensors"):
+        wa, wb = (load_file(d / "final" / name) for d in (tmp_path / "one", tmp_path / "two"))
+        assert wa.keys() == wb.keys()
+        for k in wa:
+            torch.testing.assert_close(wa[k], wb[k], atol=5e-5, rtol=1e-4, msg=k)
+    trained = load_file(tmp_path / "two" / "final" / "adapter" / "adapter_model.safetensors")
+    assert any(v.abs().max() > 0 for k, v in trained.items() if "lora_B" in k)  # B starts at 0: the adapters trained

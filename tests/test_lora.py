@@ -135,3 +135,25 @@ def test_4bit_base_is_refused_on_a_cpu(tmp_path):
 def test_unknown_target_is_a_one_line_error(tmp_path):
     with pytest.raises(SystemExit, match="--lora-targets nonexistent_proj"):
         make_trainer(_config(tmp_path, lora_targets="nonexistent_proj"), load_fixture("math"), LengthReward())
+
+
+@pytest.mark.slow
+def test_lora_trains_with_packing_the_triton_kernels_checkpointing_and_8bit_adam(tmp_path):
+    """One step with every frugal part on: packed micro-batches through the Triton kernels (interpreted on the CPU),
+    checked against the torch references inside the run (--kernel-check-every 1), gradient checkpointing, 8-bit Adam."""
+    import lmm_kernels
+    from rewards_for_tests import Spread
+
+    if not lmm_kernels.triton_runs_on(torch.device("cpu"))[0]:
+        pytest.skip("needs TRITON_INTERPRET=1 (tests/conftest.py sets it)")
+    cfg = _config(tmp_path, kernels="triton", max_tokens_per_micro=512, gradient_checkpointing=True,
+                  optim="adamw_8bit", max_steps=1, prompts_per_step=1, n_samples=2, max_new_tokens=2,
+                  train_batch_size=2, micro_batch_size=2, kernel_check_every=1, kl_in="loss", kl_estimator="k3",
+                  save_every=0, warmup_ratio=0.0)
+    trainer = make_trainer(cfg, load_fixture("message"), Spread())
+    assert trainer.kernels.name == "triton"
+    before = {n: p.detach().clone() for n, p in trainer.policy.named_parameters() if p.requires_grad}
+    trainer.train()
+    metrics = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert metrics["kernel/max_abs_diff"] < 1e-4 and metrics["grad_norm"] > 0
+    assert any(not torch.equal(before[n], p) for n, p in trainer.policy.named_parameters() if n in before)
