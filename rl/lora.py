@@ -21,7 +21,7 @@ ADAPTER_DIR = "adapter"  # final/adapter/: the adapter beside the merged model
 
 def lora_config(cfg, vision: bool):
     """peft's LoraConfig for the run: `cfg.lora_targets` (comma-separated module names, or 'all-linear') in the
-    language model, and in the vision tower's blocks only with --lora-vision (never its patch merger)."""
+    language model, and in the vision tower's blocks only with --lora-vision (never its patch embedding or merger)."""
     from peft import LoraConfig
 
     targets = [t.strip() for t in cfg.lora_targets.split(",") if t.strip()]
@@ -30,7 +30,7 @@ def lora_config(cfg, vision: bool):
         targets = "all-linear"
     elif adapt_vision:
         targets = sorted(set(targets) | set(VISION_TARGETS))
-    exclude = r".*\bvisual\.merger\b.*" if adapt_vision else (r".*\bvisual\b.*" if vision else None)
+    exclude = r".*\bvisual\.(?:merger|patch_embed)\b.*" if adapt_vision else (r".*\bvisual\b.*" if vision else None)
     return LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=targets, exclude_modules=exclude, bias="none")
 

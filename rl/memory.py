@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from rl.memory_model import ModelInfo, Param, inspect_model, model_config
+from rl.memory_model import ModelInfo, Param, inspect_model, lora_params, model_config, nf4_bytes, quantized
 
 GiB = 2**30
 RESERVE_BYTES = 1 * GiB  # CUDA context, cuBLAS/NCCL workspaces: outside PyTorch's allocator
@@ -111,10 +111,10 @@ def logprob_forward_peak(rows: int, chunk: int, vocab: int, triton: bool, bf16_h
     return 16 * rows if triton else (10 if bf16_head else 8) * min(chunk, rows) * vocab
 
 
-def logprob_backward_peak(rows: int, chunk: int, vocab: int, hidden: int) -> int:
+def logprob_backward_peak(rows: int, chunk: int, vocab: int, hidden: int, head_grad: bool = True) -> int:
     """The LM head's backward (both kernels): a reused fp32 [chunk, vocab] dlogits buffer, the [vocab, hidden] fp32
-    weight gradient, the [rows, hidden] fp32 hidden gradient."""
-    return 4 * min(chunk, rows) * vocab + 4 * vocab * hidden + 4 * rows * hidden
+    weight gradient (none for a frozen head: LoRA), the [rows, hidden] fp32 hidden gradient."""
+    return 4 * min(chunk, rows) * vocab + 4 * vocab * hidden * head_grad + 4 * rows * hidden
 
 
 @dataclass
@@ -181,16 +181,19 @@ def train_activations(info: ModelInfo, shape: Shape, st: Setup, cfg, lm_head: bo
         saved = info.layers * per_layer + vision_saved + inputs
         transient = 0
         layer = saved + T * backward_working(h, info.intermediate, st.autocast)
-    grad_tmp = info.largest * (6 if st.autocast else 4)  # a weight's gradient before it is added to .grad
+    # a weight's gradient before it is added to .grad; with LoRA the base has none (an adapter's is negligible), nor
+    # has the frozen embedding
+    frozen = cfg.lora_rank > 0
+    grad_tmp = 0 if frozen else info.largest * (6 if st.autocast else 4)
     out = {"forward": (saved + transient, 0), "layer": (layer + grad_tmp, 0),
-           "embedding": (4 * info.hidden * info.vocab + 4 * h * T, 0)}
+           "embedding": (4 * info.hidden * info.vocab * (not frozen) + 4 * h * T, 0)}
     if vision_layer:
         out["vision"] = (saved - inputs + vision_layer + shape.patches * backward_working(
             info.vision["hidden"], info.vision["intermediate"], st.autocast), 0)
     if lm_head:
         lp_fwd = logprob_forward_peak(R, cfg.logprob_chunk, info.vocab, st.triton, st.bf16_head)
         out["forward"] = (saved + transient, 0) if transient > lp_fwd else (saved, lp_fwd)
-        out["head"] = (saved + 4 * h * T, logprob_backward_peak(R, cfg.logprob_chunk, info.vocab, h))
+        out["head"] = (saved + 4 * h * T, logprob_backward_peak(R, cfg.logprob_chunk, info.vocab, h, not frozen))
     return out
 
 
@@ -269,16 +272,24 @@ def plan_memory(cfg, gpu_mem_gb: float, nproc: int = 1, info: ModelInfo | None =
     bf16_weights = cfg.optim == "adamw_8bit_bf16"
     low, wb = (2 if st.autocast else 4), (2 if bf16_weights else 4)  # compute dtype; parameter and gradient
     run_vision = shape.patches > 0  # a text-only step never runs (or casts) the vision tower
-    trained = [p for p in info.params if not (cfg.freeze_vision and p.vision)]
-    grads = _sharded(trained, n, wb)
+    adapters = lora_params(info, cfg)  # LoRA: the adapters train (fp32) over a frozen base in the compute dtype
+    trained = adapters or [p for p in info.params if not (cfg.freeze_vision and p.vision)]
+    grads = _sharded(trained, n, 4 if adapters else wb)
     states = optimizer_state_bytes([p.shape for p in trained], cfg.optim, n)
     step_tmp = {"adamw": _sharded(trained, n, 4),  # foreach AdamW: sqrt(exp_avg_sq); torchao: its largest tensor
                 "adamw_8bit_bf16": 8 * max(shard_numel(p.shape, n) for p in trained)}.get(cfg.optim, 0)
-    ref = _sharded(info.params, n, min(low, wb)) if cfg.kl > 0 else 0
+    # the reference: a bf16 copy, or with LoRA the base itself (the adapters switched off)
+    ref = _sharded(info.params, n, min(low, wb)) if cfg.kl > 0 and not adapters else 0
+    master = _sharded(info.params, n, wb)
+    if adapters:
+        master = sum(nf4_bytes(shard_numel(p.shape, n)) if cfg.load_in_4bit and quantized(p) else
+                     low * shard_numel(p.shape, n) for p in info.params) + _sharded(adapters, n, 4)
 
-    def cast(params) -> int:  # autocast's bf16 copies of the matmul weights of `params`
+    def cast(params) -> int:  # autocast's bf16 copies of the matmul weights of `params` (a bf16 base needs none)
         on = st.autocast and not bf16_weights
-        return 2 * sum(p.numel for p in params if on and p.matmul and (run_vision or not p.vision))
+        params = [p for p in params if p in adapters] if adapters else params
+        dequantized = 2 * info.largest if cfg.load_in_4bit else 0  # NF4 -> bf16, one weight at a time
+        return dequantized + 2 * sum(p.numel for p in params if on and p.matmul and (run_vision or not p.vision))
 
     critic = critic_cast = critic_grads = 0
     if cfg.estimator == "gae":
@@ -301,7 +312,7 @@ def plan_memory(cfg, gpu_mem_gb: float, nproc: int = 1, info: ModelInfo | None =
                      f"{n} ways; generation is planned on the gathered bf16 model")
     ref_between, critic_gen = (0 if cfg.ref_offload else ref), (0 if cfg.critic_offload else critic)
     ref = 0 if cfg.ref_offload and n > 1 else ref  # FSDP2 CPU offload: shards on the CPU, copied in unit by unit
-    base = dict(master=_sharded(info.params, n, wb), optimizer=states, reference=ref_between)
+    base = dict(master=master, optimizer=states, reference=ref_between)
 
     # generation: the KV cache of gen_batch_size x n_samples rows; prefill the prompts, then one token a step
     kv_dim, L = info.kv_heads * info.head_dim, shape.seq

@@ -104,6 +104,41 @@ class ModelInfo:
         return max((sum(p.numel for p in self.params if (p.vision, p.block) == u) for u in units), default=0)
 
 
+def quantized(p: Param) -> bool:
+    """A weight that --load-in-4bit stores in NF4: a Linear's 2-D weight, not the LM head (bitsandbytes' rule)."""
+    return p.matmul and len(p.shape) == 2 and p.name.endswith(".weight") and not p.head
+
+
+def nf4_bytes(numel: int) -> int:
+    """bitsandbytes NF4 with double quantisation: 4 bits per weight, an 8-bit absmax per block of 64, an fp32 scale
+    per 256 of those blocks."""
+    return numel // 2 + -(-numel // 64) + 4 * -(-numel // (64 * 256))
+
+
+def lora_params(info: ModelInfo, cfg) -> list[Param]:
+    """The LoRA adapters of a run (none without --lora-rank): A [r, in] and B [out, r] for each targeted Linear - the
+    language model's, the vision tower's blocks too with --lora-vision, never the LM head or the patch merger - as
+    rl/lora.py's peft config places them."""
+    from rl.lora import VISION_TARGETS
+    if not cfg.lora_rank:
+        return []
+    names = {t.strip() for t in cfg.lora_targets.split(",") if t.strip()}
+    everything = names == {"all-linear"}
+    if cfg.lora_vision:
+        names |= set(VISION_TARGETS)
+    out = []
+    for p in info.params:
+        module = p.name.rsplit(".", 2)[-2] if p.name.count(".") >= 1 else ""
+        if not quantized(p) or (p.vision and (not cfg.lora_vision or ".merger." in p.name)):
+            continue
+        if everything or module in names:
+            r, (rows, cols) = cfg.lora_rank, p.shape
+            prefix = p.name.removesuffix(".weight")
+            out += [Param(f"{prefix}.lora_A.weight", (r, cols), p.vision, True, False, True, p.block),
+                    Param(f"{prefix}.lora_B.weight", (rows, r), p.vision, True, False, True, p.block)]
+    return out
+
+
 def inspect_model(config) -> ModelInfo:
     """Every parameter of the model `config` describes, built on the meta device (no memory, no download)."""
     import torch

@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 import textwrap
 
-from rl.memory import GiB, PHASES, ROWS, Plan, plan_memory
-from rl.memory_model import STAGE1_MODEL, ModelInfo
+from rl.memory import GiB, PHASES, ROWS, Plan, plan_memory, setup_of
+from rl.memory_model import STAGE1_MODEL, ModelInfo, lora_params
 
 
 # -- the knobs -------------------------------------------------------------------------------------------------------
@@ -31,13 +31,15 @@ def _knobs(cfg):
         yield f"--micro-batch-size {mb}", replace(cfg, micro_batch_size=mb)
     if cfg.optim == "adamw":
         yield "--optim adamw_8bit", replace(cfg, optim="adamw_8bit")
-    if cfg.kl > 0 and not cfg.ref_offload:
+    if cfg.kl > 0 and not cfg.ref_offload and not cfg.lora_rank:  # a LoRA run's reference is its own base
         yield "--ref-offload", replace(cfg, ref_offload=True)
     if cfg.estimator == "gae" and not cfg.critic_offload:
         yield "--critic-offload", replace(cfg, critic_offload=True)
     if cfg.gen_batch_size > 1:
         yield f"--gen-batch-size {cfg.gen_batch_size // 2}", replace(cfg, gen_batch_size=cfg.gen_batch_size // 2)
-    if cfg.optim != "adamw_8bit_bf16":
+    if cfg.lora_rank and not cfg.load_in_4bit and setup_of(cfg).autocast:
+        yield "--load-in-4bit", replace(cfg, load_in_4bit=True)
+    elif not cfg.lora_rank and cfg.optim != "adamw_8bit_bf16":
         yield "--optim adamw_8bit_bf16", replace(cfg, optim="adamw_8bit_bf16")
 
 
@@ -66,7 +68,7 @@ def turn_knobs(cfg, gpu_mem_gb: float, nproc: int, info: ModelInfo) -> tuple[lis
 def _flags(cfg, new) -> list:
     """The flags that turn `cfg` into `new`."""
     names = ("gradient_checkpointing", "max_tokens_per_micro", "micro_batch_size", "ref_offload", "critic_offload",
-             "gen_batch_size", "optim")
+             "gen_batch_size", "optim", "load_in_4bit")
     return [f"--{k.replace('_', '-')}" + ("" if getattr(new, k) is True else f" {getattr(new, k)}")
             for k in names if getattr(new, k) != getattr(cfg, k)]
 
@@ -107,13 +109,18 @@ def advise(plan: Plan, max_gpus: int = 64) -> list[str]:
 # -- the printout ----------------------------------------------------------------------------------------------------
 def format_plan(plan: Plan) -> str:
     cfg, info, shape, st = plan.cfg, plan.info, plan.shape, plan.setup
-    trained = sum(p.numel for p in info.params if not (cfg.freeze_vision and p.vision))
+    adapters = lora_params(info, cfg)
+    trained = sum(p.numel for p in adapters or info.params if not (cfg.freeze_vision and p.vision))
     dtype = ("bf16 weights and gradients, 8-bit states, stochastic rounding" if cfg.optim == "adamw_8bit_bf16" else
              "bf16 autocast over fp32 master weights" if st.autocast else "fp32")
+    if adapters:
+        base = "an NF4" if cfg.load_in_4bit else "a bf16" if st.autocast else "an fp32"
+        dtype = f"LoRA r={cfg.lora_rank} (fp32 adapters) over {base} base, frozen"
     micro = (f"packed micro-batches of up to {shape.tokens} tokens (at most {cfg.micro_batch_size} rows)"
              if not shape.padded else f"micro-batches of {shape.rows} x ({cfg.max_prompt_len} + "
              f"{cfg.max_new_tokens}) tokens, padded")
-    parts = [(f"reference (kl {cfg.kl:g}){', offloaded' if cfg.ref_offload else ''}" if cfg.kl > 0 else
+    parts = [("reference = the base, adapters off" if adapters and cfg.kl > 0 else
+              f"reference (kl {cfg.kl:g}){', offloaded' if cfg.ref_offload else ''}" if cfg.kl > 0 else
               "no reference (kl 0)"),
              f"critic (gae){', offloaded' if cfg.critic_offload else ''}" if cfg.estimator == "gae" else "no critic"]
     lines = [

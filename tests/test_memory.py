@@ -232,3 +232,40 @@ def test_generation_kv_cache_bytes_are_exact(tiny_checkpoint, monkeypatch, bf16)
         generate(model, processor, rows, cfg.n_samples, max_new_tokens=cfg.max_new_tokens,
                  batch_size=cfg.gen_batch_size, stop_ids=[])
     assert sum(allocated) == M.plan_memory(cfg, 80, 1).phases["generation"].rows["generation KV cache"]
+
+
+@pytest.mark.parametrize("targets,vision", [("q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", False),
+                                            ("all-linear", True)])
+def test_lora_adapters_and_their_bytes_are_exact(tiny_checkpoint, targets, vision):
+    """The planner places the adapters where peft does (same names and shapes), and its bytes for them are what the
+    model and the real 8-bit optimizer allocate; the base is frozen (no gradients or states) and is the reference."""
+    from rl.lora import add_adapters
+    from rl.memory_model import lora_params
+    from rl.optim import make_optimizer
+    from rl.policy import load_policy
+
+    cfg = preset("debug", model=tiny_checkpoint, lora_rank=4, lora_targets=targets, lora_vision=vision, kl=0.001)
+    plan = M.plan_memory(cfg, 80, 1)
+    policy, _ = load_policy(tiny_checkpoint)
+    add_adapters(policy, cfg)
+    trained = {n.replace(".default.", "."): p for n, p in policy.named_parameters() if p.requires_grad}
+    assert {p.name: p.shape for p in lora_params(plan.info, cfg)} == {n: tuple(p.shape) for n, p in trained.items()}
+    opt = make_optimizer(list(trained.values()), 1e-3, kind=cfg.optim)
+    sum((p ** 2).sum() for p in trained.values()).backward()
+    opt.step()
+    update = plan.phases["update"].rows
+    assert update["master weights"] == sum(p.nbytes for p in policy.parameters())  # fp32 on the CPU
+    assert update["gradients"] == sum(p.grad.nbytes for p in trained.values())
+    assert update["optimizer states"] == _state_bytes(opt)
+    assert plan.phases["generation"].rows["reference"] == 0
+
+
+def test_lora_and_qlora_plan_the_3b_model_on_small_gpus():
+    """FRE-Text with LoRA (rank 64) fits a 24 GB GPU; with QLoRA (NF4 base) its weights take about a third."""
+    full = M.plan_memory(preset("fre-text", device="cuda"), 80, 1)
+    lora = M.plan_memory(preset("fre-text", device="cuda", lora_rank=64), 24, 1)
+    qlora = M.plan_memory(preset("fre-text", device="cuda", lora_rank=64, load_in_4bit=True), 16, 1)
+    weights = [p.phases["update"].rows["master weights"] / M.GiB for p in (full, lora, qlora)]
+    assert weights[0] > 13.9 and 6.5 < weights[1] < 7.5 and 2 < weights[2] < 3.5  # fp32; bf16; NF4 + bf16 rest
+    assert lora.phases["update"].rows["gradients"] < 0.5 * M.GiB
+    assert lora.phases["generation"].rows["reference"] == 0 < full.phases["generation"].rows["reference"]
