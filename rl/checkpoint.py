@@ -255,10 +255,11 @@ def save(trainer, path: Path, resumable: bool = True) -> Path:
     def write(tmp: Path):
         state = None if policy_state is None else {k.removeprefix("model."): v for k, v in policy_state.items()}
         if trainer.adapters is not None:  # LoRA: the adapter; final/ also the merged model, which stock classes load
-            if not resumable:
-                merged = lora.merged_state_dict(state or trainer.policy.state_dict(),
+            if not resumable:  # a QLoRA base is dequantized to bf16 first
+                merged = lora.merged_state_dict(state or lora.dequantized_state_dict(trainer.policy),
                                                 lora.scaling(trainer.adapters.peft_config["default"]))
-                trainer.policy.save_pretrained(tmp, state_dict=merged)
+                with lora.unquantized(trainer.policy):
+                    trainer.policy.save_pretrained(tmp, state_dict=merged)
                 trainer.processor.save_pretrained(tmp)
             adapter = tmp if resumable else tmp / lora.ADAPTER_DIR
             lora.save_adapter(trainer.adapters, adapter, state)

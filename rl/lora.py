@@ -10,6 +10,7 @@ final/ holds the merged model, which stock `from_pretrained` loads (`merged_stat
 final/adapter/.
 """
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -79,6 +80,42 @@ def merged_state_dict(state: dict, scale: float, adapter: str = "default") -> di
             key = f"{prefix}.{name}"
         out[key] = value
     return out
+
+
+def dequantized_state_dict(model) -> dict:
+    """The model's state dict with each bitsandbytes 4-bit weight (QLoRA's base) dequantized to bf16 and its
+    quantisation state left out; the model's own state dict when nothing is quantized."""
+    state = model.state_dict()
+    if getattr(model, "hf_quantizer", None) is None:
+        return state
+    import bitsandbytes as bnb
+    import torch
+    from bitsandbytes.functional import dequantize_4bit
+
+    for name, module in model.named_modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            for key in [k for k in state if k.startswith(f"{name}.weight.")]:
+                del state[key]
+            weight = module.weight
+            state[f"{name}.weight"] = dequantize_4bit(weight.data, weight.quant_state).to(torch.bfloat16)
+    return state
+
+
+@contextlib.contextmanager
+def unquantized(model):
+    """save_pretrained of a dequantized state dict from a 4-bit model: transformers would write its quantized state
+    instead, so the quantizer and its config are set aside for the block (stock classes then load a bf16 model)."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is None:
+        yield
+        return
+    config = model.config.quantization_config
+    model.hf_quantizer = None
+    del model.config.quantization_config
+    try:
+        yield
+    finally:
+        model.hf_quantizer, model.config.quantization_config = quantizer, config
 
 
 def adapter_state_dict(state: dict, adapter: str = "default") -> dict:

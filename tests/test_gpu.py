@@ -177,3 +177,17 @@ def test_memory_knobs_on_cuda(tmp_path):
     first = {name: _train(tmp_path / f"knobs_{name}", *base, *flags)[0]["reward/mean"]
              for name, flags in variants.items()}
     assert all(r == first["defaults"] for r in first.values()), first
+
+
+@pytest.mark.slow
+def test_lora_and_qlora_on_cuda(tmp_path):
+    """LoRA over a bf16 base and QLoRA over an NF4 base train (finite gradients) with the Triton kernels, and each
+    final/ (merged, NF4 dequantized) loads with stock classes."""
+    from transformers import AutoModelForImageTextToText
+
+    for name, flags in (("lora", ()), ("qlora", ("--load-in-4bit",))):
+        out = tmp_path / name
+        lines = _train(out, "--lora-rank", "8", "--actor-lr", "1e-3", *flags)
+        assert all(math.isfinite(m["grad_norm"]) for m in lines if "grad_norm" in m), name
+        assert (out / "final" / "adapter" / "adapter_model.safetensors").is_file()
+        AutoModelForImageTextToText.from_pretrained(out / "final")
