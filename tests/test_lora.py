@@ -137,23 +137,52 @@ def test_unknown_target_is_a_one_line_error(tmp_path):
         make_trainer(_config(tmp_path, lora_targets="nonexistent_proj"), load_fixture("math"), LengthReward())
 
 
-@pytest.mark.slow
-def test_lora_trains_with_packing_the_triton_kernels_checkpointing_and_8bit_adam(tmp_path):
-    """One step with every frugal part on: packed micro-batches through the Triton kernels (interpreted on the CPU),
-    checked against the torch references inside the run (--kernel-check-every 1), gradient checkpointing, 8-bit Adam."""
-    import lmm_kernels
+def test_lora_trains_with_packing_checkpointing_and_8bit_adam(tmp_path):
+    """One step with the frugal parts on: packed micro-batches, gradient checkpointing, 8-bit Adam."""
     from rewards_for_tests import Spread
 
-    if not lmm_kernels.triton_runs_on(torch.device("cpu"))[0]:
-        pytest.skip("needs TRITON_INTERPRET=1 (tests/conftest.py sets it)")
-    cfg = _config(tmp_path, kernels="triton", max_tokens_per_micro=512, gradient_checkpointing=True,
-                  optim="adamw_8bit", max_steps=1, prompts_per_step=1, n_samples=2, max_new_tokens=2,
-                  train_batch_size=2, micro_batch_size=2, kernel_check_every=1, kl_in="loss", kl_estimator="k3",
+    cfg = _config(tmp_path, max_tokens_per_micro=512, gradient_checkpointing=True, optim="adamw_8bit", max_steps=1,
+                  prompts_per_step=2, n_samples=2, max_new_tokens=3, train_batch_size=4, micro_batch_size=2,
                   save_every=0, warmup_ratio=0.0)
     trainer = make_trainer(cfg, load_fixture("message"), Spread())
-    assert trainer.kernels.name == "triton"
     before = {n: p.detach().clone() for n, p in trainer.policy.named_parameters() if p.requires_grad}
     trainer.train()
     metrics = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
-    assert metrics["kernel/max_abs_diff"] < 1e-4 and metrics["grad_norm"] > 0
+    assert metrics["grad_norm"] > 0
     assert any(not torch.equal(before[n], p) for n, p in trainer.policy.named_parameters() if n in before)
+
+
+@pytest.mark.slow
+def test_triton_kernels_give_the_lora_models_logprobs_and_adapter_gradients(tmp_path):
+    """A packed micro-batch of image prompts through the LoRA policy: the Triton kernels (varlen attention in the
+    language model and the vision tower, fused log-prob; interpreted on the CPU) against the torch references, values
+    and the adapters' gradients."""
+    import lmm_kernels
+
+    if not lmm_kernels.triton_runs_on(torch.device("cpu"))[0]:
+        pytest.skip("needs TRITON_INTERPRET=1 (tests/conftest.py sets it)")
+    cfg = _config(tmp_path, kernels="triton", max_tokens_per_micro=512, prompts_per_step=1, n_samples=2,
+                  max_new_tokens=3)
+    trainer = make_trainer(cfg, load_fixture("message"), LengthReward())
+    assert trainer.kernels.name == "triton"
+    torch.manual_seed(0)
+    for p in trainer.policy.parameters():  # B = 0 at the start: give the adapters a value and a gradient
+        if p.requires_grad:
+            p.data.normal_(std=0.05)
+    rollout = trainer.sample(trainer.encode(trainer.prompts_for_step(0))[0])
+    batch = rollout.batch(range(len(rollout)), trainer.pad_id, packed=True)  # 2 responses with their images
+
+    def run(reference: bool):
+        trainer.policy.zero_grad()
+        context = lmm_kernels.reference_attention(trainer.policy, trainer.kernels) if reference else \
+            torch.autocast("cpu", enabled=False)
+        with context:
+            fn = lmm_kernels.select("torch", torch.device("cpu")).logprobs if reference else trainer.kernels.logprobs
+            logp, _ = trainer.policy_logprobs(batch, fn)
+        (logp * batch["action_mask"]).sum().backward()
+        return logp.detach(), {n: p.grad.clone() for n, p in trainer.policy.named_parameters() if p.requires_grad}
+
+    (logp, grads), (ref, ref_grads) = run(False), run(True)
+    torch.testing.assert_close(logp, ref, atol=1e-4, rtol=0)
+    for name, g in grads.items():
+        torch.testing.assert_close(g, ref_grads[name], atol=1e-4, rtol=1e-3, msg=name)
