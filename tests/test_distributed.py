@@ -135,7 +135,7 @@ def test_two_processes_resume_exactly(tmp_path):
 def test_two_processes_train_lora_like_one(tmp_path):
     """LoRA under FSDP2: the adapters train sharded beside the frozen base, the reference is the base with the adapters
     off on each process, and rank 0 writes the adapter and the merged model gathered from both."""
-    lora = ("--lora-rank", "4", "--lora-alpha", "8", "--actor-lr", "1e-3")
+    lora = ("--lora-rank", "4", "--lora-alpha", "8", "--actor-lr", "1e-3", "--warmup-ratio", "0", "--max-steps", "1")
     one, two = _run(tmp_path / "one", 1, *lora), _run(tmp_path / "two", 2, *lora)
     for a, b in zip(one, two):
         assert a["reward/mean"] == pytest.approx(b["reward/mean"], abs=1e-6)

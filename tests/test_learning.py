@@ -1,5 +1,5 @@
 """It learns: on a reward the tiny model can learn (emit "~"), the mean reward rises clearly within ~30 steps,
-for every advantage estimator. The whole loop runs: rollout, reward, old log-probs, advantages, PPO update."""
+for every family of advantage estimator. The whole loop runs: rollout, reward, old log-probs, advantages, PPO update."""
 
 import json
 from types import SimpleNamespace
@@ -22,7 +22,9 @@ class EmitTilde:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("estimator", ["reinforce_baseline", "grpo", "rloo", "gae"])
+# rloo is left out: its advantage is reinforce_baseline's times n / (n - 1), a constant that Adam's normalisation
+# cancels, so its run is reinforce_baseline's step for step (measured: the same 24 mean rewards)
+@pytest.mark.parametrize("estimator", ["reinforce_baseline", "grpo", "gae"])
 def test_reward_rises(estimator, tmp_path):
     cfg = preset("debug", out=str(tmp_path), estimator=estimator, max_steps=24, episodes=100, prompts_per_step=8,
                  n_samples=8, max_new_tokens=8, train_batch_size=32, micro_batch_size=32, actor_lr=3e-3,
