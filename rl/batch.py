@@ -22,16 +22,36 @@ def is_vision_model(model) -> bool:
     return hasattr(model.config, "vision_config")
 
 
-class UnreadableImage(ValueError):
-    """An image of a prompt could not be read when the step drew it; the message names the row and the file."""
+class UnusablePrompt(ValueError):
+    """A prompt that cannot be used when a step draws it; the message names the row (file:line). `reason` names the
+    count it adds to (data/<reason>)."""
+    reason = "unusable_prompt"
+
+
+class UnreadableImage(UnusablePrompt):
+    """An image of the prompt cannot be read (a damaged or vanished file)."""
+    reason = "unreadable_image"
+
+
+class ImageTokenMismatch(UnusablePrompt):
+    """The prompt's image placeholder tokens do not match its images (text that holds `<|image_pad|>` of its own):
+    the processor refuses it here, before the model would fail on image features that do not match."""
+    reason = "image_token_mismatch"
+
+
+def _where(sample) -> str:
+    """The row a sample came from: file:line, or the benchmark item."""
+    meta = sample.meta
+    if "file" not in meta and "benchmark" in meta:
+        return f"{meta['benchmark']} item {meta.get('id', '?')}"
+    return f"{meta.get('file', '?')}:{meta.get('line', '?')}"
 
 
 def _read_image(sample, image):
     try:
         return load_image(image)
     except Exception as e:  # noqa: BLE001 - whatever a damaged file makes Pillow raise: this one image is unreadable
-        where = f"{sample.meta.get('file', '?')}:{sample.meta.get('line', '?')}"
-        raise UnreadableImage(f"{where}: image {image} cannot be read ({type(e).__name__}: "
+        raise UnreadableImage(f"{_where(sample)}: image {image} cannot be read ({type(e).__name__}: "
                               f"{str(e).strip()[:200]})") from None
 
 
@@ -54,15 +74,16 @@ def encode_prompts(processor, samples, max_prompt_len: int | None = None) -> lis
     for s in samples:
         messages = s.messages if vision else _text_only(s.messages)
         text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        images = list(s.images) if vision else []
-        if images:
-            enc = processor(text=[text], images=[_read_image(s, im) for im in images], return_tensors="pt")
-        else:
-            enc = processor(text=[text], return_tensors="pt")
+        images = [_read_image(s, im) for im in s.images] if vision else []
+        try:
+            enc = processor(text=[text], return_tensors="pt", **({"images": images} if images else {}))
+        except ValueError as e:  # image placeholders in the text that its images do not fill
+            first = (str(e).strip().splitlines() or [""])[0][:200]
+            raise ImageTokenMismatch(f"{_where(s)}: {len(images)} image(s), but its text does not match them: "
+                                     f"{first}") from None
         ids = enc["input_ids"][0]
         if max_prompt_len is not None and ids.numel() > max_prompt_len:
-            raise ValueError(f"prompt of {ids.numel()} tokens exceeds --max-prompt-len {max_prompt_len} "
-                             f"({s.meta.get('source', '?')} row {s.meta.get('row', '?')})")
+            raise ValueError(f"{_where(s)}: prompt of {ids.numel()} tokens exceeds --max-prompt-len {max_prompt_len}")
         row = {"prompt_ids": ids}
         if "mm_token_type_ids" in enc:
             row["mm_token_type_ids"] = enc["mm_token_type_ids"][0]

@@ -22,7 +22,7 @@ import torch
 
 import lmm_kernels
 from rl import algos, checkpoint, dist, lora, losses
-from rl.batch import Rollout, UnreadableImage, encode_prompts, is_vision_model
+from rl.batch import Rollout, UnusablePrompt, encode_prompts, is_vision_model
 from rl.config import Config
 from rl.critic import make_critic
 from rl.guards import NonFiniteGuard, Stalled, StepFailed, StopRequest, watchdog
@@ -144,21 +144,21 @@ class Trainer:
 
     def encode(self, samples: list) -> tuple[list[dict], list]:
         """(prompt rows, their samples), without the prompts over --max-prompt-len (counted, measured once) and the
-        prompts whose image cannot be read when drawn (counted as data/unreadable_image, logged, never drawn again)."""
+        prompts that cannot be used when drawn - an image that cannot be read, image tokens that do not match the
+        images (rl.batch.UnusablePrompt: counted as data/<reason>, logged with the row, never drawn again)."""
         prompts, kept = [], []
         fresh = [s for s in samples if id(s) not in self.unusable]
-        self.counts["data/prompt_too_long"] += sum(self.unusable.get(id(s)) == "too_long" for s in samples)
-        self.counts["data/unreadable_image"] += sum(self.unusable.get(id(s)) == "image" for s in samples)
+        self.counts.update(f"data/{self.unusable[id(s)]}" for s in samples if id(s) in self.unusable)
         for s in fresh:
             try:
                 row = encode_prompts(self.processor, [s])[0]
-            except UnreadableImage as e:
+            except UnusablePrompt as e:  # an image that cannot be read, image tokens that do not match the images
                 self.log(f"warning: skipped, and from now on: {e}")
-                self.unusable[id(s)] = "image"
-                self.counts["data/unreadable_image"] += 1
+                self.unusable[id(s)] = e.reason
+                self.counts[f"data/{e.reason}"] += 1
                 continue
             if row["prompt_ids"].numel() > self.cfg.max_prompt_len:
-                self.unusable[id(s)] = "too_long"
+                self.unusable[id(s)] = "prompt_too_long"
                 self.counts["data/prompt_too_long"] += 1
                 continue
             prompts.append(row)
