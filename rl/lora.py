@@ -42,9 +42,13 @@ def add_adapters(model, cfg):
     from peft import get_peft_model
 
     try:
-        return get_peft_model(model, lora_config(cfg, hasattr(model.config, "vision_config")))
+        adapters = get_peft_model(model, lora_config(cfg, hasattr(model.config, "vision_config")))
     except ValueError as e:  # no module matches --lora-targets: one line
         raise SystemExit(f"error: --lora-targets {cfg.lora_targets}: {str(e).splitlines()[0]}") from None
+    config = adapters.peft_config["default"]
+    if Path(config.base_model_name_or_path or "").is_dir():  # a local base: found from any folder later (eval.py)
+        config.base_model_name_or_path = str(Path(config.base_model_name_or_path).resolve())
+    return adapters
 
 
 class Reference:

@@ -186,3 +186,11 @@ def test_triton_kernels_give_the_lora_models_logprobs_and_adapter_gradients(tmp_
     torch.testing.assert_close(logp, ref, atol=1e-4, rtol=0)
     for name, g in grads.items():
         torch.testing.assert_close(g, ref_grads[name], atol=1e-4, rtol=1e-3, msg=name)
+
+
+def test_the_adapter_names_its_local_base_by_absolute_path(tmp_path, monkeypatch):
+    """eval.py --model <run>/final/adapter works from any folder: a run given a relative --out still writes an
+    adapter that names its local base absolutely."""
+    monkeypatch.chdir(tmp_path)
+    trainer = make_trainer(_config("rel", max_steps=1), load_fixture("math"), LengthReward())
+    assert trainer.adapters.peft_config["default"].base_model_name_or_path == str(tmp_path / "rel" / "base_model")
