@@ -35,6 +35,7 @@ def lora_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_the_reference_is_the_base_model_and_only_the_adapters_train(tmp_path):
     trainer = make_trainer(_config(tmp_path, max_steps=1), load_fixture("message"), LengthReward())
     assert trainer.ref is None and isinstance(trainer.ref_logprobs, lora.Reference)  # no second model
@@ -63,6 +64,7 @@ def test_lora_vision_adapts_the_towers_blocks_not_its_merger(tmp_path):
     assert any("language_model" in n for n in trained) and not any("merger" in n for n in trained)
 
 
+@pytest.mark.slow
 def test_resumed_equals_uninterrupted(lora_run, tmp_path):
     """The checkpoint holds the adapter and the adapters' optimizer state: 2 steps + resume + 2 = 4 in one go."""
     ckpt = lora_run / "checkpoints" / "step_2"
@@ -79,6 +81,7 @@ def test_resumed_equals_uninterrupted(lora_run, tmp_path):
     assert lines[0][2:] == lines[1]
 
 
+@pytest.mark.slow
 def test_final_holds_a_merged_model_stock_classes_load(lora_run):
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText
@@ -137,6 +140,7 @@ def test_unknown_target_is_a_one_line_error(tmp_path):
         make_trainer(_config(tmp_path, lora_targets="nonexistent_proj"), load_fixture("math"), LengthReward())
 
 
+@pytest.mark.slow
 def test_lora_trains_with_packing_checkpointing_and_8bit_adam(tmp_path):
     """One step with the frugal parts on: packed micro-batches, gradient checkpointing, 8-bit Adam."""
     from rewards_for_tests import Spread

@@ -32,6 +32,7 @@ def _rows(tmp_path, texts, images_per_row=2) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_two_image_rows_train_padded_and_packed(tmp_path, tiny_checkpoint):
     path = _rows(tmp_path, [f"Compare the two pictures: how many sides in all, {i}?" for i in range(4)])
     samples = load_dataset_by_name(path)
