@@ -80,8 +80,8 @@ def _worker(rank, world, port, out):
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         grads = {case: gradient(*case, rank=rank, world=world) for case in CASES}
-        if rank == 0:
-            out.put(grads)
+        if rank == 0:  # plain lists: a tensor would travel as a shared-memory handle that dies with this process
+            out.put({case: g.tolist() for case, g in grads.items()})
     finally:
         dist.destroy_process_group()
 
@@ -100,6 +100,7 @@ def test_two_processes_equal_one_for_every_aggregation():
         assert p.exitcode == 0
     for agg, batches in CASES:
         want = reference(agg, batches)
-        torch.testing.assert_close(got[agg, batches], want, msg=f"{agg}, {batches} train batches: 2 processes")
+        torch.testing.assert_close(torch.tensor(got[agg, batches], dtype=want.dtype), want,
+                                   msg=f"{agg}, {batches} train batches: 2 processes")
         if agg != "bnpo":  # bnpo's whole is the mean over micro-batches, which depend on how the batch is split
             torch.testing.assert_close(gradient(agg, batches, 0, 1), want, msg=f"{agg}, {batches}: 1 process")
