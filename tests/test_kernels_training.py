@@ -15,8 +15,8 @@ from rewards_for_tests import Spread
 
 
 def _run(tmp_path, name):
-    cfg = preset("debug", out=str(tmp_path / name), kernels=name, max_steps=1, prompts_per_step=2,
-                 n_samples=2, max_new_tokens=3, train_batch_size=4, micro_batch_size=2, kl=0.01, kl_in="loss",
+    cfg = preset("debug", out=str(tmp_path / name), kernels=name, max_steps=1, prompts_per_step=1,
+                 n_samples=3, max_new_tokens=3, train_batch_size=3, micro_batch_size=2, kl=0.01, kl_in="loss",
                  kl_estimator="k3", save_every=0, kernel_check_every=1)
     trainer = make_trainer(cfg, load_fixture("message"), Spread())
     assert trainer.kernels.name == name
