@@ -175,6 +175,7 @@ def pack_vision_attention(model) -> None:
     for module in model.modules():
         config = getattr(module, "config", None)
         impl = getattr(config, "_attn_implementation", None)
-        if type(module).__name__.endswith("VisionTransformerPretrainedModel") and impl in IMPLEMENTATIONS:
+        vision = type(module).__name__.endswith(("VisionTransformerPretrainedModel", "VLVisionModel"))  # 2/2.5; 3
+        if vision and impl in IMPLEMENTATIONS:
             if not impl.startswith("flash_"):
                 config._attn_implementation_internal = "flash_" + impl

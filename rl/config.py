@@ -26,8 +26,10 @@ def knob(default, help: str, **kw):
 class Config:
     # -- run: what is trained, from what, on what ----------------------------------------------------------------------
     preset: str = knob("fre-text", "named preset the other defaults come from (see --list-presets)")
-    model: str = knob("Qwen/Qwen2.5-VL-3B-Instruct", "hub id or local checkpoint dir; 'tiny' builds a tiny random "
-                      "Qwen2.5-VL offline, 'classroom' the warm tiny model of the classroom presets (cached)")
+    model: str = knob("Qwen/Qwen2.5-VL-3B-Instruct", "hub id or local checkpoint dir (Qwen2.5-VL, Qwen2-VL, Qwen3-VL or "
+                      "a Qwen2 text model); 'tiny' builds a tiny random Qwen2.5-VL offline ('tiny-qwen2-vl', "
+                      "'tiny-qwen3-vl' the other families), 'classroom' the warm tiny model of the classroom presets "
+                      "(cached)")
     data: str = knob("deepscaler", "'deepscaler', 'fixture', a hub id, or a .jsonl file (plain or LMM-R1 message)")
     max_samples: int = knob(0, "use only the first N samples of the data (0 = all)")
     seed: int = knob(42, "random seed (data order, sampling, init of the value head)")
@@ -367,10 +369,14 @@ def parse_config(argv=None, default_preset: str = "fre-text", description: str =
     return parse_command_line(argv, default_preset, description, aliases)[0]
 
 
+# --model names of the tiny random checkpoints (rl/tiny_model.py), by model family: rl/run.py builds them offline
+TINY_MODELS = {"tiny": "qwen2_5_vl", "tiny-qwen2-vl": "qwen2_vl", "tiny-qwen3-vl": "qwen3_vl"}
+
+
 def model_problem(name: str) -> str | None:
     """What is wrong with the local path --model / --init names, found before anything is imported (None: 'tiny',
     'classroom', "" (train_mgt.py asks for --init), a checkpoint directory, or a hub id 'org/name' to ask for)."""
-    if name in ("", "tiny", "classroom"):
+    if name in ("", "classroom", *TINY_MODELS):
         return None
     path = Path(name).expanduser()
     if path.is_dir():

@@ -16,7 +16,9 @@ from pathlib import Path
 
 # The language model's linear layers (attention and MLP); the vision tower's blocks add their own with --lora-vision.
 LANGUAGE_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-VISION_TARGETS = ("qkv", "proj")  # a vision block's attention; its MLP has the language model's names
+# a vision block's attention and MLP: qkv, proj; Qwen2.5-VL's MLP has the language model's names, Qwen2-VL's fc1 / fc2,
+# Qwen3-VL's linear_fc1 / linear_fc2
+VISION_TARGETS = ("qkv", "proj", "fc1", "fc2", "linear_fc1", "linear_fc2")
 ADAPTER_DIR = "adapter"  # final/adapter/: the adapter beside the merged model
 
 
@@ -31,7 +33,8 @@ def lora_config(cfg, vision: bool):
         targets = "all-linear"
     elif adapt_vision:
         targets = sorted(set(targets) | set(VISION_TARGETS))
-    exclude = r".*\bvisual\.(?:merger|patch_embed)\b.*" if adapt_vision else (r".*\bvisual\b.*" if vision else None)
+    exclude = (r".*\bvisual\.(?!blocks\.).*" if adapt_vision  # the blocks only: not the patch embedding or mergers
+               else r".*\bvisual\b.*" if vision else None)
     return LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=targets, exclude_modules=exclude, bias="none")
 

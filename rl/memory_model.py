@@ -30,6 +30,19 @@ KNOWN_CONFIGS = {
         _QWEN2_5_VL, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
         num_key_value_heads=4, max_window_layers=28, tie_word_embeddings=False, vocab_size=152064,
         vision_config=dict(_VISION, out_hidden_size=3584)),
+    # Qwen3-VL-4B-Instruct's config.json (transformers 5 names: rope_parameters)
+    "Qwen/Qwen3-VL-4B-Instruct": dict(
+        model_type="qwen3_vl", image_token_id=151655, video_token_id=151656, vision_start_token_id=151652,
+        vision_end_token_id=151653, tie_word_embeddings=True,
+        text_config=dict(vocab_size=151936, hidden_size=2560, intermediate_size=9728, num_hidden_layers=36,
+                         num_attention_heads=32, num_key_value_heads=8, head_dim=128, hidden_act="silu",
+                         max_position_embeddings=262144, rms_norm_eps=1e-6, tie_word_embeddings=True,
+                         bos_token_id=151643, eos_token_id=151645,
+                         rope_parameters={"rope_type": "default", "rope_theta": 5000000, "mrope_interleaved": True,
+                                          "mrope_section": [24, 20, 20]}),
+        vision_config=dict(depth=24, hidden_size=1024, intermediate_size=4096, num_heads=16, out_hidden_size=2560,
+                           patch_size=16, spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=2304,
+                           deepstack_visual_indexes=[5, 11, 17], hidden_act="gelu_pytorch_tanh")),
     # rl/tiny_model.py's debug model (its BPE vocabulary is at most 512 tokens; a built checkpoint plans exactly)
     "tiny": dict(
         model_type="qwen2_5_vl", image_token_id=511, video_token_id=510, vision_start_token_id=509,
@@ -49,12 +62,17 @@ STAGE1_MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
 
 def model_config(name: str):
     """The transformers config of `name`: a known id (offline), a local checkpoint directory, or the hub's cache."""
-    from transformers import AutoConfig, Qwen2_5_VLConfig
+    from transformers import AutoConfig, Qwen2_5_VLConfig, Qwen3VLConfig
+
+    from rl.config import TINY_MODELS
     name = "tiny" if name == "classroom" else name or STAGE1_MODEL  # the classroom model has the tiny one's sizes
+    if name in TINY_MODELS and name not in KNOWN_CONFIGS:  # the other tiny families, at the tiny sizes
+        from rl.tiny_model import SPECIAL_TOKENS, tiny_config
+        return tiny_config(TINY_MODELS[name], {t: 511 - i for i, t in enumerate(SPECIAL_TOKENS)}, 512)
     if name in KNOWN_CONFIGS:
         values = json.loads(json.dumps(KNOWN_CONFIGS[name]))
-        values.pop("model_type", None)
-        return Qwen2_5_VLConfig(**values)
+        family = values.pop("model_type", "qwen2_5_vl")
+        return (Qwen3VLConfig if family == "qwen3_vl" else Qwen2_5_VLConfig)(**values)
     path = Path(name).expanduser()
     if path.is_dir() and (path / "config.json").is_file():
         return AutoConfig.from_pretrained(str(path))
@@ -129,7 +147,7 @@ def lora_params(info: ModelInfo, cfg) -> list[Param]:
     out = []
     for p in info.params:
         module = p.name.rsplit(".", 2)[-2] if p.name.count(".") >= 1 else ""
-        if not quantized(p) or (p.vision and (not cfg.lora_vision or ".merger." in p.name)):
+        if not quantized(p) or (p.vision and (not cfg.lora_vision or ".visual.blocks." not in f".{p.name}")):
             continue
         if everything or module in names:
             r, (rows, cols) = cfg.lora_rank, p.shape
@@ -162,8 +180,10 @@ def inspect_model(config) -> ModelInfo:
     vision = None
     if is_vlm:
         v = config.vision_config
-        vision = dict(hidden=v.hidden_size, depth=v.depth, heads=v.num_heads, intermediate=v.intermediate_size,
-                      patch=v.patch_size, merge=v.spatial_merge_size)
+        width = getattr(v, "embed_dim", None) or v.hidden_size  # Qwen2-VL: embed_dim (hidden_size is the output)
+        mlp = getattr(v, "intermediate_size", None) or int(width * v.mlp_ratio)
+        vision = dict(hidden=width, depth=v.depth, heads=v.num_heads, intermediate=mlp, patch=v.patch_size,
+                      merge=v.spatial_merge_size)
     return ModelInfo(params, text.hidden_size, text.num_hidden_layers, heads, text.num_key_value_heads,
                      getattr(text, "head_dim", None) or text.hidden_size // heads, text.intermediate_size,
                      text.vocab_size, tied, vision)

@@ -13,7 +13,8 @@ import copy
 import json
 from pathlib import Path
 
-from transformers import AutoConfig, AutoProcessor, AutoTokenizer, Qwen2_5_VLProcessor
+from transformers import (AutoConfig, AutoProcessor, AutoTokenizer, Qwen2_5_VLProcessor, Qwen2VLProcessor,
+                          Qwen3VLProcessor)
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import is_torchvision_available
 
@@ -51,59 +52,87 @@ def _saved_video_processor_config(path: str, **kwargs) -> dict:
     return config if config.get("video_processor_type") else {}
 
 
-class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
-    """The real Qwen2.5-VL processor minus its video processor.
+def qwen3_vl_video_processor_config(image_processor) -> dict:
+    """The config of the Qwen3VLVideoProcessor that goes with `image_processor` (its class builds without
+    torchvision; only the Qwen3-VL processor around it does not)."""
+    from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 
-    transformers 5 builds Qwen's video processor only with torchvision, which cannot be installed beside the CPU
-    build of torch, and its AutoProcessor then cannot load any Qwen2.5-VL processor. Images and text go through the
-    parent's code unchanged. The video processor's config is kept (`video_processor_config`: the checkpoint's own,
-    else the one derived from the image processor) and saved, under the parent's class name, exactly as the stock
-    processor saves it, so that a machine with torchvision loads the checkpoint with AutoProcessor as usual."""
-
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        self.image_token = getattr(tokenizer, "image_token", None) or "<|image_pad|>"
-        self.video_token = getattr(tokenizer, "video_token", None) or "<|video_pad|>"
-        self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
-        self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
-        ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
-        self.video_processor_config = video_processor_config(image_processor)
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
-        processor = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-        saved = _saved_video_processor_config(str(pretrained_model_name_or_path), **kwargs)
-        if saved:
-            processor.video_processor_config = saved
-        return processor
-
-    def to_dict(self):
-        """processor_config.json as Qwen2_5_VLProcessor writes it: image_processor, video_processor, class name."""
-        out = super().to_dict()
-        out["video_processor"] = copy.deepcopy(self.video_processor_config)
-        out["processor_class"] = "Qwen2_5_VLProcessor"
-        return out
-
-    def save_pretrained(self, save_directory, **kwargs):
-        out = super().save_pretrained(save_directory, **kwargs)
-        path = Path(save_directory) / "tokenizer_config.json"
-        if path.exists():
-            cfg = json.loads(path.read_text())
-            if cfg.get("processor_class") == type(self).__name__:
-                cfg["processor_class"] = "Qwen2_5_VLProcessor"
-                path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
-        return out
+    image = json.loads(image_processor.to_json_string())
+    shared = ("patch_size", "merge_size", "temporal_patch_size", "image_mean", "image_std")
+    return Qwen3VLVideoProcessor(**{k: image[k] for k in shared if k in image}).to_dict()
 
 
-def make_processor(tokenizer, chat_template: str, min_pixels: int, max_pixels: int):
-    """A Qwen2.5-VL processor from parts (the tiny debug checkpoint builds one this way); the video processor, where
+def _image_only(base, derive_video_config):
+    """The real processor class `base` minus its video processor.
+
+    transformers 5 builds Qwen's video processors only with torchvision, which cannot be installed beside the CPU
+    build of torch, and its AutoProcessor then cannot load any Qwen-VL processor. Images and text go through the
+    parent's code unchanged. The video processor's config is kept (the checkpoint's own, else the one
+    `derive_video_config` derives from the image processor) and saved, under the parent's class name, exactly as
+    the stock processor saves it, so that a machine with torchvision loads the checkpoint with AutoProcessor."""
+
+    class ImageOnly(base):
+        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+            for name, default in (("image", "<|image_pad|>"), ("video", "<|video_pad|>"),
+                                  ("vision_start", "<|vision_start|>"), ("vision_end", "<|vision_end|>")):
+                token = getattr(tokenizer, f"{name}_token", None) or default
+                setattr(self, f"{name}_token", token)
+                setattr(self, f"{name}_token_id", tokenizer.convert_tokens_to_ids(token))
+            ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+            self.video_processor_config = derive_video_config(image_processor)
+
+        @classmethod
+        def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+            processor = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+            saved = _saved_video_processor_config(str(pretrained_model_name_or_path), **kwargs)
+            if saved:
+                processor.video_processor_config = saved
+            return processor
+
+        def to_dict(self):
+            """processor_config.json as the stock processor writes it: image_processor, video_processor, class."""
+            out = super().to_dict()
+            out["video_processor"] = copy.deepcopy(self.video_processor_config)
+            out["processor_class"] = base.__name__
+            return out
+
+        def save_pretrained(self, save_directory, **kwargs):
+            out = super().save_pretrained(save_directory, **kwargs)
+            path = Path(save_directory) / "tokenizer_config.json"
+            if path.exists():
+                cfg = json.loads(path.read_text())
+                if cfg.get("processor_class") == type(self).__name__:
+                    cfg["processor_class"] = base.__name__
+                    path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
+            return out
+
+    ImageOnly.__name__ = ImageOnly.__qualname__ = f"ImageOnly{base.__name__}"
+    return ImageOnly
+
+
+ImageOnlyQwen2VLProcessor = _image_only(Qwen2VLProcessor, video_processor_config)
+ImageOnlyQwen2_5_VLProcessor = _image_only(Qwen2_5_VLProcessor, video_processor_config)
+ImageOnlyQwen3VLProcessor = _image_only(Qwen3VLProcessor, qwen3_vl_video_processor_config)
+# model_type -> (the stock processor, its image-only stand-in, the image processor's patch size and normalisation)
+FAMILIES = {
+    "qwen2_vl": (Qwen2VLProcessor, ImageOnlyQwen2VLProcessor, 14, None),
+    "qwen2_5_vl": (Qwen2_5_VLProcessor, ImageOnlyQwen2_5_VLProcessor, 14, None),
+    "qwen3_vl": (Qwen3VLProcessor, ImageOnlyQwen3VLProcessor, 16, [0.5, 0.5, 0.5]),
+}
+
+
+def make_processor(tokenizer, chat_template: str, min_pixels: int, max_pixels: int, family: str = "qwen2_5_vl"):
+    """A Qwen-VL processor from parts (the tiny checkpoints build one this way); the video processor, where
     torchvision can build it, has the image processor's sizes. Both branches save the same processor_config.json."""
-    kw = dict(min_pixels=min_pixels, max_pixels=max_pixels, patch_size=14, merge_size=2, temporal_patch_size=2)
+    stock, image_only, patch, norm = FAMILIES[family]
+    kw = dict(min_pixels=min_pixels, max_pixels=max_pixels, patch_size=patch, merge_size=2, temporal_patch_size=2,
+              **({"image_mean": norm, "image_std": norm} if norm else {}))
     if is_torchvision_available():
-        from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
-        return Qwen2_5_VLProcessor(Qwen2VLImageProcessor(**kw), tokenizer, Qwen2VLVideoProcessor(**kw),
-                                   chat_template=chat_template)
+        from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor, Qwen3VLVideoProcessor
+        video = Qwen3VLVideoProcessor if family == "qwen3_vl" else Qwen2VLVideoProcessor
+        return stock(Qwen2VLImageProcessor(**kw), tokenizer, video(**kw), chat_template=chat_template)
     from transformers import Qwen2VLImageProcessorPil
-    return ImageOnlyQwen2_5_VLProcessor(Qwen2VLImageProcessorPil(**kw), tokenizer, chat_template=chat_template)
+    return image_only(Qwen2VLImageProcessorPil(**kw), tokenizer, chat_template=chat_template)
 
 
 def set_image_pixels(processor, min_pixels: int, max_pixels: int):
@@ -123,10 +152,12 @@ def load_processor(path: str):
     config = AutoConfig.from_pretrained(path)
     if not hasattr(config, "vision_config"):
         return AutoTokenizer.from_pretrained(path)
-    if config.model_type != "qwen2_5_vl":
+    if config.model_type not in FAMILIES:
         return AutoProcessor.from_pretrained(path)
     if not is_torchvision_available():
-        return ImageOnlyQwen2_5_VLProcessor.from_pretrained(path)
+        return FAMILIES[config.model_type][1].from_pretrained(path)
+    if config.model_type != "qwen2_5_vl":
+        return AutoProcessor.from_pretrained(path)
     from transformers.models.auto.video_processing_auto import get_video_processor_config
     if get_video_processor_config(path):
         return AutoProcessor.from_pretrained(path)

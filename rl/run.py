@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rl import dist
 from rl.checkpoint import CheckpointError, run_config
-from rl.config import Config
+from rl.config import TINY_MODELS, Config
 from rl.guards import NonFinite, StepFailed, stop_at_once
 from rl.trainer import Trainer
 
@@ -54,7 +54,7 @@ def check_model(name: str):
     """--model / --init names a loadable checkpoint: 'tiny', 'classroom', a local directory with a config.json (its
     path was checked with the flags: rl.config.model_problem), or a hub id that can be reached (a one-line error
     otherwise, naming the local alternative)."""
-    if name in ("tiny", "classroom") or Path(name).expanduser().is_dir():
+    if name in ("classroom", *TINY_MODELS) or Path(name).expanduser().is_dir():
         return
     from transformers import AutoConfig
     try:
@@ -66,14 +66,14 @@ def check_model(name: str):
 
 
 def resolve_model(cfg: Config, samples: list) -> str:
-    """The checkpoint --model / --init names: 'tiny' is a tiny random Qwen2.5-VL built offline into
-    <out>/base_model (by the main process, read by all), 'classroom' the warm tiny model of the classroom presets
+    """The checkpoint --model / --init names: 'tiny' is a tiny random Qwen2.5-VL ('tiny-qwen2-vl', 'tiny-qwen3-vl':
+    the other families) built offline into <out>/base_model (by the main process, read by all), 'classroom' the warm tiny model of the classroom presets
     (cached, built once), anything else as given."""
-    if cfg.model == "tiny":
+    if cfg.model in TINY_MODELS:
         if dist.is_main():
             from rl.tiny_model import build_tiny_checkpoint
             build_tiny_checkpoint(Path(cfg.out) / "base_model", corpus=[s.question for s in samples[:256]],
-                                  seed=cfg.seed)
+                                  seed=cfg.seed, family=TINY_MODELS[cfg.model])
         dist.barrier()
         return str(Path(cfg.out) / "base_model")
     if cfg.model == "classroom":

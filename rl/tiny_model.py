@@ -84,13 +84,44 @@ def _mrope_section(head_dim: int) -> list[int]:
     return [half // 4, 3 * half // 8, half - half // 4 - 3 * half // 8]
 
 
+def tiny_config(family: str, ids: dict, vocab: int, hidden: int = 64, layers: int = 2, rope_theta: float = 1e6):
+    """The config of a tiny random model of `family` (qwen2_5_vl, qwen2_vl, qwen3_vl): text hidden 64, 2 layers, 4
+    heads / 2 kv; a vision tower of depth 2, hidden 32, merging 2x2 patches (14 px; 16 for Qwen3-VL)."""
+    from transformers import Qwen2_5_VLConfig, Qwen2VLConfig, Qwen3VLConfig
+
+    heads = 4
+    text = dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                num_attention_heads=heads, num_key_value_heads=2, max_position_embeddings=4096,
+                rope_parameters={"rope_type": "default", "rope_theta": rope_theta,
+                                 "mrope_section": _mrope_section(hidden // heads)},
+                bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+                tie_word_embeddings=False)
+    tokens = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+                  vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    if family == "qwen2_vl":
+        vision = dict(depth=2, embed_dim=32, hidden_size=hidden, mlp_ratio=2, num_heads=2, patch_size=14,
+                      spatial_merge_size=2, temporal_patch_size=2)
+        return Qwen2VLConfig(text_config=text, vision_config=vision, **tokens)
+    if family == "qwen3_vl":  # interleaved M-RoPE, deep-stack features from the first vision block
+        text = {**text, "head_dim": hidden // heads,
+                "rope_parameters": {**text["rope_parameters"], "mrope_interleaved": True}}
+        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=hidden,
+                      patch_size=16, spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=64,
+                      deepstack_visual_indexes=[0])
+        return Qwen3VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=False, **tokens)
+    vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=hidden, patch_size=14,
+                  spatial_merge_size=2, temporal_patch_size=2, window_size=56, fullatt_block_indexes=[1])
+    return Qwen2_5_VLConfig(text_config=text, vision_config=vision, **tokens)
+
+
 def build_tiny_checkpoint(path: str | Path, corpus: list[str] = (), vocab_size: int = 512, hidden: int = 64,
                           layers: int = 2, rope_theta: float = 1e6, max_pixels: int = 112 * 112, seed: int = 0,
-                          text_only: bool = False) -> Path:
-    """Write a random tiny Qwen2.5-VL (text hidden 64, 2 layers, 4 heads / 2 kv; vision depth 2, hidden 32)
-    with its tokenizer and processor to `path`; returns the path. Deterministic for a given seed and corpus.
-    `text_only` writes a tiny Qwen2 text model with the Qwen2.5 chat template instead."""
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2Config, Qwen2ForCausalLM
+                          text_only: bool = False, family: str = "qwen2_5_vl") -> Path:
+    """Write a random tiny Qwen2.5-VL (text hidden 64, 2 layers, 4 heads / 2 kv; vision depth 2, hidden 32), or of
+    another `family` (qwen2_vl, qwen3_vl: `tiny_config`), with its tokenizer and processor to `path`; returns the
+    path. Deterministic for a given seed and corpus. `text_only` writes a tiny Qwen2 text model with the Qwen2.5
+    chat template instead."""
+    from transformers import AutoModelForImageTextToText, Qwen2Config, Qwen2ForCausalLM
 
     from rl.processor import make_processor
 
@@ -108,27 +139,14 @@ def build_tiny_checkpoint(path: str | Path, corpus: list[str] = (), vocab_size: 
         model.save_pretrained(path)
         tokenizer.save_pretrained(path)
         return path
-    config = Qwen2_5_VLConfig(
-        text_config=dict(
-            vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-            num_attention_heads=heads, num_key_value_heads=2, max_position_embeddings=4096,
-            rope_parameters={"rope_type": "default", "rope_theta": rope_theta,
-                             "mrope_section": _mrope_section(hidden // heads)},
-            bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
-            tie_word_embeddings=False,
-        ),
-        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=hidden,
-                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56,
-                           fullatt_block_indexes=[1]),
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
-    )
+    config = tiny_config(family, ids, len(tokenizer), hidden, layers, rope_theta)
     assert sum(config.text_config.rope_parameters["mrope_section"]) == hidden // heads // 2
     torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config)
+    model = AutoModelForImageTextToText.from_config(config)
     model.generation_config.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    processor = make_processor(tokenizer, QWEN2_5_VL_CHAT_TEMPLATE, min_pixels=28 * 28, max_pixels=max_pixels)
+    processor = make_processor(tokenizer, QWEN2_5_VL_CHAT_TEMPLATE, min_pixels=28 * 28, max_pixels=max_pixels,
+                               family=family)
     model.save_pretrained(path)
     processor.save_pretrained(path)
     return path

@@ -30,6 +30,9 @@ def test_parameters_of_the_paper_models_are_known_offline():
         (2048, 36, 16, 2, 11008, 151936)
     assert (seven.hidden, seven.layers, seven.kv_heads, seven.vocab, seven.vision["depth"]) == (3584, 28, 4, 152064, 32)
     assert sum(p.numel for p in three.params if p.vision) == 668_684_288
+    qwen3 = inspect_model(model_config("Qwen/Qwen3-VL-4B-Instruct"))  # 4.44B, as its model card states
+    assert round(sum(p.numel for p in qwen3.params) / 1e9, 2) == 4.44 and qwen3.tied
+    assert (qwen3.hidden, qwen3.layers, qwen3.kv_heads, qwen3.head_dim, qwen3.vision["depth"]) == (2560, 36, 8, 128, 24)
 
 
 def test_plan_prints_the_table_and_exits(capsys, tmp_path):
