@@ -191,3 +191,13 @@ def test_lora_and_qlora_on_cuda(tmp_path):
         assert all(math.isfinite(m["grad_norm"]) for m in lines if "grad_norm" in m), name
         assert (out / "final" / "adapter" / "adapter_model.safetensors").is_file()
         AutoModelForImageTextToText.from_pretrained(out / "final")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["tiny-qwen3-vl", "tiny-qwen2-vl"])
+def test_other_families_with_triton_kernels_on_cuda(tmp_path, model):
+    """The other model families through the compiled Triton kernels (packed varlen attention in the language model
+    and the vision tower, fused log-prob), checked against the torch references inside the run."""
+    lines = _train(tmp_path / model, "--model", model, "--data", "fixture:message", "--kernels", "triton",
+                   "--max-tokens-per-micro", "2048", "--kernel-check-every", "1")
+    assert all(m["kernel/max_abs_diff"] < 5e-2 for m in lines if "kernel/max_abs_diff" in m), lines
