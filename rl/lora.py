@@ -4,7 +4,7 @@
 
 The adapters are injected into the policy in place (`add_adapters`), so the rest of the code sees the same
 transformers model: generation, packing, the Triton kernels and FSDP2 run unchanged. The KL reference is the policy
-with its adapters switched off (`reference`): the same base weights, no second copy. Checkpoints hold the adapter in
+with its adapters switched off (`Reference`): the same base weights, no second copy. Checkpoints hold the adapter in
 peft's format (adapter_config.json + adapter_model.safetensors) and the optimizer state of the adapters only;
 final/ holds the merged model, which stock `from_pretrained` loads (`merged_state_dict`), and the adapter in
 final/adapter/.
