@@ -26,12 +26,19 @@ def _where(sample: Sample) -> str:
     return f"{meta.get('file') or meta.get('source', '?')}:{meta.get('line', meta.get('row', '?'))}"
 
 
+# Qwen-VL's vision tokens: written in a row's own text they are read as image slots its images do not fill (training
+# skips such a prompt, counted in data/image_token_mismatch)
+VISION_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
+
+
 def row_problems(sample: Sample, needs_gold: bool = True) -> list[str]:
-    """The problems of one row: 'empty_question', 'empty_gold', a gold status other than ok ('gold_<status>'),
-    'gold_ambiguous', 'image_unreadable'."""
+    """The problems of one row: 'empty_question', 'vision_tokens_in_text', 'empty_gold', a gold status other than ok
+    ('gold_<status>'), 'gold_ambiguous', 'image_unreadable'."""
     problems = []
     if not sample.question.strip() and not sample.images:
         problems.append("empty_question")
+    if any(token in sample.question for token in VISION_TOKENS):
+        problems.append("vision_tokens_in_text")
     answer = sample.answer
     if needs_gold:
         if answer is None or (isinstance(answer, float) and math.isnan(answer)) or not str(answer).strip():
@@ -94,7 +101,8 @@ def check_samples(samples: list[Sample], needs_gold: bool = True, examples: int 
         for kind in problems:
             counts[kind] += 1
             if len(shown.setdefault(kind, [])) < examples:
-                what = sample.images[0] if kind == "image_unreadable" else repr(str(sample.answer))[:80]
+                what = (sample.images[0] if kind == "image_unreadable" else repr(sample.question)[:80]
+                        if kind == "vision_tokens_in_text" else repr(str(sample.answer))[:80])
                 if kind == "gold_ambiguous":
                     what += f" ({AMBIGUOUS[gold_ambiguity(sample)]})"
                 shown[kind].append(f"{_where(sample)}: {what}")

@@ -85,3 +85,13 @@ def test_a_two_image_row_too_long_is_skipped_whole(tmp_path, tiny_checkpoint):
     assert len(prompts) == 3 and samples[1] not in kept and trainer.counts["data/prompt_too_long"] == 1
     assert all(torch.equal(p["prompt_ids"], encode_prompts(trainer.processor, [s])[0]["prompt_ids"])
                for p, s in zip(prompts, kept))  # the others whole, never cut
+
+
+def test_check_data_reports_vision_tokens_in_a_rows_text(tmp_path):
+    """--check-data finds them before any model loads, naming the row."""
+    from data.check import check_samples, format_report
+
+    path = _rows(tmp_path, ["How many sides?", "Which one <|image_pad|> has more sides?"], images_per_row=1)
+    report = check_samples(load_dataset_by_name(path))
+    assert report["problems"] == {"vision_tokens_in_text": 1} and report["bad_rows"] == 1
+    assert "rows.jsonl:2: 'Which one <|image_pad|>" in format_report(report)
