@@ -8,8 +8,9 @@
     python eval.py --list                                               # the benchmarks and where they come from
     python eval.py --export vlmevalkit --out runs/fre-text/final/eval   # predictions for VLMEvalKit and its judges
 
-Writes <out>/results.json, <out>/results.md (the table) and <out>/responses.jsonl (every response, what was read
-from it and whether it was right). --out defaults to <model>/eval for a local checkpoint, evals/<org>__<name> for a
+Writes <out>/results.json, <out>/results.md (the table), <out>/responses.jsonl (every response, what was read
+from it and whether it was right) and <out>/samples.html (the first items of each benchmark with their images, as a
+page). --out defaults to <model>/eval for a local checkpoint, evals/<org>__<name> for a
 hub id. Benchmarks: 'all', a group (text, multimodal, games, classroom) or names, comma-separated.
 """
 
@@ -140,7 +141,8 @@ def run_eval(args, model_path: str, out: Path) -> dict:
     with Scorer(workers=args.workers, timeout=args.timeout) as scorer:
         results = evaluate(model, processor, names, settings, scorer, out_dir=out, model_name=model_path,
                            progress=not args.quiet, log=log)
-    log(f"wrote {out / 'results.json'}, {out / 'results.md'} and {out / 'responses.jsonl'}")
+    log(f"wrote {out / 'results.json'}, {out / 'results.md'} and {out / 'responses.jsonl'}; what the model wrote: "
+        f"{out / 'samples.html'}")
     return results
 
 

@@ -2,7 +2,8 @@
 
 `evaluate` is what eval.py and the trainer's periodic evaluation call. It returns (and, given an output folder,
 writes) results.json, results.md and responses.jsonl: one line per response, with what was extracted from it and
-whether it was right, so that a person can audit any score. Under torchrun every process calls it (with the full
+whether it was right, so that a person can audit any score; and samples.html, the first items of each benchmark
+(prompt with its images, gold, responses, verdicts) as a page to look at. Under torchrun every process calls it (with the full
 weights, rl.dist.gathered): each generates its share of the items, and the main process scores all of them, writes
 and returns the results (the others return None).
 """
@@ -24,6 +25,7 @@ from rl import dist
 from rl.batch import encode_prompts, is_vision_model
 from rl.processor import tokenizer_of
 from rl.rollout import generate
+from rl.samples_page import write_samples_page
 
 from .report import markdown_table
 from .scoring import Scorer, scorer_version
@@ -79,8 +81,11 @@ def _image_refs(sample) -> list[str]:
     return [im if isinstance(im, str) else "<image in the dataset row>" for im in sample.images]
 
 
+SHOWN = 5  # items per benchmark on samples.html
+
+
 def run_benchmark(model, processor, name: str, settings: EvalSettings, scorer: Scorer, responses_file=None,
-                  progress: bool = True, autocast=contextlib.nullcontext) -> dict:
+                  progress: bool = True, autocast=contextlib.nullcontext, shown: list | None = None) -> dict:
     source = settings.data_paths.get(name, settings.source)
     samples, origin = load_benchmark(name, source, settings.limit, settings.env_samples)
     k, tok, t0 = settings.samples, tokenizer_of(processor), time.perf_counter()
@@ -110,6 +115,13 @@ def run_benchmark(model, processor, name: str, settings: EvalSettings, scorer: S
     scores = scorer.score(group, texts)
     result = {"title": BENCHMARKS[name].title, "source": origin, **data_record(name, origin, samples),
               **summarize(samples, scores, lengths, finished, k), "seconds": time.perf_counter() - t0}
+    if shown is not None:  # the first items, for samples.html
+        shown.append({"heading": f"{BENCHMARKS[name].title} ({origin})", "items": [
+            {"prompt": s.question, "images": s.images, "gold": s.answer,
+             "responses": [{"text": texts[i * k + j], "scores": {
+                 "correct": scores[i * k + j].correct, "read": scores[i * k + j].extracted or "-",
+                 **({"reward": scores[i * k + j].reward} if scores[i * k + j].reward is not None else {})}}
+                 for j in range(k)]} for i, s in enumerate(samples[:SHOWN])]})
     if responses_file is not None:
         for i, (s, text, sc) in enumerate(zip(group, texts, scores)):
             responses_file.write(json.dumps({
@@ -159,8 +171,9 @@ def evaluate(model, processor, names: list[str], settings: EvalSettings, scorer:
     scorer = scorer or (Scorer() if main else None)
     results = {"model": model_name, "settings": asdict(settings), "scorer": scorer_version(), "benchmarks": {},
                "skipped": {}, "not_supported": dict(UNSUPPORTED)}
-    responses_file = None
+    responses_file, shown = None, None
     if out_dir is not None and main:
+        shown = []
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         responses_file = open(Path(out_dir) / "responses.jsonl", "w", encoding="utf-8")
     try:
@@ -171,7 +184,8 @@ def evaluate(model, processor, names: list[str], settings: EvalSettings, scorer:
                 results["skipped"][name] = "the checkpoint has no vision tower"
                 log(f"{name}: skipped (the checkpoint has no vision tower)")
                 continue
-            res = run_benchmark(model, processor, name, settings, scorer, responses_file, progress and main, autocast)
+            res = run_benchmark(model, processor, name, settings, scorer, responses_file, progress and main, autocast,
+                                shown)
             if res is not None:
                 results["benchmarks"][name] = res
                 log(f"{name}: accuracy {100 * res['accuracy']:.1f} % of {res['n']} ({res['source']})")
@@ -184,6 +198,8 @@ def evaluate(model, processor, names: list[str], settings: EvalSettings, scorer:
         return None
     if out_dir is not None:
         write_results(results, out_dir)
+        write_samples_page(Path(out_dir) / "samples.html", f"eval of {model_name or 'a model'}: the first items of "
+                           f"each benchmark", shown)
     return results
 
 

@@ -241,6 +241,8 @@ def test_eval_end_to_end_and_compare(tiny_checkpoint, tmp_path, monkeypatch, cap
     assert table in capsys.readouterr().out
     assert results["scorer"] == scorer_version() and results["benchmarks"]["math500"]["data_sha256"]
     assert "ambiguous" in results["benchmarks"]["mmstar"]
+    page = (out / "samples.html").read_text()  # the first items of each benchmark, images inline
+    assert page.count("<h2>") == len(GROUPS["all"]) and 'src="data:image/png;base64,' in page
 
     # --rescore: the saved responses scored again without generating reproduce the table exactly
     _main("--rescore", out, "--workers", 0)  # in this process: trusted text
