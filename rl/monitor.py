@@ -17,6 +17,10 @@ The trainer calls `start` before its first step, `end_step` after each rollout s
 * `--log-with tensorboard|wandb` also sends every metrics line there (optional packages, imported only then; W&B
   runs offline unless WANDB_API_KEY or WANDB_MODE says otherwise).
 * `--plots` (on by default) writes <out>/plots/*.png at the end (rl/plots.py).
+* <out>/samples.html: what the model wrote (rl/samples_page.py) - the first `SAMPLE_PROMPTS` prompts of the data set
+  with `SAMPLE_RESPONSES` sampled responses each and every reward component, after the first step, the middle one
+  and the last; each recording is a line of <out>/samples.jsonl. Its generation draws from its own seed and puts the
+  random states back, so a run resumes exactly as if it had never been recorded.
 
 Under torchrun every process has a Monitor: each evaluation runs on all of them with the full weights (each generates
 its share of the items); the main process scores, logs, tracks and plots.
@@ -37,8 +41,10 @@ import torch
 from tqdm.auto import tqdm
 
 from rl import dist
+from rl.samples_page import write_samples_page
 
 __all__ = ["MetricsFile", "Monitor", "open_tracker", "peak_memory_gb"]
+SAMPLE_PROMPTS, SAMPLE_RESPONSES = 3, 2  # samples.html: the first prompts of the data set, responses to each
 
 
 def peak_memory_gb(device: torch.device) -> float:
@@ -169,6 +175,8 @@ class Monitor:
         metrics = {"step": trainer.step, "update_step": trainer.update_step,
                    **dist.global_metrics(metrics, trainer.counts)}
         metrics.update(self.evaluate(trainer) if self.due(trainer.step, trainer.total_steps) else {})
+        if trainer.step in {1, max(1, trainer.total_steps // 2), trainer.total_steps}:
+            self.record_samples(trainer)
         if self.tracker is not None:
             self.tracker.log(metrics, trainer.step)
         self.metrics_file.write(metrics)
@@ -197,6 +205,56 @@ class Monitor:
             f"{n} {100 * b['accuracy']:.1f} %" for n, b in results["benchmarks"].items())))
         return metrics
 
+    def record_samples(self, trainer) -> None:
+        """samples.html: responses of the policy as it is now to the first prompts of the data set, with every reward
+        component (every process generates them: the weights are gathered; the main one scores and writes)."""
+        from rl.batch import UnusablePrompt, encode_prompts
+        from rl.rollout import generate
+
+        shown, prompts = [], []
+        for i, sample in enumerate(trainer.samples[:SAMPLE_PROMPTS]):
+            try:
+                prompts.append(encode_prompts(trainer.processor, [sample])[0])
+                shown.append(i)
+            except UnusablePrompt:
+                continue
+        if not prompts:
+            return
+        states = (torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+        try:
+            with torch.no_grad(), trainer.autocast(), dist.gathered(trainer.policy_logprobs), \
+                    trainer.critic.offloaded():
+                rollout = generate(trainer.policy, trainer.processor, prompts, SAMPLE_RESPONSES, self.cfg.temperature,
+                                   self.cfg.top_p, self.cfg.max_new_tokens, self.cfg.gen_batch_size,
+                                   engine=self.cfg.engine, seed=self.cfg.seed + 7_919 * trainer.step)
+        finally:
+            torch.set_rng_state(states[0])
+            if states[1] is not None:
+                torch.cuda.set_rng_state_all(states[1])
+        if not dist.is_main():
+            return
+        group = [trainer.samples[i] for i in shown for _ in range(SAMPLE_RESPONSES)]
+        texts = rollout.texts(trainer.tokenizer, self.cfg.empty_response)
+        try:
+            scored = trainer.reward_fn(texts, [s.answer for s in group], [{**s.meta, "domain": s.domain} for s in group])
+        except RuntimeError as e:  # the reward workers cannot be kept alive: the step itself will say so
+            self.log(f"samples.html not updated at step {trainer.step}: {e}")
+            return
+        responses = [{"text": t, "scores": {k: v[j] for k, v in scored.components.items()}}
+                     for j, t in enumerate(texts)]
+        line = {"step": trainer.step, "items": [
+            {"index": i, "responses": responses[k * SAMPLE_RESPONSES:(k + 1) * SAMPLE_RESPONSES]}
+            for k, i in enumerate(shown)]}
+        path = self.out / "samples.jsonl"
+        lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
+        lines = [x for x in lines if x["step"] < trainer.step] + [line]  # a resumed run records its steps anew
+        path.write_text("".join(json.dumps(x, default=str) + "\n" for x in lines))
+        write_samples_page(self.out / "samples.html", f"{self.cfg.out}: what the model wrote", [
+            {"heading": f"after step {x['step']}", "items": [
+                {"prompt": trainer.samples[item["index"]].question, "images": trainer.samples[item["index"]].images,
+                 "gold": trainer.samples[item["index"]].answer, "responses": item["responses"]}
+                for item in x["items"]]} for x in lines])
+
     def close(self) -> None:
         self.bar.close()
         self.metrics_file.close()
@@ -209,6 +267,8 @@ class Monitor:
         if self.tracker is not None:
             self.tracker.close()
             self.tracker = None
+        if dist.is_main() and (self.out / "samples.html").is_file():
+            self.log(f"what the model wrote: {self.out / 'samples.html'}")
         if self.cfg.plots and dist.is_main() and (self.out / "metrics.jsonl").is_file():
             from rl.plots import plot_run
 

@@ -49,3 +49,28 @@ def test_an_empty_page_is_still_a_page():
     parser = Tags()
     parser.feed(samples_page("nothing", []))
     assert parser.tags[:2] == ["html", "head"] and not parser.open
+
+
+def test_a_training_run_writes_its_samples_page(tmp_path):
+    """After the first, middle and last steps: the first prompts of the data set (with their images), two sampled
+    responses each and every reward component; a recording does not move the training's random streams."""
+    import json
+
+    from data import load_fixture
+    from rl.config import preset
+    from rl.monitor import SAMPLE_PROMPTS, SAMPLE_RESPONSES
+    from rl.run import make_trainer
+    from tests.test_trainer import LengthReward
+
+    cfg = preset("debug", out=str(tmp_path), max_steps=4, episodes=4, prompts_per_step=2, n_samples=2,
+                 max_new_tokens=4, train_batch_size=4, micro_batch_size=4, save_every=0, plots=False)
+    trainer = make_trainer(cfg, load_fixture("message"), LengthReward())
+    trainer.train()
+    lines = [json.loads(x) for x in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2, 4]
+    assert all(len(x["items"]) == SAMPLE_PROMPTS and all(len(i["responses"]) == SAMPLE_RESPONSES
+                                                          and "total" in i["responses"][0]["scores"]
+                                                          for i in x["items"]) for x in lines)
+    parser = Tags()
+    parser.feed((tmp_path / "samples.html").read_text())
+    assert parser.tags.count("h2") == 3 and len(parser.srcs) == 3 * SAMPLE_PROMPTS and not parser.open
