@@ -21,11 +21,6 @@ from .images import check_image, load_image
 from .sample import Sample
 
 
-def _where(sample: Sample) -> str:
-    meta = sample.meta
-    return f"{meta.get('file') or meta.get('source', '?')}:{meta.get('line', meta.get('row', '?'))}"
-
-
 # Qwen-VL's vision tokens: written in a row's own text they are read as image slots its images do not fill (training
 # skips such a prompt, counted in data/image_token_mismatch)
 VISION_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
@@ -105,7 +100,7 @@ def check_samples(samples: list[Sample], needs_gold: bool = True, examples: int 
                         if kind == "vision_tokens_in_text" else repr(str(sample.answer))[:80])
                 if kind == "gold_ambiguous":
                     what += f" ({AMBIGUOUS[gold_ambiguity(sample)]})"
-                shown[kind].append(f"{_where(sample)}: {what}")
+                shown[kind].append(f"{sample.where}: {what}")
     return {"rows": len(samples) + len(skipped), "bad_rows": bad, "problems": dict(counts), "examples": shown}
 
 

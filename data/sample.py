@@ -52,6 +52,14 @@ class Sample:
         return out
 
     @property
+    def where(self) -> str:
+        """The row it came from, for messages: "file:line" (or source:row), else "<benchmark> item <id>"."""
+        meta = self.meta
+        if not ("file" in meta or "source" in meta) and "benchmark" in meta:
+            return f"{meta['benchmark']} item {meta.get('id', '?')}"
+        return f"{meta.get('file') or meta.get('source', '?')}:{meta.get('line', meta.get('row', '?'))}"
+
+    @property
     def question(self) -> str:
         """Text of the last user message (text parts joined by newlines)."""
         for msg in reversed(self.messages):

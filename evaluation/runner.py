@@ -116,12 +116,14 @@ def run_benchmark(model, processor, name: str, settings: EvalSettings, scorer: S
     result = {"title": BENCHMARKS[name].title, "source": origin, **data_record(name, origin, samples),
               **summarize(samples, scores, lengths, finished, k), "seconds": time.perf_counter() - t0}
     if shown is not None:  # the first items, for samples.html
+        def verdict(sc):
+            return {"correct": sc.correct, "read": sc.extracted or "-",
+                    **({"reward": sc.reward} if sc.reward is not None else {})}
+
         shown.append({"heading": f"{BENCHMARKS[name].title} ({origin})", "items": [
             {"prompt": s.question, "images": s.images, "gold": s.answer,
-             "responses": [{"text": texts[i * k + j], "scores": {
-                 "correct": scores[i * k + j].correct, "read": scores[i * k + j].extracted or "-",
-                 **({"reward": scores[i * k + j].reward} if scores[i * k + j].reward is not None else {})}}
-                 for j in range(k)]} for i, s in enumerate(samples[:SHOWN])]})
+             "responses": [{"text": texts[i], "scores": verdict(scores[i])} for i in range(q * k, (q + 1) * k)]}
+            for q, s in enumerate(samples[:SHOWN])]})
     if responses_file is not None:
         for i, (s, text, sc) in enumerate(zip(group, texts, scores)):
             responses_file.write(json.dumps({

@@ -104,8 +104,8 @@ def score_mathvista(response: str, gold: str, answer_type: str, precision=None, 
     if answer_type not in ("integer", "float"):
         said = normalize_text(answer)
         return Score(bool(said) and said == normalize_text(gold), said or None)
-    values = numbers_in(with_digits(text))
-    stated = stated_number(with_digits(text))
+    text = with_digits(text)
+    values, stated = numbers_in(text), stated_number(text)
     if not values:
         return Score(False, None)
     pred = values[-1] if stated is None else stated
@@ -159,7 +159,7 @@ def math_check(response: str, gold: str, max_chars: int = MAX_RESPONSE_CHARS, ti
     return result.reward, result.status, extracted
 
 
-# The rule of each domain but math (whose checks run in worker processes): (response, sample meta, gold) -> Score.
+# The rule of each domain but math (whose checks run in worker processes): (response, gold, sample meta) -> Score.
 RULES = {
     "choice": lambda r, gold, meta: score_choice(r, gold, meta.get("options", [])),
     "mathvista": lambda r, gold, meta: score_mathvista(r, gold, meta.get("answer_type"), meta.get("precision"),

@@ -95,13 +95,18 @@ def _value(text: str) -> tuple[float, ...] | None:
     return tuple(round(v, 9) for v in numbers_in(t)) or None
 
 
+def _states(text: str, words: str) -> bool:
+    """Whether `text` holds `words` as whole words ("6" in "6 cm", not in "16" or "6.5")."""
+    return re.search(r"(?<![\w.])" + re.escape(words) + r"(?!\w)", text) is not None
+
+
 def _option_in_text(said: str, options: list[str]) -> tuple[int | None, bool]:
     """(the option whose text the answer states, ambiguous): the longest option text found as whole words in the
     answer. Two different texts of that length, or a shorter option found outside it, are ambiguous."""
     found = []
     for i, option in enumerate(options):
         o = normalize_text(option)
-        if o and re.search(r"(?<![\w.])" + re.escape(o) + r"(?!\w)", said):
+        if o and _states(said, o):
             found.append((len(o), i, o))
     if not found:
         return None, False
@@ -110,7 +115,7 @@ def _option_in_text(said: str, options: list[str]) -> tuple[int | None, bool]:
     if len({o for _, o in best}) > 1:
         return None, True
     rest = said.replace(best[0][1], " ")  # "6" inside "6 cm" is part of it; a "6" elsewhere is not
-    others = [o for n, i, o in found if n < longest and re.search(r"(?<![\w.])" + re.escape(o) + r"(?!\w)", rest)]
+    others = [o for n, i, o in found if n < longest and _states(rest, o)]
     return (None, True) if others else (best[0][0], False)
 
 

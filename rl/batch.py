@@ -39,19 +39,11 @@ class ImageTokenMismatch(UnusablePrompt):
     reason = "image_token_mismatch"
 
 
-def _where(sample) -> str:
-    """The row a sample came from: file:line, or the benchmark item."""
-    meta = sample.meta
-    if "file" not in meta and "benchmark" in meta:
-        return f"{meta['benchmark']} item {meta.get('id', '?')}"
-    return f"{meta.get('file', '?')}:{meta.get('line', '?')}"
-
-
 def _read_image(sample, image):
     try:
         return load_image(image)
     except Exception as e:  # noqa: BLE001 - whatever a damaged file makes Pillow raise: this one image is unreadable
-        raise UnreadableImage(f"{_where(sample)}: image {image} cannot be read ({type(e).__name__}: "
+        raise UnreadableImage(f"{sample.where}: image {image} cannot be read ({type(e).__name__}: "
                               f"{str(e).strip()[:200]})") from None
 
 
@@ -79,11 +71,11 @@ def encode_prompts(processor, samples, max_prompt_len: int | None = None) -> lis
             enc = processor(text=[text], return_tensors="pt", **({"images": images} if images else {}))
         except ValueError as e:  # image placeholders in the text that its images do not fill
             first = (str(e).strip().splitlines() or [""])[0][:200]
-            raise ImageTokenMismatch(f"{_where(s)}: {len(images)} image(s), but its text does not match them: "
+            raise ImageTokenMismatch(f"{s.where}: {len(images)} image(s), but its text does not match them: "
                                      f"{first}") from None
         ids = enc["input_ids"][0]
         if max_prompt_len is not None and ids.numel() > max_prompt_len:
-            raise ValueError(f"{_where(s)}: prompt of {ids.numel()} tokens exceeds --max-prompt-len {max_prompt_len}")
+            raise ValueError(f"{s.where}: prompt of {ids.numel()} tokens exceeds --max-prompt-len {max_prompt_len}")
         row = {"prompt_ids": ids}
         if "mm_token_type_ids" in enc:
             row["mm_token_type_ids"] = enc["mm_token_type_ids"][0]

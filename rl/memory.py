@@ -285,9 +285,9 @@ def plan_memory(cfg, gpu_mem_gb: float, nproc: int = 1, info: ModelInfo | None =
         master = sum(nf4_bytes(shard_numel(p.shape, n)) if cfg.load_in_4bit and quantized(p) else
                      low * shard_numel(p.shape, n) for p in info.params) + _sharded(adapters, n, 4)
 
-    def cast(params) -> int:  # autocast's bf16 copies of the matmul weights of `params` (a bf16 base needs none)
+    def cast(params) -> int:  # autocast's bf16 copies of the matmul weights of `params`
         on = st.autocast and not bf16_weights
-        params = [p for p in params if p in adapters] if adapters else params
+        params = () if adapters else params  # LoRA: the base is in the compute dtype already (the adapters: negligible)
         dequantized = 2 * info.largest if cfg.load_in_4bit else 0  # NF4 -> bf16, one weight at a time
         return dequantized + 2 * sum(p.numel for p in params if on and p.matmul and (run_vision or not p.vision))
 

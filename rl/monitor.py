@@ -209,7 +209,6 @@ class Monitor:
         """samples.html: responses of the policy as it is now to the first prompts of the data set, with every reward
         component (every process generates them: the weights are gathered; the main one scores and writes)."""
         from rl.batch import UnusablePrompt, encode_prompts
-        from rl.rollout import generate
 
         shown, prompts = [], []
         for i, sample in enumerate(trainer.samples[:SAMPLE_PROMPTS]):
@@ -220,26 +219,17 @@ class Monitor:
                 continue
         if not prompts:
             return
-        states = (torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
-        try:
-            with torch.no_grad(), trainer.autocast(), dist.gathered(trainer.policy_logprobs), \
-                    trainer.critic.offloaded():
-                rollout = generate(trainer.policy, trainer.processor, prompts, SAMPLE_RESPONSES, self.cfg.temperature,
-                                   self.cfg.top_p, self.cfg.max_new_tokens, self.cfg.gen_batch_size,
-                                   engine=self.cfg.engine, seed=self.cfg.seed + 7_919 * trainer.step)
-        finally:
-            torch.set_rng_state(states[0])
-            if states[1] is not None:
-                torch.cuda.set_rng_state_all(states[1])
+        cuda = [trainer.device] if trainer.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):  # the training's random streams go on as if nothing was drawn here
+            rollout = trainer.sample(prompts, n=SAMPLE_RESPONSES, seed=self.cfg.seed + 7_919 * trainer.step)
         if not dist.is_main():
             return
-        group = [trainer.samples[i] for i in shown for _ in range(SAMPLE_RESPONSES)]
-        texts = rollout.texts(trainer.tokenizer, self.cfg.empty_response)
         try:
-            scored = trainer.reward_fn(texts, [s.answer for s in group], [{**s.meta, "domain": s.domain} for s in group])
+            scored = trainer.judge(rollout, [trainer.samples[i] for i in shown], SAMPLE_RESPONSES)
         except RuntimeError as e:  # the reward workers cannot be kept alive: the step itself will say so
             self.log(f"samples.html not updated at step {trainer.step}: {e}")
             return
+        texts = rollout.texts(trainer.tokenizer, self.cfg.empty_response)
         responses = [{"text": t, "scores": {k: v[j] for k, v in scored.components.items()}}
                      for j, t in enumerate(texts)]
         line = {"step": trainer.step, "items": [

@@ -1,8 +1,9 @@
 """The processor of a checkpoint (chat template, tokenizer, image processor) and the tokenizer facts the rest uses.
 
-A Qwen2.5-VL checkpoint loads with transformers' stock AutoProcessor wherever torchvision is installed. transformers
-builds Qwen's video processor only with torchvision, and the PyPI build of torchvision cannot be loaded beside the
-CPU build of torch (it links torch's CUDA libraries): on such a machine `ImageOnlyQwen2_5_VLProcessor` stands in. It
+A Qwen-VL checkpoint (Qwen2-VL, Qwen2.5-VL, Qwen3-VL: `FAMILIES`) loads with transformers' stock AutoProcessor
+wherever torchvision is installed. transformers builds Qwen's video processors only with torchvision, and the PyPI
+build of torchvision cannot be loaded beside the CPU build of torch (it links torch's CUDA libraries): on such a
+machine the family's image-only processor (`_image_only`, e.g. `ImageOnlyQwen2_5_VLProcessor`) stands in. It
 runs the stock processor's image and text code and saves exactly what the stock processor saves, so a checkpoint
 written here loads with stock AutoProcessor on a machine with torchvision. (torchvision 0.28.0, the release for the
 pinned torch 2.13.0, needs libtorch_cuda.so; the pins that would bring a loadable torchvision everywhere, torch
@@ -145,10 +146,10 @@ def set_image_pixels(processor, min_pixels: int, max_pixels: int):
 def load_processor(path: str):
     """Processor of a vision-language checkpoint, tokenizer of a text-only one.
 
-    A Qwen2.5-VL checkpoint loads with the stock AutoProcessor where torchvision is installed, and as
-    ImageOnlyQwen2_5_VLProcessor where it is not (stock transformers cannot load it there). A checkpoint that states
-    no video processor at all (saved without torchvision by an earlier version of this project) gets the one derived
-    from its image processor."""
+    A Qwen-VL checkpoint loads with the stock AutoProcessor where torchvision is installed, and as its family's
+    image-only processor where it is not (stock transformers cannot load it there). A Qwen2.5-VL checkpoint that
+    states no video processor at all (saved without torchvision by an earlier version of this project) gets the one
+    derived from its image processor."""
     config = AutoConfig.from_pretrained(path)
     if not hasattr(config, "vision_config"):
         return AutoTokenizer.from_pretrained(path)

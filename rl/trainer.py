@@ -232,15 +232,17 @@ class Trainer:
         return [self.samples[i] for i in order[self.rank * share:(self.rank + 1) * share]]
 
     # == generate =====================================================================================================
-    def sample(self, prompts: list[dict], round_: int = 0) -> Rollout:
-        """n samples of each prompt from the policy itself (full weights gathered; the critic offloaded)."""
+    def sample(self, prompts: list[dict], round_: int = 0, n: int | None = None, seed: int | None = None) -> Rollout:
+        """n samples (--n-samples unless given) of each prompt from the policy itself (full weights gathered; the
+        critic offloaded). `seed` replaces the step's (samples.html draws apart from training)."""
         cfg = self.cfg
         # The samples depend on the seed, the step, the round (dynamic sampling) and the prompt, not on how many
         # processes share the step.
-        seed = ((cfg.seed * 1_000_003 + self.step) * 65_536 + self.rank * (cfg.prompts_per_step // self.world)
-                + round_ * 2**40)
+        if seed is None:
+            seed = ((cfg.seed * 1_000_003 + self.step) * 65_536 + self.rank * (cfg.prompts_per_step // self.world)
+                    + round_ * 2**40)
         with self.autocast(), dist.gathered(self.policy_logprobs), self.critic.offloaded():
-            return generate(self.policy, self.processor, prompts, cfg.n_samples, cfg.temperature, cfg.top_p,
+            return generate(self.policy, self.processor, prompts, n or cfg.n_samples, cfg.temperature, cfg.top_p,
                             cfg.max_new_tokens, cfg.gen_batch_size, engine=cfg.engine, compile=cfg.compile_decode,
                             seed=seed, truncated_end=cfg.truncated_end)
 
@@ -248,10 +250,8 @@ class Trainer:
     def reward(self, rollout: Rollout, samples: list) -> tuple[torch.Tensor | None, dict]:
         """(rewards [N], their component means); rewards None when one is not finite on any process (a data error:
         counted, and the step does not train)."""
-        group = [s for s in samples for _ in range(self.cfg.n_samples)]
         try:
-            scored = self.reward_fn(rollout.texts(self.tokenizer, self.cfg.empty_response), [s.answer for s in group],
-                                    [{**s.meta, "domain": s.domain} for s in group])
+            scored = self.judge(rollout, samples)
         except RuntimeError as e:  # the reward workers cannot be kept alive (rewards/pool.py): stop with a checkpoint
             raise StepFailed(f"the reward cannot be computed ({e})") from e
         self.counts.update(scored.counts)
@@ -268,6 +268,12 @@ class Trainer:
             self.guard.ok(False, "reward", f"step {self.step + 1}, phase 'reward'")
             return None, {**metrics, "reward/mean": rewards[finite].mean().item() if finite.any() else 0.0}
         return rewards, {**metrics, "reward/mean": rewards.mean().item()}
+
+    def judge(self, rollout: Rollout, samples: list, n: int | None = None):
+        """The reward function's output for a rollout of n samples (--n-samples unless given) of each of `samples`."""
+        group = [s for s in samples for _ in range(n or self.cfg.n_samples)]
+        return self.reward_fn(rollout.texts(self.tokenizer, self.cfg.empty_response), [s.answer for s in group],
+                              [{**s.meta, "domain": s.domain} for s in group])
 
     # == log-probs ====================================================================================================
     def score(self, rollout: Rollout):
