@@ -6,6 +6,9 @@
   33 and 1 tokens) against lmm_kernels/attention.py (sdpa per sequence), forward + backward;
 * logprob: the fused log-prob + entropy (T 4096, H 2048, V 151,936, bf16) against lmm_kernels/logprob.py (chunk 1024),
   forward + backward;
+* logprob_vs_plain, logprob_in_forward_vs_plain: the same shapes, the Triton recompute path and the Triton
+  gradient-in-the-forward path (loss = sum of log-probs, chunk 1024) each against the plain full-logits autograd path
+  (logprobs_plain), the issue-26 target (<= 1.05x time at <= 15 % memory);
 * policy_loss: the fused PPO + k3 KL loss (256 x 4096) against lmm_kernels/policy_loss.py, forward + backward.
 
 One line per kernel: the best time over --repeats (the first call compiles), the peak memory above what was allocated
@@ -66,25 +69,53 @@ def attention(quick: bool):
     return f"{len(lens)} sequences, {sum(lens)} tokens", run(varlen_attention), run(varlen_attention_torch)
 
 
-def logprob(quick: bool):
-    from lmm_kernels.logprob import logprobs_from_hidden
-    from lmm_kernels.logprob_triton import triton_logprobs_from_hidden
-
+def _logprob_inputs(quick: bool):
     T, H, V = (4096, 2048, 151_936) if not quick else (1024, 2048, 151_936)
     g = torch.Generator(device="cuda").manual_seed(0)
     h = (torch.randn(T, H, device="cuda", generator=g) * 0.5).to(torch.bfloat16)
     w = (torch.randn(V, H, device="cuda", generator=g) * 0.02).to(torch.bfloat16)
-    tgt = torch.randint(0, V, (T,), device="cuda", generator=g)
+    return f"T {T}, H {H}, V {V}", h, w, torch.randint(0, V, (T,), device="cuda", generator=g)
 
-    def run(fn, **kw):
-        def step():
-            hh, ww = h.detach().requires_grad_(), w.detach().requires_grad_()
-            logp, _ = fn(hh, ww, tgt, 1.0, True, **kw)
-            logp.sum().backward()
-            return logp.detach()
-        return step
 
-    return f"T {T}, H {H}, V {V}", run(triton_logprobs_from_hidden), run(logprobs_from_hidden, chunk_size=1024)
+def _logprob_step(fn, h, w, tgt, **kw):
+    def step():
+        hh, ww = h.detach().requires_grad_(), w.detach().requires_grad_()
+        logp, _ = fn(hh, ww, tgt, 1.0, True, **kw)
+        logp.sum().backward()
+        return logp.detach()
+    return step
+
+
+def logprob(quick: bool):
+    from lmm_kernels.logprob import logprobs_from_hidden
+    from lmm_kernels.logprob_triton import triton_logprobs_from_hidden
+
+    shape, h, w, tgt = _logprob_inputs(quick)
+    return (shape, _logprob_step(triton_logprobs_from_hidden, h, w, tgt),
+            _logprob_step(logprobs_from_hidden, h, w, tgt, chunk_size=1024))
+
+
+def logprob_vs_plain(quick: bool):
+    from lmm_kernels.logprob import logprobs_plain
+    from lmm_kernels.logprob_triton import triton_logprobs_from_hidden
+
+    shape, h, w, tgt = _logprob_inputs(quick)
+    return shape, _logprob_step(triton_logprobs_from_hidden, h, w, tgt), _logprob_step(logprobs_plain, h, w, tgt)
+
+
+def logprob_in_forward_vs_plain(quick: bool):
+    from lmm_kernels.logprob import logprobs_plain
+    from lmm_kernels.logprob_triton import triton_logprob_loss_from_hidden
+
+    shape, h, w, tgt = _logprob_inputs(quick)
+
+    def fused():
+        hh, ww = h.detach().requires_grad_(), w.detach().requires_grad_()
+        loss, logp, _ = triton_logprob_loss_from_hidden(hh, ww, tgt, lambda lp, rows: lp, 1.0, True, 1024)
+        loss.backward()
+        return logp
+
+    return shape, fused, _logprob_step(logprobs_plain, h, w, tgt)
 
 
 def policy_loss(quick: bool):
@@ -121,7 +152,8 @@ def main(argv=None) -> int:
         print("needs a CUDA device and the real Triton compiler (TRITON_INTERPRET unset or 0)")
         return 1
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}")
-    for name, build in (("attention", attention), ("logprob", logprob), ("policy_loss", policy_loss)):
+    for name, build in (("attention", attention), ("logprob", logprob), ("logprob_vs_plain", logprob_vs_plain),
+                        ("logprob_in_forward_vs_plain", logprob_in_forward_vs_plain), ("policy_loss", policy_loss)):
         shape, ours, reference = build(args.quick)
         t_k, m_k, a = timed(ours, args.repeats)
         t_r, m_r, b = timed(reference, args.repeats)
@@ -131,7 +163,7 @@ def main(argv=None) -> int:
         if args.json:
             print(json.dumps(row), flush=True)
         else:
-            print(f"{name:12s} {shape:28s} time {t_k * 1e3:8.2f} / {t_r * 1e3:8.2f} ms = {row['time_ratio']:5.2f}x   "
+            print(f"{name:28s} {shape:24s} time {t_k * 1e3:8.2f} / {t_r * 1e3:8.2f} ms = {row['time_ratio']:5.2f}x   "
                   f"peak {m_k / GiB:6.2f} / {m_r / GiB:6.2f} GiB = {row['memory_ratio']:5.2f}x   "
                   f"max diff {row['max_abs_diff']:.2e}", flush=True)
         del ours, reference, a, b

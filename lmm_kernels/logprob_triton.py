@@ -33,6 +33,12 @@ every load is cast to fp32 right away since the interpreter has no bf16 arithmet
 The chunked backward loop and the autograd Function are shared with the torch path (lmm_kernels/logprob.py,
 `linear_logprobs`); this module supplies the two kernels.
 
+The gradient in the forward (`triton_logprob_loss_from_hidden`, orchestration in lmm_kernels/logprob.py,
+`linear_logprob_loss`): for a loss of per-token terms, each chunk's forward launch also stores its fp32 logits
+(STORE_LOGITS), the chunk's d loss / d logp comes from autograd on its logp, and `_dlogits_from_logits_kernel`
+rewrites the logits into dlogits (elementwise: in place for fp32, into a buffer of the input dtype for 16-bit); two
+torch matmuls give grad_hidden and grad_W's share before the next chunk. No recompute: 3 GEMMs in all.
+
 Dispatch: CUDA tensors -> Triton; CPU tensors with TRITON_INTERPRET=1 set before triton was imported -> Triton in
 the interpreter (slow; tests only); otherwise the torch reference. Targets must lie in [0, V) (no ignore index; the
 reference would raise on others, this kernel gives logp = -lse for them).
@@ -50,10 +56,10 @@ import triton
 import triton.language as tl
 
 from lmm_kernels.interpret import interpreting
-from lmm_kernels.logprob import linear_logprobs
+from lmm_kernels.logprob import linear_logprob_loss, linear_logprobs, logprob_loss_from_hidden, scratch
 from lmm_kernels.logprob import logprobs_from_hidden as _torch_logprobs_from_hidden
 
-__all__ = ["triton_logprobs_from_hidden", "kernel_configs"]
+__all__ = ["triton_logprobs_from_hidden", "triton_logprob_loss_from_hidden", "kernel_configs"]
 
 _NEG_BIG = tl.constexpr(-1.0e30)  # finite "-inf": keeps (m_old - m_new) * s_old and alpha NaN-free
 
@@ -88,11 +94,13 @@ def _logits_tile(h_ptr, w_ptr, rows, cols, row_mask, col_mask, H, stride_ht, str
 
 
 @triton.jit
-def _fused_lse_fwd_kernel(h_ptr, w_ptr, tgt_ptr, lse_ptr, ent_ptr, tlogit_ptr,
-                          T, V, H, stride_ht, stride_wv, tiles_per_split, temperature,
+def _fused_lse_fwd_kernel(h_ptr, w_ptr, tgt_ptr, lse_ptr, ent_ptr, tlogit_ptr, x_ptr,
+                          T, V, H, stride_ht, stride_wv, stride_xt, tiles_per_split, temperature,
                           BLOCK_T: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_H: tl.constexpr,
-                          WITH_ENTROPY: tl.constexpr, CAST_F32: tl.constexpr, DOT_PRECISION: tl.constexpr):
-    """Per (token block, vocab split): split-local lse, entropy and target logit -> [S, T] partial buffers."""
+                          WITH_ENTROPY: tl.constexpr, STORE_LOGITS: tl.constexpr, CAST_F32: tl.constexpr,
+                          DOT_PRECISION: tl.constexpr):
+    """Per (token block, vocab split): split-local lse, entropy and target logit -> [S, T] partial buffers; with
+    STORE_LOGITS also the logits / temperature -> x [T, V] fp32 (the in-forward gradient path reads them back)."""
     pid_t = tl.program_id(0)
     pid_s = tl.program_id(1)
     rows = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)
@@ -114,6 +122,9 @@ def _fused_lse_fwd_kernel(h_ptr, w_ptr, tgt_ptr, lse_ptr, ent_ptr, tlogit_ptr,
         x = _logits_tile(h_ptr, w_ptr, rows, cols, row_mask, col_mask, H, stride_ht, stride_wv,
                          BLOCK_T, BLOCK_V, BLOCK_H, CAST_F32, DOT_PRECISION)
         x = x / temperature
+        if STORE_LOGITS:
+            tl.store(x_ptr + rows[:, None] * stride_xt + cols[None, :], x,
+                     mask=row_mask[:, None] & col_mask[None, :])
         x = tl.where(col_mask[None, :], x, _NEG_BIG)
         m_new = tl.maximum(m, tl.max(x, axis=1))
         alpha = tl.exp(m - m_new)
@@ -159,6 +170,26 @@ def _fused_dlogits_kernel(h_ptr, w_ptr, tgt_ptr, lse_ptr, g_ptr, dl_ptr,
     tl.store(dl_ptr + rows[:, None] * stride_dt + cols[None, :], d.to(dl_ptr.dtype.element_ty), mask=mask)
 
 
+@triton.jit
+def _dlogits_from_logits_kernel(x_ptr, tgt_ptr, lse_ptr, g_ptr, dl_ptr, T, V, stride_xt, stride_dt,
+                                temperature, BLOCK_T: tl.constexpr, BLOCK_V: tl.constexpr):
+    """dl[t, j] = g[t] * (1[j == target[t]] - exp(x[t, j] - lse[t])) / temperature from stored logits x (fp32);
+    elementwise, so dl may be x itself (fp32 inputs: in place)."""
+    pid_t = tl.program_id(0)
+    pid_v = tl.program_id(1)
+    rows = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)
+    cols = pid_v * BLOCK_V + tl.arange(0, BLOCK_V)
+    row_mask = rows < T
+    mask = row_mask[:, None] & (cols < V)[None, :]
+    tgt = tl.load(tgt_ptr + rows, mask=row_mask, other=-1)
+    lse = tl.load(lse_ptr + rows, mask=row_mask, other=0.0)
+    g = tl.load(g_ptr + rows, mask=row_mask, other=0.0) / temperature
+    x = tl.load(x_ptr + rows[:, None] * stride_xt + cols[None, :], mask=mask, other=0.0)
+    onehot = tl.where(cols[None, :] == tgt[:, None], 1.0, 0.0)
+    d = g[:, None] * (onehot - tl.exp(x - lse[:, None]))
+    tl.store(dl_ptr + rows[:, None] * stride_dt + cols[None, :], d.to(dl_ptr.dtype.element_ty), mask=mask)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Launch configurations
 # ---------------------------------------------------------------------------------------------------------------
@@ -173,6 +204,9 @@ _GPU_CONFIGS = {
 }
 # Interpreter (CPU tests): small tiles so that tiny shapes still cover several token blocks, vocab tiles and H steps.
 _INTERP_CONFIG = dict(BLOCK_T=16, BLOCK_V=32, BLOCK_H=16, num_warps=4, num_stages=1)
+# The elementwise dlogits-from-logits kernel (memory-bound: 8 KiB of fp32 logits per program, 16 per thread).
+_ELEMENTWISE_GPU = dict(BLOCK_T=16, BLOCK_V=128, num_warps=4, num_stages=1)
+_ELEMENTWISE_INTERP = dict(BLOCK_T=16, BLOCK_V=32, num_warps=4, num_stages=1)
 # Target number of forward programs before the vocab is split (~4 waves on a 132-SM H100).
 _TARGET_PROGRAMS = 512
 
@@ -224,14 +258,16 @@ def kernel_configs() -> list[dict]:
     for cfg, dt, cast, prec, tag in cases:
         blocks = {k: cfg[k] for k in ("BLOCK_T", "BLOCK_V", "BLOCK_H")}
         for with_ent in (False, True):
-            sig = {"h_ptr": f"*{dt}", "w_ptr": f"*{dt}", "tgt_ptr": "*i64", "lse_ptr": "*fp32", "ent_ptr": "*fp32",
-                   "tlogit_ptr": "*fp32", "T": "i32", "V": "i32", "H": "i32", "stride_ht": "i32", "stride_wv": "i32",
-                   "tiles_per_split": "i32", "temperature": "fp32"}
-            const = dict(blocks, WITH_ENTROPY=with_ent, CAST_F32=cast, DOT_PRECISION=prec)
-            sig.update({k: "constexpr" for k in const})
-            out.append(dict(name=f"fwd[{tag},{dt},{prec},ent={int(with_ent)}]", kernel="fwd",
-                            fn=_fused_lse_fwd_kernel, signature=sig, constexprs=const, num_warps=cfg["num_warps"],
-                            num_stages=cfg["num_stages"], dtype=dt, mode=tag))
+            for store in (False, True):
+                sig = {"h_ptr": f"*{dt}", "w_ptr": f"*{dt}", "tgt_ptr": "*i64", "lse_ptr": "*fp32",
+                       "ent_ptr": "*fp32", "tlogit_ptr": "*fp32", "x_ptr": "*fp32", "T": "i32", "V": "i32",
+                       "H": "i32", "stride_ht": "i32", "stride_wv": "i32", "stride_xt": "i32",
+                       "tiles_per_split": "i32", "temperature": "fp32"}
+                const = dict(blocks, WITH_ENTROPY=with_ent, STORE_LOGITS=store, CAST_F32=cast, DOT_PRECISION=prec)
+                sig.update({k: "constexpr" for k in const})
+                out.append(dict(name=f"fwd[{tag},{dt},{prec},ent={int(with_ent)},store={int(store)}]",
+                                kernel="fwd", fn=_fused_lse_fwd_kernel, signature=sig, constexprs=const,
+                                num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], dtype=dt, mode=tag))
         sig = {"h_ptr": f"*{dt}", "w_ptr": f"*{dt}", "tgt_ptr": "*i64", "lse_ptr": "*fp32", "g_ptr": "*fp32",
                "dl_ptr": f"*{dt}", "T": "i32", "V": "i32", "H": "i32", "stride_ht": "i32", "stride_wv": "i32",
                "stride_dt": "i32", "temperature": "fp32"}
@@ -240,14 +276,23 @@ def kernel_configs() -> list[dict]:
         out.append(dict(name=f"dlogits[{tag},{dt},{prec}]", kernel="dlogits", fn=_fused_dlogits_kernel,
                         signature=sig, constexprs=const, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
                         dtype=dt, mode=tag))
+    for tag, cfg in (("gpu", _ELEMENTWISE_GPU), ("interpret", _ELEMENTWISE_INTERP)):
+        for dt in _TORCH_TO_TL.values():  # dl in the input dtype (fp32: in place over the logits)
+            sig = {"x_ptr": "*fp32", "tgt_ptr": "*i64", "lse_ptr": "*fp32", "g_ptr": "*fp32", "dl_ptr": f"*{dt}",
+                   "T": "i32", "V": "i32", "stride_xt": "i32", "stride_dt": "i32", "temperature": "fp32",
+                   "BLOCK_T": "constexpr", "BLOCK_V": "constexpr"}
+            out.append(dict(name=f"dlogits_from_logits[{tag},{dt}]", kernel="dlogits_from_logits",
+                            fn=_dlogits_from_logits_kernel, signature=sig,
+                            constexprs={"BLOCK_T": cfg["BLOCK_T"], "BLOCK_V": cfg["BLOCK_V"]},
+                            num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], dtype=dt, mode=tag))
     for e in out:
         e["attrs"] = _divisibility_attrs(e["signature"], _DIVISIBLE_ARGS)
     return out
 
 
 # Arguments a real launch has divisible by 16 (pointers from torch's allocator, H = 2048, V = 151,936, row strides).
-_DIVISIBLE_ARGS = ("h_ptr", "w_ptr", "tgt_ptr", "lse_ptr", "ent_ptr", "tlogit_ptr", "g_ptr", "dl_ptr", "V", "H",
-                   "stride_ht", "stride_wv", "stride_dt")
+_DIVISIBLE_ARGS = ("h_ptr", "w_ptr", "tgt_ptr", "lse_ptr", "ent_ptr", "tlogit_ptr", "x_ptr", "g_ptr", "dl_ptr", "V",
+                   "H", "stride_ht", "stride_wv", "stride_xt", "stride_dt")
 
 
 def _divisibility_attrs(signature: dict, names) -> dict:
@@ -267,22 +312,25 @@ def _check_i32(*sizes: int) -> None:
 
 
 def _forward(h: torch.Tensor, w: torch.Tensor, t: torch.Tensor, temperature: float, with_entropy: bool,
-             chunk_size: int = 1024):
+             chunk_size: int = 1024, logits: Optional[torch.Tensor] = None):
     """h [T, H] (row-contiguous), w [V, H] (row-contiguous), t [T] int64 -> (logp, entropy|None, lse) fp32 [T].
-    The whole of T in one launch (the vocab split gives enough programs when T is small); chunk_size is unused."""
+    The whole of T in one launch (the vocab split gives enough programs when T is small); chunk_size is unused.
+    `logits` (fp32 [T, V], row-contiguous), if given, receives the logits / temperature."""
     T, H = h.shape
     V = w.shape[0]
     cfg = _config(h.dtype)
     n_tb, n_vt = triton.cdiv(T, cfg["BLOCK_T"]), triton.cdiv(V, cfg["BLOCK_V"])
     S, per = _num_splits(n_tb, n_vt, _FORCE_SPLITS)
-    _check_i32(T * H, V * H, S * T)
+    _check_i32(T * H, V * H, S * T, T * V if logits is not None else 0)
     lse_p = torch.empty((S, T), dtype=torch.float32, device=h.device)
     tl_p = torch.empty((S, T), dtype=torch.float32, device=h.device)
     ent_p = torch.empty((S, T), dtype=torch.float32, device=h.device) if with_entropy else lse_p
+    store = logits is not None
     _fused_lse_fwd_kernel[(n_tb, S)](
-        h, w, t, lse_p, ent_p, tl_p, T, V, H, h.stride(0), w.stride(0), per, float(temperature),
+        h, w, t, lse_p, ent_p, tl_p, logits if store else lse_p, T, V, H, h.stride(0), w.stride(0),
+        logits.stride(0) if store else 0, per, float(temperature),
         BLOCK_T=cfg["BLOCK_T"], BLOCK_V=cfg["BLOCK_V"], BLOCK_H=cfg["BLOCK_H"], WITH_ENTROPY=with_entropy,
-        CAST_F32=_INTERPRET, DOT_PRECISION=_dot_precision(h.dtype), num_warps=cfg["num_warps"],
+        STORE_LOGITS=store, CAST_F32=_INTERPRET, DOT_PRECISION=_dot_precision(h.dtype), num_warps=cfg["num_warps"],
         num_stages=cfg["num_stages"])
     if S == 1:
         lse, t_logit = lse_p[0], tl_p[0]
@@ -309,6 +357,25 @@ def _dlogits(h, w, t, lse, g, dl, temperature: float):
         DOT_PRECISION=_dot_precision(h.dtype), num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
 
 
+def _loss_chunk(h, w, t, temperature: float, with_entropy: bool, grad_of, bufs: dict):
+    """One chunk of the in-forward gradient path (lmm_kernels.logprob.linear_logprob_loss): the forward kernel
+    also stores the chunk's fp32 logits; g = grad_of(logp); the elementwise kernel turns the logits into
+    dlogits = g * (onehot - softmax) / temperature (in place for fp32, else into a buffer of the input dtype)."""
+    c, V = h.shape[0], w.shape[0]
+    logits = scratch(bufs, "logits", c, V, torch.float32, h.device) if grad_of is not None else None
+    logp, entropy, lse = _forward(h, w, t, temperature, with_entropy, logits=logits)
+    if grad_of is None:
+        return logp, entropy, None
+    g = grad_of(logp).float().contiguous()
+    dl = logits if h.dtype == torch.float32 else scratch(bufs, "dl", c, V, h.dtype, h.device)
+    cfg = _ELEMENTWISE_INTERP if _INTERPRET else _ELEMENTWISE_GPU
+    _check_i32(c * V)
+    _dlogits_from_logits_kernel[(triton.cdiv(c, cfg["BLOCK_T"]), triton.cdiv(V, cfg["BLOCK_V"]))](
+        logits, t, lse, g, dl, c, V, logits.stride(0), dl.stride(0), float(temperature), BLOCK_T=cfg["BLOCK_T"],
+        BLOCK_V=cfg["BLOCK_V"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+    return logp, entropy, dl
+
+
 def _use_triton(*tensors: torch.Tensor) -> bool:
     if all(x.is_cuda for x in tensors):
         return not _INTERPRET
@@ -328,3 +395,18 @@ def triton_logprobs_from_hidden(hidden: torch.Tensor, weight: torch.Tensor, targ
     if hidden.dtype not in _GPU_CONFIGS:
         raise TypeError(f"the Triton log-prob kernel takes fp32/fp16/bf16, got {hidden.dtype}")
     return linear_logprobs(hidden, weight, targets, temperature, with_entropy, chunk_size, _forward, _dlogits)
+
+
+def triton_logprob_loss_from_hidden(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, token_loss,
+                                    temperature: float = 1.0, with_entropy: bool = False, chunk_size: int = 1024):
+    """The loss's gradients in the forward: same signature and results as
+    lmm_kernels.logprob.logprob_loss_from_hidden -> (loss [], logp [...] detached, entropy [...] | None), fp32.
+    chunk_size bounds the stored logits to chunk_size x V fp32 (+ chunk_size x V in the input dtype for 16-bit).
+    Falls back to that torch reference where Triton cannot run."""
+    if not _use_triton(hidden, weight, targets):
+        return logprob_loss_from_hidden(hidden, weight, targets, token_loss, temperature=temperature,
+                                        with_entropy=with_entropy, chunk_size=chunk_size)
+    if hidden.dtype not in _GPU_CONFIGS:
+        raise TypeError(f"the Triton log-prob kernel takes fp32/fp16/bf16, got {hidden.dtype}")
+    return linear_logprob_loss(hidden, weight, targets, token_loss, temperature, with_entropy, chunk_size,
+                               _loss_chunk)

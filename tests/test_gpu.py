@@ -84,9 +84,10 @@ def attention_errors() -> dict:
 
 
 def logprob_errors() -> dict:
-    """Max abs difference of the fused Triton log-prob + entropy and its torch reference (chunk 1024), bf16."""
+    """Max abs difference of the fused Triton log-prob + entropy and its torch reference (chunk 1024), bf16; and of
+    the Triton gradient-in-the-forward path against the Triton recompute path (in_forward_*)."""
     from lmm_kernels.logprob import logprobs_from_hidden
-    from lmm_kernels.logprob_triton import triton_logprobs_from_hidden
+    from lmm_kernels.logprob_triton import triton_logprob_loss_from_hidden, triton_logprobs_from_hidden
 
     T, H, V = 4096, 2048, 151_936
     g = torch.Generator(device="cuda").manual_seed(0)
@@ -100,8 +101,16 @@ def logprob_errors() -> dict:
         logp.sum().backward()
         return logp.detach(), ent, hh.grad, ww.grad
 
-    a, b = run(triton_logprobs_from_hidden), run(logprobs_from_hidden, chunk_size=1024)
-    return dict(zip(("logp", "entropy", "grad_hidden", "grad_weight"), (_max_diff(x, y) for x, y in zip(a, b))))
+    def in_forward():  # the gradient in the forward, loss = sum of log-probs: the same gradients as logp.sum()
+        hh, ww = h.detach().requires_grad_(), w.detach().requires_grad_()
+        loss, logp, ent = triton_logprob_loss_from_hidden(hh, ww, tgt, lambda lp, rows: lp, 1.0, True, 1024)
+        loss.backward()
+        return logp, ent, hh.grad, ww.grad
+
+    a, b, c = run(triton_logprobs_from_hidden), run(logprobs_from_hidden, chunk_size=1024), in_forward()
+    names = ("logp", "entropy", "grad_hidden", "grad_weight")
+    return {**dict(zip(names, (_max_diff(x, y) for x, y in zip(a, b)))),
+            **{f"in_forward_{n}": _max_diff(x, y) for n, x, y in zip(names, c, a)}}
 
 
 def policy_loss_errors() -> dict:

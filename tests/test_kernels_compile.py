@@ -24,7 +24,8 @@ def test_all_kernel_configs_compile_for_sm80_and_sm90(tmp_path):
     assert {r["module"] for r in rows} == {f"lmm_kernels.{m}_triton" for m in ("attention", "logprob", "policy_loss")}
     for r in rows:
         assert r["spill_bytes"] == 0 and r["registers"] <= 255, r
-        assert 0 < r["shared"] <= {80: 166912, 90: 232448}[r["capability"]], r
+        assert r["shared"] <= {80: 166912, 90: 232448}[r["capability"]], r
+        assert r["shared"] > 0 or r["name"].startswith("dlogits_from_logits"), r  # elementwise: no shared memory
     names = {r["name"] for r in rows}
     for head_dim in (64, 80, 128):  # LM (128) and vision tower (80) of Qwen2.5-VL-3B
         assert any(f"d{head_dim}_bf16" in n for n in names), head_dim

@@ -22,7 +22,9 @@ for _name in ("lmm_kernels.logprob_triton", "lmm_kernels.policy_loss_triton"):
         importlib.reload(sys.modules[_name])
 
 import lmm_kernels.logprob_triton as lt  # noqa: E402
+from lmm_kernels.logprob import logprob_loss_from_hidden, logprob_loss_plain  # noqa: E402
 from lmm_kernels.logprob import logprobs_from_hidden, logprobs_plain  # noqa: E402
+from lmm_kernels.policy_loss import policy_loss_tokens as _ppo_tokens  # noqa: E402
 from lmm_kernels.policy_loss_triton import kernel_configs as policy_kernel_configs  # noqa: E402
 from lmm_kernels.policy_loss_triton import policy_loss_tokens_triton  # noqa: E402
 from lmm_kernels.policy_loss import policy_loss_tokens as policy_loss_tokens_torch  # noqa: E402
@@ -188,6 +190,121 @@ def test_torch_chunked_path_matches_plain_definition(dtype):
     for a, b in zip(got, ref):
         assert a.dtype == b.dtype
         torch.testing.assert_close(a.float(), b.float(), **tol)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The gradient in the forward: a loss of per-token terms (logprob_loss_from_hidden and its Triton twin)
+# ------------------------------------------------------------------------------------------------------------------
+
+IN_FORWARD = {"torch": logprob_loss_from_hidden, "triton": lt.triton_logprob_loss_from_hidden}
+
+
+def _ppo_token_loss(h, w, t, temperature, seed):
+    """A PPO-clip + k3 KL per-token loss with per-token aggregation weights (what a trainer would hand over):
+    token_loss(logp_rows, rows) -> terms, constants sliced by rows; old and reference log-probs near the current
+    ones, so that ratios fall on both sides of the clip range."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        now = logprobs_plain(h.float().reshape(-1, h.shape[-1]), w.float(), t.reshape(-1), temperature)[0]
+    T = now.numel()
+    old = now + torch.randn(T, generator=g) * 0.3
+    ref = now + torch.randn(T, generator=g) * 0.5
+    adv, weight = torch.randn(T, generator=g), torch.rand(T, generator=g)
+    valid = torch.rand(T, generator=g) > 0.2
+
+    def token_loss(logp, rows):
+        per = _ppo_tokens(logp, old[rows].to(logp.dtype), adv[rows], valid[rows], ref_logp=ref[rows].to(logp.dtype),
+                          clip_eps=0.2, beta=0.04, kl_kind="k3", clip_eps_high=0.28)
+        return per * weight[rows].to(per.dtype)
+    return token_loss
+
+
+def _run_loss(fn, h, w, t, token_loss, temperature, scale, dtype=None, **kw):
+    """(loss, logp, entropy, grad_hidden, grad_weight) of `fn`, backward from scale * loss."""
+    h = h.detach().to(dtype or h.dtype).requires_grad_()
+    w = w.detach().to(dtype or w.dtype).requires_grad_()
+    loss, logp, ent = fn(h, w, t, token_loss, temperature=temperature, with_entropy=True, **kw)
+    (loss * scale).backward()
+    return loss, logp, ent, h.grad, w.grad
+
+
+@pytest.mark.parametrize("impl", ["torch", "triton"])
+@pytest.mark.parametrize("T,H,V,temperature", [(5, 32, 130, 1.0), (37, 16, 50, 0.7)])
+def test_in_forward_gradients_match_plain_autograd_fp32(impl, T, H, V, temperature):
+    """Loss, log-probs, entropy and both gradients against the full-logits autograd path (fp32 and fp64 truth), with
+    an upstream gradient that is not 1 (a micro-batch weight) and chunks that do not divide T."""
+    h, w, t, _ = _inputs(T, H, V, torch.float32, seed=T + 2 * V)
+    token_loss = _ppo_token_loss(h, w, t, temperature, seed=T)
+    got = _run_loss(IN_FORWARD[impl], h, w, t, token_loss, temperature, 0.37, chunk_size=20)  # torch: 2 row blocks
+    truth = [x.double() for x in _run_loss(logprob_loss_plain, h, w, t, token_loss, temperature, 0.37,
+                                           dtype=torch.float64)]  # (the PPO terms are fp32 by definition)
+    plain = _run_loss(logprob_loss_plain, h, w, t, token_loss, temperature, 0.37)
+    assert got[0].shape == () and got[1].shape == got[2].shape == t.shape
+    assert not got[1].requires_grad and not got[2].requires_grad
+    assert [x.dtype for x in got] == [torch.float32] * 5
+    for a, b, c in zip(got, truth, plain):
+        torch.testing.assert_close(a.double(), b, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(a, c, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("impl", ["torch", "triton"])
+def test_in_forward_gradients_bf16(impl):
+    T, H, V = 37, 32, 130
+    h, w, t, _ = _inputs(T, H, V, torch.bfloat16, seed=19)
+    token_loss = _ppo_token_loss(h, w, t, 0.7, seed=2)
+    loss, logp, ent, gh, gw = _run_loss(IN_FORWARD[impl], h, w, t, token_loss, 0.7, 1.0, chunk_size=16)
+    assert gh.dtype == gw.dtype == torch.bfloat16 and logp.dtype == torch.float32
+    truth = [x.double() for x in _run_loss(logprob_loss_plain, h, w, t, token_loss, 0.7, 1.0, dtype=torch.float64)]
+    plain = _run_loss(logprob_loss_plain, h, w, t, token_loss, 0.7, 1.0)  # bf16 logits, autograd
+    # Triton: fp32 logits from exact bf16 products (values as tight as fp32); torch: bf16 logits, like plain.
+    tol = dict(atol=2e-5, rtol=1e-5) if impl == "triton" else dict(atol=0.1, rtol=0.02)
+    for got, ref in ((loss, truth[0]), (logp, truth[1]), (ent, truth[2])):
+        torch.testing.assert_close(got.double(), ref, **tol)
+    for got, ref, ref16 in ((gh, truth[3], plain[3]), (gw, truth[4], plain[4])):
+        torch.testing.assert_close(got.double(), ref, atol=3e-2 * ref.abs().max().item(), rtol=3e-2)
+        torch.testing.assert_close(got.float(), ref16.float(), atol=5e-2 * ref.abs().max().item(), rtol=5e-2)
+
+
+def test_in_forward_vocab_splits_batch_shape_and_linear_loss(monkeypatch):
+    """Forced vocab splits (each split stores its own logit columns), leading batch dims, and the linear loss
+    sum_t c_t logp_t, whose gradients are the recompute path's for the upstream gradient c."""
+    h, w, t, c = _inputs(12, 32, 130, torch.float32, seed=23, batch=(3, 4))
+    token_loss = lambda logp, rows: c.reshape(-1)[rows] * logp  # noqa: E731
+    r_logp, r_ent, r_gh, r_gw = _truth(h, w, t, c, 0.7)
+    for splits in (2, 5):
+        monkeypatch.setattr(lt, "_FORCE_SPLITS", splits)
+        loss, logp, ent, gh, gw = _run_loss(lt.triton_logprob_loss_from_hidden, h, w, t, token_loss, 0.7, 1.0,
+                                            chunk_size=5)
+        assert logp.shape == ent.shape == (3, 4) and gh.shape == h.shape
+        torch.testing.assert_close(loss.double(), (c.double() * r_logp).sum(), atol=1e-5, rtol=1e-5)
+        for a, b in ((logp, r_logp), (ent, r_ent), (gh, r_gh), (gw, r_gw)):
+            torch.testing.assert_close(a.double(), b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("impl", ["torch", "triton"])
+def test_in_forward_frozen_head_no_grad_empty_and_one_backward(impl):
+    fn = IN_FORWARD[impl]
+    h, w, t, c = _inputs(9, 16, 50, torch.float32, seed=29)
+    token_loss = lambda logp, rows: c[rows] * logp  # noqa: E731
+    r_loss, r_logp, _ = logprob_loss_plain(h.double(), w.double(), t, token_loss)
+    with torch.no_grad():  # values only: no logits stored, no gradient work
+        loss, logp, ent = fn(h.clone().requires_grad_(), w, t, token_loss, chunk_size=4)
+    assert ent is None and not loss.requires_grad
+    torch.testing.assert_close(loss.double(), r_loss, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logp.double(), r_logp, atol=1e-5, rtol=1e-5)
+    hg = h.detach().clone().requires_grad_()
+    loss, _, _ = fn(hg, w, t, token_loss, chunk_size=4)  # LM head frozen (LoRA): grad_hidden only
+    loss.backward(retain_graph=True)
+    h64 = h.detach().double().requires_grad_()
+    (r_gh,) = torch.autograd.grad(logprobs_plain(h64, w.double(), t)[0], h64, c.double())
+    torch.testing.assert_close(hg.grad.double(), r_gh, atol=1e-5, rtol=1e-5)
+    with pytest.raises(RuntimeError, match="twice"):
+        loss.backward()
+    hg = h.detach().clone().requires_grad_()
+    empty, logp, ent = fn(hg[:0], w, t[:0], token_loss, with_entropy=True)
+    assert empty.shape == () and float(empty.detach()) == 0.0 and logp.shape == ent.shape == (0,)
+    empty.backward()
+    assert hg.grad is not None and (hg.grad == 0).all()
 
 
 # ------------------------------------------------------------------------------------------------------------------
