@@ -56,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="supervised warm-up steps of the base models (0 = the recipe's, rl/classroom_model.py)")
     p.add_argument("--eval-items", type=int, default=200, help="held-out problems per evaluation set")
     p.add_argument("--out", default="runs/classroom-study", help="output folder")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="seeds run at once, each in a process of its own on one thread (2 on a 2-core machine)")
+    p.add_argument("--probe", action="store_true",
+                   help="only build the warm models and print, per seed, the perception probe (the share of held-out "
+                        "drawn problems transcribed exactly) and their accuracy on the held-out text and image forms")
+    p.add_argument("--only-seed", type=int, default=None, help=argparse.SUPPRESS)  # one seed's work (--jobs)
     p.add_argument("--quiet", action="store_true", help="no progress bars (the warm-up, the runs, the evaluations)")
     return p
 
@@ -184,46 +190,103 @@ def plot(all_curves: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def run_seed(seed: int, args, scorer) -> dict:
+    """Every run and evaluation of one seed (each reused when found in --out) -> {"accuracy": {model: {set: acc}},
+    "curves": {arm: curves}, "probe": the base model's perception probe}."""
+    from rl.classroom_model import classroom_model
+
+    folder = Path(args.out) / f"seed{seed}"
+    checkpoints = {"base": classroom_model(seed, steps=args.warmup_steps or None,
+                                           log=lambda m: print(m, file=sys.stderr))}
+    for arm, (_, start) in ARMS.items():
+        checkpoints[arm] = train_arm(arm, seed, str(checkpoints[start]), folder / arm, args.steps)
+    acc = {model: evaluate_checkpoint(str(path), folder / "eval" / model, args.eval_items, scorer, not args.quiet)
+           for model, path in checkpoints.items()}
+    print(f"== seed {seed}: " + "; ".join(f"{m} " + "/".join(f"{100 * acc[m][s]:.0f}" for s in SETS) for m in acc)
+          + " (text/image/geometry %)", file=sys.stderr)
+    return {"accuracy": acc, "curves": {arm: curves(folder / arm) for arm in ARMS},
+            "probe": probe(checkpoints["base"])}
+
+
+def probe(path) -> float:
+    """The perception probe of a warm model, kept in its warmup.json."""
+    return json.loads((Path(path) / "warmup.json").read_text())["probe"]
+
+
+def run_seeds(argv: list[str], seeds: int, jobs: int) -> None:
+    """--jobs > 1: each seed's work in a subprocess of its own (at most `jobs` at once); what they leave in --out is
+    then read back as if this process had done it."""
+    import subprocess
+
+    pending, running = list(range(seeds)), []
+    while pending or running:
+        while pending and len(running) < jobs:
+            seed = pending.pop(0)
+            running.append((seed, subprocess.Popen([sys.executable, __file__, *argv, "--only-seed", str(seed)])))
+        seed, proc = running[0]
+        if proc.wait():
+            for _, other in running[1:]:
+                other.terminate()
+            raise SystemExit(f"error: seed {seed} failed (exit code {proc.returncode}); run again to continue")
+        running.pop(0)
+
+
 def main(argv=None) -> dict:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     if args.quiet:  # every bar: the warm-up, the runs and the evaluations (tqdm reads it, here and in subprocesses)
         os.environ["TQDM_DISABLE"] = "1"
-    if args.seeds < 1 or args.steps < 0 or args.eval_items < 1 or args.warmup_steps < 0:
-        raise SystemExit("error: --seeds and --eval-items must be at least 1, --steps and --warmup-steps at least 0")
+    if min(args.seeds, args.eval_items, args.jobs) < 1 or args.steps < 0 or args.warmup_steps < 0:
+        raise SystemExit("error: --seeds, --eval-items and --jobs must be at least 1, --steps and --warmup-steps at "
+                         "least 0")
     from evaluation import Scorer
-    from rl.classroom_model import classroom_model
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    acc = {m: {s: [] for s in SETS} for m in ["base", *ARMS]}
-    all_curves = {arm: [] for arm in ARMS}
+    if args.probe:
+        return probe_seeds(args)
+    if args.jobs > 1 and args.only_seed is None:
+        run_seeds(argv, args.seeds, args.jobs)
     with Scorer(workers=2) as scorer:  # one pool of answer checkers for every evaluation
-        for seed in range(args.seeds):
-            folder = out / f"seed{seed}"
-            checkpoints = {"base": classroom_model(seed, steps=args.warmup_steps or None,
-                                                   log=lambda m: print(m, file=sys.stderr))}
-            for arm, (_, start) in ARMS.items():
-                checkpoints[arm] = train_arm(arm, seed, str(checkpoints[start]), folder / arm, args.steps)
-                all_curves[arm].append(curves(folder / arm))
-            for model, path in checkpoints.items():
-                for s, a in evaluate_checkpoint(str(path), folder / "eval" / model, args.eval_items, scorer,
-                                                not args.quiet).items():
-                    acc[model][s].append(a)
-            print(f"== seed {seed}: " + "; ".join(f"{m} " + "/".join(f"{100 * acc[m][s][-1]:.0f}" for s in SETS)
-                                                 for m in acc) + " (text/image/geometry %)", file=sys.stderr)
+        if args.only_seed is not None:
+            return run_seed(args.only_seed, args, scorer)
+        per_seed = [run_seed(seed, args, scorer) for seed in range(args.seeds)]
+    acc = {m: {s: [r["accuracy"][m][s] for r in per_seed] for s in SETS} for m in ["base", *ARMS]}
+    all_curves = {arm: [r["curves"][arm] for r in per_seed] for arm in ARMS}
+    probes = [r["probe"] for r in per_seed]
 
     from rl.config import preset
     steps = args.steps or preset("classroom").max_steps
     lines = verdict(acc, args.eval_items)
-    report = table(acc, args.seeds, f"{steps} RL steps per run") + "\n\n" + "\n".join(lines) + "\n"
+    report = (table(acc, args.seeds, f"{steps} RL steps per run") + "\n\n" + "\n".join(lines) + "\n\n"
+              + f"Perception probe of the warm models (held-out drawn problems transcribed exactly): "
+              + ", ".join(f"{100 * p:.1f} %" for p in probes) + ".\n")
     plot(all_curves, out / "curves.png")
     (out / "results.md").write_text(report)
     results = {"seeds": args.seeds, "steps": steps, "eval_items": args.eval_items, "accuracy": acc, "verdict": lines,
-               "settings": dataclasses.asdict(preset("classroom"))}
+               "probe": probes, "settings": dataclasses.asdict(preset("classroom"))}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     print(report)
     print(f"wrote {out / 'results.md'}, {out / 'results.json'} and {out / 'curves.png'}", file=sys.stderr)
     return results
+
+
+def probe_seeds(args) -> dict:
+    """--probe: the warm models' perception probe and held-out accuracy, per seed."""
+    from evaluation import Scorer
+    from rl.classroom_model import classroom_model
+
+    rows = {}
+    with Scorer(workers=2) as scorer:
+        for seed in range(args.seeds):
+            base = classroom_model(seed, steps=args.warmup_steps or None, log=lambda m: print(m, file=sys.stderr))
+            acc = evaluate_checkpoint(str(base), Path(args.out) / f"seed{seed}" / "eval" / "base", args.eval_items,
+                                      scorer, not args.quiet)
+            rows[seed] = {"probe": probe(base), **acc}
+            print(f"seed {seed}: reads {100 * rows[seed]['probe']:.1f} % of held-out drawn problems exactly; "
+                  f"text {100 * acc['classroom-text']:.1f} %, image {100 * acc['classroom-image']:.1f} %, "
+                  f"geometry {100 * acc['classroom-geo']:.1f} %")
+    return rows
 
 
 if __name__ == "__main__":

@@ -243,13 +243,18 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in [
               generate=lambda n: _classroom("image", n)),
     Benchmark("classroom-geo", "Classroom geometry", "image", note="perimeters from labelled sides, drawn",
               generate=lambda n: _classroom("geo", n)),
+    *(Benchmark(f"classroom-{form}-val", f"Classroom {form} (validation)", kind,
+                note="the validation split that the classroom recipe was chosen on",
+                generate=lambda n, form=form: _classroom(form, n, split="val"))
+      for form, kind in (("text", "text"), ("image", "image"), ("geo", "image"))),
 ]}
-CLASSROOM = [n for n in BENCHMARKS if n.startswith("classroom")]  # the toy sets of classroom.py: not in 'all'
-GROUPS = {"all": [n for n in BENCHMARKS if n not in CLASSROOM],
-          "text": [n for n, b in BENCHMARKS.items() if b.modality == "text" and n not in CLASSROOM],
-          "multimodal": [n for n, b in BENCHMARKS.items() if b.modality == "image" and n not in CLASSROOM],
+TOY = [n for n in BENCHMARKS if n.startswith("classroom")]  # the toy sets of classroom.py: not in 'all'
+CLASSROOM = [n for n in TOY if not n.endswith("-val")]
+GROUPS = {"all": [n for n in BENCHMARKS if n not in TOY],
+          "text": [n for n, b in BENCHMARKS.items() if b.modality == "text" and n not in TOY],
+          "multimodal": [n for n, b in BENCHMARKS.items() if b.modality == "image" and n not in TOY],
           "games": [n for n, b in BENCHMARKS.items() if b.modality == "env"],
-          "classroom": CLASSROOM}
+          "classroom": CLASSROOM, "classroom-val": [n for n in TOY if n not in CLASSROOM]}
 UNSUPPORTED = {"mmvet": "MM-Vet scores open-ended answers with an LLM judge (GPT-4); eval.py is rule-based and "
                         "judge-free, so it does not report it"}
 
@@ -286,10 +291,10 @@ def _games(name: str, n: int) -> list[Sample]:
     return (sokoban_samples if name == "sokoban" else football_samples)(n, seed=ENV_SEED)
 
 
-def _classroom(form: str, n: int) -> list[Sample]:
+def _classroom(form: str, n: int, split: str = "test") -> list[Sample]:
     from .synth.classroom import classroom_samples
 
-    return classroom_samples(form, n, seed=ENV_SEED, split="test")
+    return classroom_samples(form, n, seed=ENV_SEED, split=split)
 
 
 def _limited(rows, limit: int | None):

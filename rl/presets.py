@@ -44,9 +44,9 @@ _DEBUG = dict(  # our choice: offline, a 2-core CPU, seconds
 _CLASSROOM = dict(
     model="classroom", data="classroom-text:2048", device="cpu", dtype="fp32", kernels="torch", prompts_per_step=16,
     n_samples=8, max_new_tokens=48, max_prompt_len=512, gen_batch_size=16, train_batch_size=128,
-    micro_batch_size=32, episodes=1, max_steps=100, actor_lr=3e-4, critic_lr=3e-4, save_every=0, reward_workers=2,
-    min_pixels=28 * 28, max_pixels=112 * 112, gradient_checkpointing=False,
-    eval_benchmarks="classroom-text,classroom-image")
+    micro_batch_size=32, episodes=1, max_steps=50, actor_lr=3e-4, critic_lr=3e-4, save_every=0, reward_workers=2,
+    min_pixels=28 * 28, max_pixels=112 * 112, gradient_checkpointing=False, freeze_vision=True,
+    eval_benchmarks="classroom-text,classroom-image", eval_every=25)
 # Stage 2 (MGT) continues from the FRE-Text checkpoint (--init; paper); the reference model is that checkpoint. Each
 # domain's recipe, used by its paper preset and its debug variant:
 _GEO = dict(

@@ -84,7 +84,8 @@ def _mrope_section(head_dim: int) -> list[int]:
     return [half // 4, 3 * half // 8, half - half // 4 - 3 * half // 8]
 
 
-def tiny_config(family: str, ids: dict, vocab: int, hidden: int = 64, layers: int = 2, rope_theta: float = 1e6):
+def tiny_config(family: str, ids: dict, vocab: int, hidden: int = 64, layers: int = 2, rope_theta: float = 1e6,
+                mrope_section: list[int] | None = None):
     """The config of a tiny random model of `family` (qwen2_5_vl, qwen2_vl, qwen3_vl): text hidden 64, 2 layers, 4
     heads / 2 kv; a vision tower of depth 2, hidden 32, merging 2x2 patches (14 px; 16 for Qwen3-VL)."""
     from transformers import Qwen2_5_VLConfig, Qwen2VLConfig, Qwen3VLConfig
@@ -93,7 +94,7 @@ def tiny_config(family: str, ids: dict, vocab: int, hidden: int = 64, layers: in
     text = dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
                 num_attention_heads=heads, num_key_value_heads=2, max_position_embeddings=4096,
                 rope_parameters={"rope_type": "default", "rope_theta": rope_theta,
-                                 "mrope_section": _mrope_section(hidden // heads)},
+                                 "mrope_section": mrope_section or _mrope_section(hidden // heads)},
                 bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
                 tie_word_embeddings=False)
     tokens = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
@@ -116,7 +117,8 @@ def tiny_config(family: str, ids: dict, vocab: int, hidden: int = 64, layers: in
 
 def build_tiny_checkpoint(path: str | Path, corpus: list[str] = (), vocab_size: int = 512, hidden: int = 64,
                           layers: int = 2, rope_theta: float = 1e6, max_pixels: int = 112 * 112, seed: int = 0,
-                          text_only: bool = False, family: str = "qwen2_5_vl") -> Path:
+                          text_only: bool = False, family: str = "qwen2_5_vl",
+                          mrope_section: list[int] | None = None) -> Path:
     """Write a random tiny Qwen2.5-VL (text hidden 64, 2 layers, 4 heads / 2 kv; vision depth 2, hidden 32), or of
     another `family` (qwen2_vl, qwen3_vl: `tiny_config`), with its tokenizer and processor to `path`; returns the
     path. Deterministic for a given seed and corpus. `text_only` writes a tiny Qwen2 text model with the Qwen2.5
@@ -139,7 +141,7 @@ def build_tiny_checkpoint(path: str | Path, corpus: list[str] = (), vocab_size: 
         model.save_pretrained(path)
         tokenizer.save_pretrained(path)
         return path
-    config = tiny_config(family, ids, len(tokenizer), hidden, layers, rope_theta)
+    config = tiny_config(family, ids, len(tokenizer), hidden, layers, rope_theta, mrope_section)
     assert sum(config.text_config.rope_parameters["mrope_section"]) == hidden // heads // 2
     torch.manual_seed(seed)
     model = AutoModelForImageTextToText.from_config(config)

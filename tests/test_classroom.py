@@ -35,30 +35,40 @@ def test_problems_have_both_forms_right_answers_and_disjoint_splits():
     # deterministic, and the held-out split shares no problem with the training split
     assert [s.meta["id"] for s in classroom_samples("text", 60, seed=3)] == [s.meta["id"] for s in text]
     assert image[0].images[0].tobytes() == classroom_samples("image", 1, seed=3)[0].images[0].tobytes()
-    train = {s.meta["id"] for form in ("text", "geo") for s in classroom_samples(form, 400, seed=0)}
-    test = {s.meta["id"] for form in ("text", "geo") for s in classroom_samples(form, 400, seed=0, split="test")}
-    assert train and test and not train & test
+    ids = {split: {s.meta["id"] for form in ("text", "geo") for s in classroom_samples(form, 400, seed=0, split=split)}
+           for split in ("train", "val", "test")}  # the recipe was chosen on val; the study reports test
+    assert all(ids.values()) and not ids["train"] & ids["test"] and not ids["train"] & ids["val"]
+    assert not ids["val"] & ids["test"]
+    assert image[0].meta["shows"] in image[0].meta["target"] and "shows" not in text[0].meta
 
 
-def test_cache_builds_once_and_rebuilds_an_incomplete_model(tmp_path, monkeypatch):
+def test_cache_builds_once_and_rebuilds_an_incomplete_or_damaged_model(tmp_path, monkeypatch):
     import rl.classroom_model as cm
 
-    built = []
+    built, said = [], []
 
     def fake_build(path, seed, steps):
         built.append((seed, steps))
-        (path / "warmup.json").write_text("{}")
+        (path / "model.safetensors").write_bytes(b"weights")
+        (path / "warmup.json").write_text(json.dumps({"files": {"model.safetensors": cm._sha256(path / "model.safetensors")}}))
 
     monkeypatch.setattr(cm, "build", fake_build)
-    first = cm.classroom_model(seed=5, cache=tmp_path, log=lambda m: None)
-    assert cm.classroom_model(seed=5, cache=tmp_path, log=lambda m: None) == first and len(built) == 1
+    first = cm.classroom_model(seed=5, cache=tmp_path, log=said.append)
+    assert cm.classroom_model(seed=5, cache=tmp_path, log=said.append) == first and len(built) == 1
     (first / "warmup.json").unlink()  # as if a build had been killed before its end
-    assert cm.classroom_model(seed=5, cache=tmp_path, log=lambda m: None) == first and len(built) == 2
+    assert cm.classroom_model(seed=5, cache=tmp_path, log=said.append) == first and len(built) == 2
+    assert "unusable (no warmup.json: an unfinished build): rebuilding it" in said[-2]
+    (first / "model.safetensors").write_bytes(b"weighs")  # a damaged file
+    assert cm.classroom_model(seed=5, cache=tmp_path, log=said.append) == first and len(built) == 3
+    assert "unusable (model.safetensors is not the file the build wrote)" in said[-2]
+    (first / "warmup.json").write_text("{")  # cut short
+    assert cm.classroom_model(seed=5, cache=tmp_path, log=said.append) == first and len(built) == 4
+    assert (first / "model.safetensors").read_bytes() == b"weights" and cm.damage(first) == ""
     assert cm.classroom_model(seed=5, cache=tmp_path, steps=3, log=lambda m: None).name.endswith("_steps3")
-    assert built == [(5, cm.STEPS)] * 2 + [(5, 3)]
+    assert built == [(5, cm.STEPS)] * 4 + [(5, 3)]
 
 
-SEED = 1  # the warm model these tests build (the recipe as it is; seed 1 reads 8 % of the images, seed 0 only 2 %)
+SEED = 1  # the warm model these tests build (the recipe as it is)
 
 
 @pytest.fixture(scope="session")
@@ -77,28 +87,29 @@ def warm_cache(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_warm_model_is_weak_but_not_random_and_a_classroom_run_raises_the_reward(warm_cache, tmp_path):
+def test_warm_model_reads_but_guesses_and_a_classroom_run_raises_held_out_accuracy(warm_cache, tmp_path):
     """One test, so that one worker builds the warm model and uses it twice."""
     from evaluation import EvalSettings, evaluate
     from rl.classroom_model import classroom_model
     from rl.policy import load_policy
 
-    # the warm model: above chance (answers run 0-19) on text, weaker on images, far from solved on both
-    model, processor = load_policy(str(classroom_model(seed=SEED, cache=warm_cache)))
+    # the warm model reads the drawn problems (the probe, measured by its build on held-out images) ...
+    path = classroom_model(seed=SEED, cache=warm_cache)
+    info = json.loads((path / "warmup.json").read_text())
+    assert info["probe"] >= 0.95 and info["loss"][-1] < info["loss"][0] / 5
+    # ... but mostly guesses: weak on both forms, the image form within 10 points of the text form
+    model, processor = load_policy(str(path))
     settings = EvalSettings(max_new_tokens=48, batch_size=50, env_samples=200)
     results = evaluate(model, processor, ["classroom-text", "classroom-image"], settings, progress=False,
                        log=lambda m: None)
     acc = {name: b["accuracy"] for name, b in results["benchmarks"].items()}
-    assert 0.15 <= acc["classroom-text"] <= 0.7, acc
-    assert 0.0 < acc["classroom-image"] < acc["classroom-text"], acc
-    info = json.loads((classroom_model(seed=SEED, cache=warm_cache) / "warmup.json").read_text())
-    assert info["loss"][-1] < info["loss"][0] / 5
+    assert acc["classroom-text"] <= 0.3 and abs(acc["classroom-image"] - acc["classroom-text"]) <= 0.1, acc
 
-    # a short run of the classroom preset from it: the reward rises, the format first
+    # a short run of the classroom preset from it: the reward rises, and held-out accuracy with it
     out = tmp_path / "run"
     env = {**os.environ, "LMM_R1_CACHE": str(warm_cache)}
     proc = subprocess.run([sys.executable, "train_fre.py", "--preset", "classroom", "--seed", str(SEED), "--out",
-                           str(out), "--max-steps", "25", "--eval-limit", "40"], cwd=ROOT, env=env,
+                           str(out), "--max-steps", "25", "--eval-limit", "100"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -109,10 +120,11 @@ def test_warm_model_is_weak_but_not_random_and_a_classroom_run_raises_the_reward
     def mean(rs, key):
         return sum(r[key] for r in rs) / len(rs)
 
-    assert mean(last, "reward/format") > mean(first, "reward/format") + 0.08  # the format is learned
+    assert mean(last, "reward/accuracy") > mean(first, "reward/accuracy") + 0.05  # it works problems out
     assert mean(last, "reward/mean") > mean(first, "reward/mean") + 0.08
+    assert rows[-1]["eval/classroom-text/accuracy"] > rows[0]["eval/classroom-text/accuracy"] + 0.05
     assert "accuracy at step 0 -> step 25: classroom-text" in proc.stderr + proc.stdout
-    assert (out / "plots" / "reward.png").is_file() and (out / "final" / "config.json").is_file()
+    assert (out / "plots" / "eval_accuracy.png").is_file() and (out / "final" / "config.json").is_file()
 
 
 @pytest.mark.slow
@@ -183,30 +195,56 @@ def test_verdict_weighs_the_gain_against_seeds_and_evaluation_noise():
 
 
 @pytest.mark.slow
-def test_classroom_study_end_to_end(tmp_path):
+def test_classroom_study_end_to_end_interrupted_and_continued(tmp_path, monkeypatch):
+    import classroom
+
     out = tmp_path / "study"
+    args = ["--seeds", "1", "--warmup-steps", "4", "--steps", "2", "--eval-items", "6", "--out", str(out), "--quiet"]
+    # interrupted as MGT starts: FRE-Text and FRE-Multi are done, nothing is evaluated yet
+    monkeypatch.setattr("data.io.DEFAULT_CACHE", tmp_path / "cache")
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    train_arm = classroom.train_arm
+
+    def interrupted(arm, *a, **k):
+        if arm == "MGT":
+            raise KeyboardInterrupt
+        return train_arm(arm, *a, **k)
+
+    monkeypatch.setattr(classroom, "train_arm", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        classroom.main(args)
+    assert (out / "seed0" / "FRE-Multi" / "final" / "config.json").is_file() and not (out / "results.md").exists()
+
+    # continued, with each seed in a process of its own (--jobs): only MGT and Direct-RL are trained
     env = {**os.environ, "LMM_R1_CACHE": str(tmp_path / "cache")}
-    cmd = [sys.executable, "classroom.py", "--seeds", "1", "--warmup-steps", "4", "--steps", "2", "--eval-items", "6",
-           "--out", str(out), "--quiet"]
+    cmd = [sys.executable, "classroom.py", *args, "--jobs", "2"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "== seed 0: FRE-Text" not in proc.stderr and "== seed 0: MGT from" in proc.stderr
     assert "%|" not in proc.stderr  # --quiet: no progress bar anywhere (warm-up, runs, evaluations)
     table = (out / "results.md").read_text()
     for row in ("| base |", "| FRE-Text |", "| FRE-Multi |", "| MGT |", "| Direct-RL |"):
         assert row in table
     assert "1. Text-only RL lifts multimodal reasoning:" in table and "2. Two stages beat direct multimodal RL:" in table
+    assert "Perception probe of the warm models" in table
     results = json.loads((out / "results.json").read_text())
     assert set(results["accuracy"]) == {"base", "FRE-Text", "FRE-Multi", "MGT", "Direct-RL"}
     assert all(len(v) == 1 and 0 <= v[0] <= 1 for sets in results["accuracy"].values() for v in sets.values())
+    assert len(results["probe"]) == 1 and 0 <= results["probe"][0] <= 1
     assert (out / "curves.png").stat().st_size > 0
     # MGT started from FRE-Text's final checkpoint, Direct-RL from the base model
     mgt = json.loads((out / "seed0" / "MGT" / "config.json").read_text())
     assert mgt["model"] == str(out / "seed0" / "FRE-Text" / "final")
     assert "classroom_model" in json.loads((out / "seed0" / "Direct-RL" / "config.json").read_text())["model"]
-    # a second call reuses every run and evaluation
+    # a third call reuses every run and evaluation
     again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    assert again.returncode == 0 and "== seed 0: FRE-Text" not in again.stderr
+    assert again.returncode == 0 and "== seed 0: MGT" not in again.stderr
     assert (out / "results.md").read_text() == table
+    # --probe: the warm models' perception probe and held-out accuracy (the base row), nothing trained
+    monkeypatch.setattr(classroom, "train_arm", None)
+    rows = classroom.main([*args, "--probe"])
+    assert rows[0]["probe"] == results["probe"][0]
+    assert rows[0]["classroom-text"] == results["accuracy"]["base"]["classroom-text"][0]
 
 
 def test_preset_classroom_names_the_stage_of_each_script(capsys):

@@ -108,6 +108,8 @@ def test_local_copy_and_bad_rows(tmp_path):
 def test_benchmark_names():
     assert resolve_benchmark_names("all") == [n for n in BENCHMARKS if not n.startswith("classroom")]
     assert resolve_benchmark_names("classroom") == ["classroom-text", "classroom-image", "classroom-geo"]
+    assert resolve_benchmark_names("classroom-val") == ["classroom-text-val", "classroom-image-val",
+                                                        "classroom-geo-val"]
     assert resolve_benchmark_names("text,math500, MMStar") == GROUPS["text"] + ["mmstar"]
     with pytest.raises(ValueError, match="unknown benchmark 'mathvistaa'.*mathvista"):
         resolve_benchmark_names("mathvistaa")

@@ -11,8 +11,9 @@ lengths, MGT) reached from either.
 * ``geo``: a rectangle (perimeter from its two labelled sides) or a triangle (perimeter from its three), drawn on
   a 112 x 112 canvas with the labels in cells of their own.
 
-Every problem belongs to the training split or the held-out split by a hash of what it asks, so the evaluation
-sets (``split="test"``) never hold a problem the training sets (``split="train"``) do. Generation is deterministic
+Every problem belongs to one split by a hash of what it asks: the evaluation sets (``split="test"``) and the
+validation sets that the classroom recipe was chosen on (``split="val"``) never hold a problem the training sets
+(``split="train"``) do, nor each other's. Generation is deterministic
 for a seed and fast (problems and images are made in memory, nothing is cached).
 
 The prompts carry no R1 system prompt (the chat template's default system line stands): a model this small cannot
@@ -36,12 +37,16 @@ FORMS = ("text", "image", "geo")
 CELL = 28  # pixels per character: one Qwen2.5-VL image token (14-pixel patches merged 2 x 2)
 STRIP_CELLS = 8  # foundation images: one row of 8 cells (224 x 28 pixels, 8 image tokens)
 GEO_CELLS = 4  # geometry images: 4 x 4 cells (112 x 112 pixels, 16 image tokens)
-HELD_OUT = 5  # one problem in 5 (by hash) is held out for evaluation
+HELD_OUT = 5  # one problem in 5 (by hash) is held out for evaluation ("test"), another one in 5 for choosing the
+# classroom recipe ("val"), the other three train
 _FONT_SIZE = 22
 
 
+SPLITS = ("train", "val", "test")
+
+
 def _split_of(key: str) -> str:
-    return "test" if int(hashlib.sha256(key.encode()).hexdigest(), 16) % HELD_OUT == 0 else "train"
+    return {0: "test", 1: "val"}.get(int(hashlib.sha256(key.encode()).hexdigest(), 16) % HELD_OUT, "train")
 
 
 def _format(steps: str, answer: int) -> str:
@@ -171,8 +176,10 @@ def make_problem(kind, rng: random.Random, form: str) -> Sample:
         seen = (f"sides {', '.join(map(str, drawn[1:]))}" if form == "geo" else drawn)
         messages = make_messages(image_q, [image], system=None)
         target = _format(f"The image shows {seen}. {steps}", answer)
-    return Sample(messages=messages, answer=str(answer), domain="math",
-                  meta={"id": key, "kind": key.split(":")[0], "form": form, "target": target, "source": "classroom"})
+    meta = {"id": key, "kind": key.split(":")[0], "form": form, "target": target, "source": "classroom"}
+    if form != "text":
+        meta["shows"] = seen  # what the image shows, as text (the reading the warm-up teaches and the probe checks)
+    return Sample(messages=messages, answer=str(answer), domain="math", meta=meta)
 
 
 def classroom_samples(form: str, n: int, seed: int = 0, split: str = "train") -> list[Sample]:
@@ -180,8 +187,8 @@ def classroom_samples(form: str, n: int, seed: int = 0, split: str = "train") ->
     deterministic for a seed; the text and image forms of a seed are the same problems."""
     if form not in FORMS:
         raise ValueError(f"unknown classroom form {form!r}; expected one of {', '.join(FORMS)}")
-    if split not in ("train", "test"):
-        raise ValueError(f"unknown split {split!r}; expected 'train' or 'test'")
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     kinds = GEOMETRY if form == "geo" else FOUNDATION
     rng = random.Random(f"classroom/{'geo' if form == 'geo' else 'foundation'}/{split}/{seed}")  # text = image
     out = []
