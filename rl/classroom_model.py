@@ -227,7 +227,8 @@ def _build(path: Path, seed: int, steps: int) -> dict:
     model.eval()
     probe = perception_probe(model, processor)
     model.save_pretrained(path)
-    info = dict(files={f.name: _sha256(f) for f in sorted(path.iterdir()) if f.is_file()}, version=VERSION, seed=seed, steps=steps, batch=BATCH, lr=LR, mix=MIX, off_format=OFF_FORMAT,
-                hidden=HIDDEN, layers=LAYERS, probe=probe, loss=losses)
+    info = dict(files={f.name: _sha256(f) for f in sorted(path.iterdir()) if f.is_file()}, version=VERSION,
+                seed=seed, steps=steps, read_first=reading_steps, batch=BATCH, lr=LR, mix=MIX, guess=GUESS,
+                off_format=OFF_FORMAT, hidden=HIDDEN, layers=LAYERS, probe=probe, loss=losses)
     (path / "warmup.json").write_text(json.dumps(info))
     return info
