@@ -3,13 +3,16 @@ under bf16 autocast, same seeds, same run; step time and what the run learned, b
 
     python bench/cpu_bf16.py                          # seeds 1 2 3, 30 steps, 200 held-out items per evaluation
     python bench/cpu_bf16.py --seeds 0 1 --steps 50
+    python bench/cpu_bf16.py --head                   # only the engine's LM head, fp32 against bf16 (seconds)
 
 Each case is `train_fre.py --preset classroom --seed S --dtype D --max-steps N --eval-benchmarks classroom-text
 --eval-limit L --no-plots --cpu-threads 1` in a fresh process (the warm model of each seed is built first, once, if
 it is not cached). Per case: the mean step time (steps 2.., the first warms up) and its generate and update
 phases, the mean reward of the last 5 steps, held-out accuracy at the last step. A bf16 run draws other samples
 than its fp32 twin from the first differing logit on, so bf16 - fp32 of one seed holds the seeds' noise as well:
-it is set beside the spread of fp32 between seeds ("noise").
+it is set beside the spread of fp32 between seeds ("noise"). `--head`: one decode step's LM head (8 rows, the real
+vocabulary of 151,936) through rl.engines.ours.head_logits, fp32 and under bf16 autocast, at two widths: where bf16
+pays on a CPU.
 """
 
 import argparse
@@ -53,17 +56,47 @@ def summary(metrics: Path) -> dict:
             "acc0": acc[0], "acc": acc[-1], "sampler_diff": max(r["logprob/sampler_max_diff"] for r in steps)}
 
 
+def head_times(widths=(256, 2048), rows: int = 8, vocab: int = 151_936, reps: int = 10):
+    """Milliseconds of the engine's LM head per decode step, fp32 and under bf16 autocast, at each width."""
+    import torch
+
+    from rl.engines.ours import head_logits
+
+    def ms(fn):
+        fn()
+        start = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        return (time.perf_counter() - start) / reps * 1e3
+
+    for width in widths:
+        weight = (torch.randn(vocab, width) * 0.02).requires_grad_()  # a parameter: autocast caches its bf16 copy
+        hidden, out, tmp = torch.randn(rows, width), torch.empty(rows, vocab), torch.empty(rows, vocab)
+        with torch.no_grad():
+            fp32 = ms(lambda: head_logits(hidden, weight, out, tmp))
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                bf16 = ms(lambda: head_logits(hidden, weight, out, tmp))
+        print(f"LM head, {rows} rows, V = {vocab:,}, H = {width}: fp32 {fp32:.1f} ms, bf16 {bf16:.1f} ms "
+              f"(x{fp32 / bf16:.2f} faster)", flush=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="warm models (cached ones save ~2 min each)")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--eval-limit", type=int, default=200, help="held-out items per evaluation")
+    p.add_argument("--head", action="store_true", help="only the LM head's time, fp32 against bf16")
     args = p.parse_args()
+    import torch
+
     from rl.dist import cpu_bf16
 
-    import torch
+    torch.set_num_threads(1)
     print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
-          f"bf16 support: {cpu_bf16()}; classroom preset, {args.steps} steps, one thread", flush=True)
+          f"bf16 support: {cpu_bf16()}; one thread", flush=True)
+    if args.head:
+        return head_times()
+    print(f"the classroom preset, {args.steps} steps", flush=True)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:

@@ -38,7 +38,8 @@ class Config:
                             "100M parameters (more stall beside any other work), else this process's share of the "
                             "cores")
     dtype: str = knob("auto", "compute dtype (bf16 autocast over fp32 master weights): 'auto' = bf16 on GPU, fp32 on "
-                      "CPU", choices=["auto", "bf16", "fp32"])
+                      "CPU (bf16 works there too, but slowed the small CPU presets: bench/cpu_bf16.py)",
+                      choices=["auto", "bf16", "fp32"])
     attn: str = knob("sdpa", "attention implementation passed to transformers (sdpa, eager, flash_attention_2)")
     kernels: str = knob("triton", "compute kernels: 'triton' (fused log-prob/entropy, fused PPO+KL loss, packed varlen "
                         "attention) or their 'torch' references; torch is used where Triton cannot run (logged)",

@@ -72,10 +72,10 @@ def head_logits(hidden: torch.Tensor, weight: torch.Tensor, out: torch.Tensor | 
                 tmp: torch.Tensor | None = None) -> torch.Tensor:
     """LM head, fp32 logits [B, V]; written into `out` (rows :B) when given: on the CPU a fresh [B, V] buffer per
     step costs as much as the sampling itself (page faults). Under autocast the product is bf16, on a GPU and on a
-    CPU alike (with AVX-512 bf16, 8 rows, V = 151,936, one thread: 15 vs 25 ms at H = 256, 66 vs 267 ms at
-    H = 2048), then copied into `out`. Else, with `tmp` (>= B x V elements) and at most 32 rows on the CPU, W @ h^T
-    goes into `tmp` and one transposing copy into `out`: MKL is much slower at h @ W^T for a few rows (27 vs 42 ms
-    at 8 rows, H = 256)."""
+    CPU alike (with AVX-512 BF16, 8 rows, V = 151,936, one thread: 17 vs 30 ms at H = 256, 64 vs 262 ms at
+    H = 2048; bench/cpu_bf16.py --head), then copied into `out`. Else, with `tmp` (>= B x V elements) and at most
+    32 rows on the CPU, W @ h^T goes into `tmp` and one transposing copy into `out`: MKL is much slower at h @ W^T
+    for a few rows (27 vs 42 ms at 8 rows, H = 256)."""
     B, V = hidden.shape[0], weight.shape[0]
     if out is None or not hidden.dtype == weight.dtype == out.dtype or \
             torch.is_autocast_enabled(hidden.device.type):
