@@ -1,7 +1,8 @@
 """Compute kernels, each beside its PyTorch reference, behind one switch: `--kernels triton|torch`.
 
     attention       attention_triton.py    (packed varlen, FlashAttention-2 style) | sdpa, attention.py
-    log-prob        logprob_triton.py      (fused linear log-prob + entropy)       | logprob.py (chunked)
+    log-prob        logprob_triton.py      (fused linear log-prob + entropy, and   | logprob.py (chunked)
+                                            with a loss's gradient in the forward)
     policy loss     policy_loss_triton.py  (fused clipped surrogate + KL)          | policy_loss.py
     transformers    hf_attention.py        (registers the attention with transformers, packs the vision tower;
                                             sdpa_varlen: torch's sdpa per sequence, for packed batches)
@@ -30,6 +31,10 @@ class Kernels:
     reason: str  # why this choice (logged)
     attn_implementation: str  # passed to transformers for the language model and the vision tower
     logprobs: Callable  # (hidden, weight, targets, temperature, with_entropy, chunk_size) -> (logp, entropy | None)
+    # The same with a loss of per-token terms whose gradient it computes in the forward (no recompute in the
+    # backward): (hidden, weight, targets, token_loss, temperature, with_entropy, chunk_size) -> (loss, logp,
+    # entropy | None), logprob.linear_logprob_loss. The trainer uses it for the token-level losses.
+    logprob_loss: Callable
     # Fused kernels of policy losses, by surrogate ("clip": token-level PPO-clip + KL, rl.losses.LossSpec.plain): the
     # trainer runs the kernel where it computes the configured loss, else the torch definition. Signature: (logp,
     # old_logp, adv, mask, ref_logp, clip_eps, beta, kl_kind, clip_eps_high) -> per-token loss [N, T].
@@ -57,20 +62,20 @@ def select(requested: str, device: torch.device, torch_attn: str = "sdpa", packe
         ok, why = triton_runs_on(device)
         if ok:
             from lmm_kernels.hf_attention import register
-            from lmm_kernels.logprob_triton import triton_logprobs_from_hidden
+            from lmm_kernels.logprob_triton import triton_logprob_loss_from_hidden, triton_logprobs_from_hidden
             from lmm_kernels.policy_loss_triton import policy_loss_tokens_triton
             register()
             return Kernels("triton", f"triton kernels on {why}", "triton_varlen", triton_logprobs_from_hidden,
-                           {"clip": policy_loss_tokens_triton})
+                           triton_logprob_loss_from_hidden, {"clip": policy_loss_tokens_triton})
         reason = f"torch kernels: {why}"
     else:
         reason = "torch kernels (--kernels torch)"
-    from lmm_kernels.logprob import logprobs_from_hidden
+    from lmm_kernels.logprob import logprob_loss_from_hidden, logprobs_from_hidden
     if packed and torch_attn == "sdpa":
         from lmm_kernels.hf_attention import register
         register()
         torch_attn = "sdpa_varlen"
-    return Kernels("torch", reason, torch_attn, logprobs_from_hidden, {})
+    return Kernels("torch", reason, torch_attn, logprobs_from_hidden, logprob_loss_from_hidden, {})
 
 
 def prepare_model(model, kernels: Kernels):

@@ -27,7 +27,7 @@ from lmm_kernels.policy_loss import kl_estimate, policy_loss_tokens
 from rl.algos import _valid, _zero_pad, masked_mean, masked_sum
 
 __all__ = ["LOSSES", "AGGREGATIONS", "CORRECTIONS", "LossSpec", "per_token", "aggregate", "aggregate_count",
-           "micro_batch_weights",
+           "aggregation_weights", "micro_batch_weights", "per_token_reason", "token_loss",
            "policy_loss", "policy_stats", "correction_weight", "value_loss", "kl_loss", "CISPO_EPS_MAX"]
 
 # ---------------------------------------------------------------------------
@@ -79,6 +79,15 @@ def aggregate(per_token: Tensor, mask: Tensor, agg: str = "seq-mean-token-mean",
     valid = _valid(mask).expand(per_token.shape)
     divisor = spec.count(valid) if count is None else float(count)
     return spec.part(per_token, valid, max_len) / max(divisor, 1.0)
+
+
+def aggregation_weights(mask: Tensor, agg: str, max_len: int = 1) -> Tensor:
+    """d aggregate / d per-token loss, [N, T] fp32 (0 on padding). Every aggregation is linear in the per-token
+    losses with weights from the mask alone, so aggregate(x, mask, agg, max_len) == (x * weights).sum() for any x:
+    the weights are the aggregation's own gradient (not a second copy of its formula)."""
+    x = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device, requires_grad=True)
+    with torch.enable_grad():
+        return torch.autograd.grad(aggregate(x, mask, agg, max_len), x)[0]
 
 
 def micro_batch_weights(counts: list[float], agg: str, world: int = 1, total: Callable[[float], float] = float,
@@ -247,6 +256,21 @@ def correction_weight(logp: Tensor, sampler_logp: Tensor, mask: Tensor, spec: Lo
     if spec.correction == "none":
         return None, {}
     valid = _valid(mask).expand(logp.shape)
+    w, log_r, inside = _correction(logp, sampler_logp, valid, spec, in_ratio)
+    level, how = spec.correction.split("-")
+    at = valid if level == "token" else valid.any(dim=-1, keepdim=True)
+    r = torch.exp(log_r.clamp(max=80.0))
+    stats = {"correction/ratio_mean": float(masked_mean(r, at)),
+             "correction/ratio_max": float(torch.where(at, r, torch.zeros_like(r)).max()) if at.any() else 1.0,
+             f"correction/{'capped' if how == 'truncate' else 'masked'}_frac": float(masked_mean((~inside).float(),
+                                                                                                  at))}
+    return w, stats
+
+
+def _correction(logp: Tensor, sampler_logp: Tensor, valid: Tensor, spec: LossSpec,
+                in_ratio: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """correction_weight's weight [N, T] (spec.correction is not "none"), with log r and whether r lies inside
+    [floor, cap] ([N, T], or [N, 1] per sequence) for its metrics."""
     d = _zero_pad(logp.detach().float() - sampler_logp.float(), valid)
     level, how = spec.correction.split("-")
     log_r = d if level == "token" else d.sum(dim=-1, keepdim=True)
@@ -258,13 +282,63 @@ def correction_weight(logp: Tensor, sampler_logp: Tensor, mask: Tensor, spec: Lo
         w = torch.exp(kept - log_r) if in_ratio else torch.exp(kept)
     else:
         w = inside.float() if in_ratio else torch.where(inside, torch.exp(log_r), torch.zeros_like(log_r))
-    at = valid if level == "token" else valid.any(dim=-1, keepdim=True)
-    r = torch.exp(log_r.clamp(max=80.0))
-    stats = {"correction/ratio_mean": float(masked_mean(r, at)),
-             "correction/ratio_max": float(torch.where(at, r, torch.zeros_like(r)).max()) if at.any() else 1.0,
-             f"correction/{'capped' if how == 'truncate' else 'masked'}_frac": float(masked_mean((~inside).float(),
-                                                                                                  at))}
-    return w.expand(logp.shape), stats
+    return w.expand(logp.shape), log_r, inside
+
+
+# ---------------------------------------------------------------------------
+# The loss as a sum of per-token terms, for the log-prob call that computes its gradient in the forward
+# (lmm_kernels.logprob.linear_logprob_loss: no recompute of the logits in the backward)
+# ---------------------------------------------------------------------------
+
+
+def per_token_reason(spec: LossSpec, in_ratio: bool = False) -> Optional[str]:
+    """None when the update's loss is a sum of per-token functions of the current log-probs, f_t(logp_t), else why
+    not. The aggregations are linear with weights from the mask (aggregation_weights); the surrogates, the KL term
+    and a token-level correction are per token. A sequence-level ratio (GSPO) couples a sequence's tokens, and so
+    does a sequence-level correction taken from the current log-probs (`in_ratio`: --old-logprobs sampler); one
+    taken from the old log-probs is a constant."""
+    if spec.level != "token":
+        return "its ratio is taken per sequence"
+    if in_ratio and spec.correction.startswith("sequence"):
+        return f"the rollout correction ({spec.correction}) is taken per sequence from the current log-probs"
+    return None
+
+
+def token_loss(per_token_fn: Callable, select: Tensor, old_logp: Tensor, adv: Tensor, mask: Tensor,
+               ref_logp: Optional[Tensor], sampler_logp: Tensor, spec: LossSpec, in_ratio: bool = False,
+               device: Optional[torch.device] = None) -> Callable[[Tensor, slice], Tensor]:
+    """The update's loss as `terms(logp_rows, rows)` -> [rows] for linear_logprob_loss, whose sum over all rows is
+    aggregate(per_token_fn(logp, old_logp, adv, mask, ref_logp, correction), mask, spec.agg, spec.max_len) with the
+    correction of correction_weight (from old_logp, or with `in_ratio` from logp).
+
+    `rows` index the tokens of `select` ([N, T] boolean, the action mask that the log-prob call flattens) in
+    row-major order. Each term is the token's own per-token loss, per_token_fn on [1, rows] slices of the constants
+    (the same function the recompute path calls), times its aggregation weight. The constants are taken to `device`
+    once. Only for the losses per_token_reason accepts (a ValueError else)."""
+    why = per_token_reason(spec, in_ratio)
+    if why is not None:
+        raise ValueError(f"the loss is not a sum of per-token terms: {why}")
+    select = _valid(select)
+    valid = _valid(mask).expand(select.shape)
+    fixed = None if in_ratio or spec.correction == "none" else _correction(old_logp, sampler_logp, valid, spec,
+                                                                             False)[0]
+    weights = aggregation_weights(valid, spec.agg, spec.max_len)
+
+    def rows_of(x: Optional[Tensor]) -> Optional[Tensor]:  # [N, T] -> [1, tokens of select]
+        return None if x is None else x.expand(select.shape)[select][None].to(device or x.device)
+
+    old, a, m, ref, smp, fix, w = map(rows_of, (old_logp, adv, valid, ref_logp, sampler_logp, fixed, weights))
+    current = in_ratio and spec.correction != "none"  # the correction weight from the chunk's own log-probs
+
+    def terms(logp_rows: Tensor, rows: slice) -> Tensor:
+        lp, m_r = logp_rows[None], m[:, rows]
+        corr = None if fix is None else fix[:, rows]
+        if current:
+            corr = _correction(lp, smp[:, rows], m_r, spec, True)[0]
+        loss = per_token_fn(lp, old[:, rows], a[:, rows], m_r, None if ref is None else ref[:, rows], corr)
+        return (loss * w[:, rows]).reshape(-1)
+
+    return terms
 
 
 @torch.no_grad()

@@ -70,6 +70,16 @@ def response_hidden(backbone, batch: dict) -> torch.Tensor:
     return hidden[:, P - 1:-1]
 
 
+def response_tokens(model, batch: dict, keep_vision: bool = False):
+    """(hidden [K, H], targets [K]) of the K response tokens, the action mask [B, R] that selects them (row-major)
+    and the hidden states [B, R, H] they come from. Only these tokens go through the LM head."""
+    hidden = response_hidden(model.model, batch)
+    if keep_vision:
+        hidden = vision_in_graph(model.model, hidden)
+    mask = batch["action_mask"].to(hidden.device)
+    return hidden[mask], batch["targets"].to(hidden.device)[mask], mask, hidden
+
+
 def response_logprobs(model, batch: dict, temperature: float = 1.0, with_entropy: bool = False,
                       chunk_size: int = 1024, logprobs_fn=logprobs_from_hidden, keep_vision: bool = False):
     """Per-token log-prob [B, R] of each response token under `model` (and entropy [B, R] when asked), 0 on
@@ -77,17 +87,31 @@ def response_logprobs(model, batch: dict, temperature: float = 1.0, with_entropy
 
     Logits are divided by the sampling temperature, as the sampler did. `logprobs_fn` is the torch reference or
     the fused kernel."""
-    hidden = response_hidden(model.model, batch)
-    if keep_vision:
-        hidden = vision_in_graph(model.model, hidden)
-    mask = batch["action_mask"].to(hidden.device)
-    targets = batch["targets"].to(hidden.device)
-    logp, entropy = logprobs_fn(hidden[mask], model.get_output_embeddings().weight, targets[mask], temperature,
+    h, targets, mask, hidden = response_tokens(model, batch, keep_vision)
+    logp, entropy = logprobs_fn(h, model.get_output_embeddings().weight, targets, temperature,
                                 with_entropy=with_entropy, chunk_size=chunk_size)
     if logp.numel() == 0:  # no response token (every response empty): 0 log-probs, still in the graph for backward
         logp = logp + 0.0 * hidden.sum()
-    zeros = torch.zeros(mask.shape, dtype=logp.dtype, device=hidden.device)
-    return zeros.masked_scatter(mask, logp), (zeros.masked_scatter(mask, entropy) if with_entropy else None)
+    return scatter(mask, logp), (scatter(mask, entropy) if with_entropy else None)
+
+
+def response_loss(model, batch: dict, loss_fn, token_loss, temperature: float = 1.0, with_entropy: bool = False,
+                  chunk_size: int = 1024, keep_vision: bool = False):
+    """(loss, log-probs [B, R], entropy [B, R] | None) where loss = the sum of token_loss(logp_rows, rows) over the
+    response tokens (rows of the action mask's tokens, row-major), its gradient computed inside the log-prob forward
+    (`loss_fn`: lmm_kernels.Kernels.logprob_loss) so that the backward recomputes no logits. The log-probs and
+    entropy are detached (metrics)."""
+    h, targets, mask, hidden = response_tokens(model, batch, keep_vision)
+    loss, logp, entropy = loss_fn(h, model.get_output_embeddings().weight, targets, token_loss, temperature,
+                                  with_entropy=with_entropy, chunk_size=chunk_size)
+    if logp.numel() == 0:  # no response token: a loss of 0, still in the graph for backward (as above)
+        loss = loss + 0.0 * hidden.sum()
+    return loss, scatter(mask, logp), (scatter(mask, entropy) if with_entropy else None)
+
+
+def scatter(mask: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Per-token values [K] of the mask's tokens as [B, R], 0 elsewhere."""
+    return torch.zeros(mask.shape, dtype=values.dtype, device=values.device).masked_scatter(mask, values)
 
 
 def vision_in_graph(backbone, hidden: torch.Tensor) -> torch.Tensor:
@@ -112,9 +136,15 @@ class LogProbs(nn.Module):
         self.model, self.temperature, self.chunk_size = model, temperature, chunk_size
         self.keep_vision_in_graph = keep_vision_in_graph and hasattr(model.config, "vision_config")
 
-    def forward(self, batch: dict, logprobs_fn=logprobs_from_hidden, with_entropy: bool = False):
+    def forward(self, batch: dict, logprobs_fn=logprobs_from_hidden, with_entropy: bool = False, token_loss=None):
+        """(logp, entropy | None); with `token_loss`, logprobs_fn is a loss kernel (Kernels.logprob_loss) and the
+        result is response_loss's (loss, logp, entropy | None)."""
+        keep = self.keep_vision_in_graph and batch.get("pixel_values") is None
+        if token_loss is not None:
+            return response_loss(self.model, batch, logprobs_fn, token_loss, self.temperature, with_entropy,
+                                 self.chunk_size, keep_vision=keep)
         return response_logprobs(self.model, batch, self.temperature, with_entropy, self.chunk_size, logprobs_fn,
-                                 keep_vision=self.keep_vision_in_graph and batch.get("pixel_values") is None)
+                                 keep_vision=keep)
 
 
 def check_kernels(trainer, batch: dict, logp: torch.Tensor) -> float:

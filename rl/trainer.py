@@ -86,6 +86,13 @@ class Trainer:
             self.log(f"policy loss: the torch definition (the fused kernel computes PPO-clip + KL only; {not_fused})")
         self.policy_loss = lambda logp, old, adv, mask, ref, weight: losses.per_token(logp, old, adv, mask, self.spec,
                                                                                     ref, weight, fused)
+        # The update's loss inside the log-prob call where it is a sum of per-token terms (its gradient in the
+        # forward: the LM head's backward recomputes no logits, 3 GEMMs instead of 4); else after it (policy_objective).
+        not_per_token = losses.per_token_reason(self.spec, cfg.old_logprobs == "sampler")
+        self.loss_in_forward = not_per_token is None
+        if not_per_token:
+            self.log(f"log-prob: the update's backward recomputes the logits (the loss is not a sum of per-token "
+                     f"terms: {not_per_token})")
         self.critic = make_critic(self.policy, cfg, self.device, mixed)
         # The log-prob forwards as modules: with several processes each is an FSDP2 root over its layers.
         chunk, temperature = cfg.logprob_chunk, cfg.temperature
@@ -346,17 +353,13 @@ class Trainer:
                 scalars = []
                 for k, ((idx, _), weight) in enumerate(zip(micro, weights)):
                     batch = rollout.batch(idx, self.pad_id, packed=self.packed)
-                    with self.autocast():
-                        logp, _ = self.policy_logprobs(batch, self.kernels.logprobs)
+                    loss, logp, corrected = self.policy_objective(batch, in_ratio)
                     mask, old = batch["loss_mask"], batch["old_logp"]
                     if in_ratio and self.update_step == first_update:  # weights not yet updated
                         sampler_diff.append(algos.max_abs_diff(logp, old, batch["action_mask"]))
-                    correction, corrected = losses.correction_weight(logp if in_ratio else old, batch["sampler_logp"],
-                                                                     mask, spec, in_ratio)
-                    per_token = self.policy_loss(logp, old, batch["advantages"], mask, batch["ref_logp"], correction)
-                    loss = losses.aggregate(per_token, mask, spec.agg, spec.max_len)
                     add(stats, {"loss/policy": loss.item(), **corrected,
-                                **losses.policy_stats(logp, old, batch["advantages"], mask, spec)})
+                                **losses.policy_stats(logp, old, batch["advantages"], mask, spec),
+                                "logprob/in_forward": float(self.loss_in_forward)})
                     if cfg.kernel_check_every and k == 0 and self.update_step % cfg.kernel_check_every == 0:
                         add(stats, {"kernel/max_abs_diff": check_kernels(self, batch, logp)})
                     (loss * weight).backward()
@@ -381,6 +384,24 @@ class Trainer:
         finite = {k: [x for x in v if math.isfinite(x)] for k, v in stats.items()}
         out = {k: max(v) if k.endswith("_max") else sum(v) / len(v) for k, v in finite.items() if v}
         return {**out, "lr": lr, **({"logprob/sampler_max_diff": max(sampler_diff)} if sampler_diff else {})}
+
+    def policy_objective(self, batch: dict, in_ratio: bool) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """(the micro-batch's policy loss, its current log-probs [B, R], the rollout correction's metrics): the one
+        place where the log-prob path is chosen. With self.loss_in_forward the loss (rl.losses.token_loss: the same
+        per-token loss and aggregation) is computed inside the log-prob call, which finishes its gradient in the
+        forward; else from the log-probs, and the backward recomputes the logits (GSPO, a correction per sequence)."""
+        spec, mask, old, sampler = self.spec, batch["loss_mask"], batch["old_logp"], batch["sampler_logp"]
+        if self.loss_in_forward:
+            terms = losses.token_loss(self.policy_loss, batch["action_mask"], old, batch["advantages"], mask,
+                                      batch["ref_logp"], sampler, spec, in_ratio, self.device)
+            with self.autocast():
+                loss, logp, _ = self.policy_logprobs(batch, self.kernels.logprob_loss, token_loss=terms)
+            return loss, logp, losses.correction_weight(logp if in_ratio else old, sampler, mask, spec, in_ratio)[1]
+        with self.autocast():
+            logp, _ = self.policy_logprobs(batch, self.kernels.logprobs)
+        correction, corrected = losses.correction_weight(logp if in_ratio else old, sampler, mask, spec, in_ratio)
+        per_token = self.policy_loss(logp, old, batch["advantages"], mask, batch["ref_logp"], correction)
+        return losses.aggregate(per_token, mask, spec.agg, spec.max_len), logp, corrected
 
     def lr_at(self, base_lr: float) -> float:
         return lr_at(self.update_step, self.total_updates, base_lr, self.cfg.warmup_ratio, self.cfg.min_lr_ratio)

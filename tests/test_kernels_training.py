@@ -43,18 +43,19 @@ def test_triton_falls_back_to_torch_where_it_cannot_run(monkeypatch):
     assert chosen.name == "torch" and "needs a GPU" in chosen.reason and chosen.attn_implementation == "sdpa"
 
 
-def test_shadow_check_stops_a_broken_kernel(tmp_path):
-    """A log-prob kernel that is off (here: shifted up, the 'positive log-probs' failure) stops the run at once."""
+@pytest.mark.parametrize("loss, kernel", [("ppo", "logprob_loss"), ("gspo", "logprobs")])
+def test_shadow_check_stops_a_broken_kernel(tmp_path, loss, kernel):
+    """A log-prob kernel that is off (here: shifted up, the 'positive log-probs' failure) stops the run at once: the
+    update's in-forward loss kernel for a token-level loss, the recompute kernel for GSPO."""
     import dataclasses
 
-    from lmm_kernels.logprob import logprobs_from_hidden
-
     def broken(*args, **kwargs):
-        logp, entropy = logprobs_from_hidden(*args, **kwargs)
-        return logp + 0.5, entropy
+        *out, logp, entropy = getattr(real, kernel)(*args, **kwargs)
+        return (*out, logp + 0.5, entropy)
 
-    cfg = preset("debug", out=str(tmp_path), max_steps=1, kernel_check_every=1, save_every=0)
+    cfg = preset("debug", out=str(tmp_path), max_steps=1, kernel_check_every=1, save_every=0, loss=loss)
     trainer = make_trainer(cfg, load_fixture("math"), Spread())
-    trainer.kernels = dataclasses.replace(trainer.kernels, logprobs=broken)
+    real = trainer.kernels
+    trainer.kernels = dataclasses.replace(real, **{kernel: broken})
     with pytest.raises(RuntimeError, match="kernel check failed.*differ from the torch references by 0.5"):
         trainer.train()
