@@ -259,7 +259,7 @@ def main(argv=None) -> dict:
     steps = args.steps or preset("classroom").max_steps
     lines = verdict(acc, args.eval_items)
     report = (table(acc, args.seeds, f"{steps} RL steps per run") + "\n\n" + "\n".join(lines) + "\n\n"
-              + f"Perception probe of the warm models (held-out drawn problems transcribed exactly): "
+              + "Perception probe of the warm models (held-out drawn problems transcribed exactly): "
               + ", ".join(f"{100 * p:.1f} %" for p in probes) + ".\n")
     plot(all_curves, out / "curves.png")
     (out / "results.md").write_text(report)

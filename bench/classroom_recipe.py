@@ -104,7 +104,7 @@ def main(argv=None) -> None:
         if running[0].wait():
             raise SystemExit(f"error: a candidate run failed (exit code {running[0].returncode})")
         running.pop(0)
-    print(f"| candidate | probe (val) % | base text % | base image % | text gain (points) | image gain | build s |")
+    print("| candidate | probe (val) % | base text % | base image % | text gain (points) | image gain | build s |")
     print("|---|---|---|---|---|---|---|")
     for n in names:
         rs = [json.loads((folder(out, n, s) / "result.json").read_text()) for s in seeds]

@@ -119,17 +119,21 @@ class LinearLogprob(torch.autograd.Function):
         return grad_h, grad_w, None, None, None, None, None, None
 
 
-def linear_logprobs(hidden, weight, targets, temperature, with_entropy, chunk_size, forward_fn, dlogits_fn):
-    """Shapes and dtypes around LinearLogprob: hidden [..., H], targets [...] -> (logp [...], entropy | None)."""
+def _flat(hidden, weight, targets):
+    """Checked and flattened inputs: (targets' shape, h [T, H], w [V, H], t [T] int64), rows contiguous."""
     if weight.dtype != hidden.dtype:
         raise TypeError(f"hidden and weight must share a dtype, got {hidden.dtype} / {weight.dtype}")
     if weight.dim() != 2 or weight.shape[1] != hidden.shape[-1]:
         raise ValueError(f"weight {tuple(weight.shape)} does not match hidden size {hidden.shape[-1]}")
-    shape = targets.shape
     h = hidden.reshape(-1, hidden.shape[-1])
     h = h if h.stride(-1) == 1 else h.contiguous()
     w = weight if weight.stride(-1) == 1 else weight.contiguous()
-    t = targets.reshape(-1).to(torch.int64).contiguous()
+    return targets.shape, h, w, targets.reshape(-1).to(torch.int64).contiguous()
+
+
+def linear_logprobs(hidden, weight, targets, temperature, with_entropy, chunk_size, forward_fn, dlogits_fn):
+    """Shapes and dtypes around LinearLogprob: hidden [..., H], targets [...] -> (logp [...], entropy | None)."""
+    shape, h, w, t = _flat(hidden, weight, targets)
     if t.numel() == 0:
         zeros = h.new_zeros(shape, dtype=torch.promote_types(h.dtype, torch.float32))
         return zeros, (zeros.clone() if with_entropy else None)
@@ -215,7 +219,7 @@ class LinearLogprobLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, targets, token_loss, temperature, with_entropy, chunk_size, need_h, need_w,
                 chunk_fn):
-        T, V = hidden.shape[0], weight.shape[0]
+        T = hidden.shape[0]
         dtype = torch.promote_types(hidden.dtype, torch.float32)
         logp = torch.empty(T, dtype=dtype, device=hidden.device)
         entropy = torch.empty_like(logp) if with_entropy else logp.new_zeros(0)
@@ -274,15 +278,7 @@ def linear_logprob_loss(hidden, weight, targets, token_loss, temperature, with_e
     token_loss(logp_rows, rows) -> per-token loss terms of those tokens; logp_rows is fp32 [rows] (fp64 for fp64
     inputs), rows a slice of the flattened token order. The loss is the sum of all terms; its gradient reaches hidden
     and weight only (token_loss's other inputs are constants) and must be a per-token function of logp."""
-    if weight.dtype != hidden.dtype:
-        raise TypeError(f"hidden and weight must share a dtype, got {hidden.dtype} / {weight.dtype}")
-    if weight.dim() != 2 or weight.shape[1] != hidden.shape[-1]:
-        raise ValueError(f"weight {tuple(weight.shape)} does not match hidden size {hidden.shape[-1]}")
-    shape = targets.shape
-    h = hidden.reshape(-1, hidden.shape[-1])
-    h = h if h.stride(-1) == 1 else h.contiguous()
-    w = weight if weight.stride(-1) == 1 else weight.contiguous()
-    t = targets.reshape(-1).to(torch.int64).contiguous()
+    shape, h, w, t = _flat(hidden, weight, targets)
     grad = torch.is_grad_enabled()
     need_h, need_w = grad and hidden.requires_grad, grad and weight.requires_grad
     if t.numel() == 0:

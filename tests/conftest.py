@@ -32,6 +32,24 @@ def tiny_checkpoint(tmp_path_factory):
     return str(build_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "model"))
 
 
+@pytest.fixture(scope="module")
+def sharp_policy(tiny_checkpoint):
+    """The tiny model with larger random weights in its language model: outputs then depend on the prompt, the
+    image and every position, and logits are peaked (with the stock init a random tiny model answers every prompt
+    alike, with near-uniform log-probs)."""
+    import torch
+
+    from rl.policy import load_policy
+
+    model, processor = load_policy(tiny_checkpoint)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() >= 2 and "visual" not in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+    return model, processor
+
+
 @pytest.fixture(autouse=True)
 def _image_limit_restored():
     """rl.run.load_samples sets the process's image limit (--max-image-pixels holds for every later draw): each test
